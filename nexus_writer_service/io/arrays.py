@@ -1,0 +1,94 @@
+"""Datasets that grow while a scan runs.
+
+Chunks of roughly ``CHUNK_BYTES`` keep appends cheap and reads efficient.
+Points of one channel that vary in length (ragged spectra) are padded with the
+fill value, which the dataset declares, so nothing is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    dtype: str
+    #: shape of one point; -1 marks a ragged dimension
+    point_shape: tuple
+    fillvalue: float | int | bool = 0
+    #: compression for points with at least one dimension (None: no filter)
+    compression: str | None = "bitshuffle-lz4"
+
+
+def _compression_kwargs(name: str | None) -> dict:
+    if not name:
+        return {}
+    if name == "gzip":
+        return {"compression": "gzip", "shuffle": True}
+    if name == "bitshuffle-lz4":
+        import hdf5plugin  # registers the filter with HDF5
+
+        return dict(hdf5plugin.Bitshuffle(cname="lz4"))
+    raise ValueError(f"unknown compression {name!r} (use 'bitshuffle-lz4', 'gzip' or none)")
+
+
+class GrowingDataset:
+    def __init__(self, dset: h5py.Dataset, spec: ArraySpec):
+        self.dset = dset
+        self.spec = spec
+        self.length = dset.shape[0]
+
+    @classmethod
+    def create(cls, parent: h5py.Group, name: str, spec: ArraySpec) -> "GrowingDataset":
+        dtype = np.dtype(spec.dtype)
+        point = tuple(0 if d == -1 else int(d) for d in spec.point_shape)
+        maxshape = (None,) + tuple(None if d == -1 else int(d) for d in spec.point_shape)
+        point_bytes = dtype.itemsize * int(np.prod([d if d > 0 else 256 for d in point] or [1]))
+        nchunk = max(1, min(CHUNK_BYTES // max(point_bytes, 1), 1 << 16))
+        chunks = (nchunk,) + tuple(d if d > 0 else 256 for d in point)
+        kwargs = _compression_kwargs(spec.compression) if point else {}
+        dset = parent.create_dataset(
+            name, shape=(0,) + point, maxshape=maxshape, dtype=dtype, chunks=chunks,
+            fillvalue=spec.fillvalue, **kwargs,
+        )
+        if -1 in spec.point_shape:
+            dset.attrs["fill_value"] = spec.fillvalue
+        return cls(dset, spec)
+
+    def append(self, batch) -> int:
+        """Append points; ragged batches come as a list of arrays."""
+        if isinstance(batch, list):
+            if not batch:
+                return 0
+            batch = self._pad(batch)
+        batch = np.asarray(batch)
+        if batch.ndim == len(self.spec.point_shape):
+            batch = batch[np.newaxis, ...]
+        n = batch.shape[0]
+        if n == 0:
+            return 0
+        start = self.length
+        shape = list(self.dset.shape)
+        shape[0] = start + n
+        for i, d in enumerate(batch.shape[1:], 1):
+            if shape[i] < d:  # only ragged dimensions can grow
+                shape[i] = d
+        self.dset.resize(tuple(shape))
+        index = (slice(start, start + n),) + tuple(slice(0, d) for d in batch.shape[1:])
+        self.dset[index] = batch.astype(self.dset.dtype, copy=False)
+        self.length = start + n
+        return n
+
+    def _pad(self, points: list) -> np.ndarray:
+        points = [np.asarray(p) for p in points]
+        ndim = len(self.spec.point_shape)
+        shape = tuple(max(p.shape[i] if p.ndim > i else 0 for p in points) for i in range(ndim))
+        out = np.full((len(points),) + shape, self.spec.fillvalue, dtype=np.dtype(self.spec.dtype))
+        for i, p in enumerate(points):
+            out[(i,) + tuple(slice(0, d) for d in p.shape)] = p
+        return out

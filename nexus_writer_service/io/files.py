@@ -1,0 +1,113 @@
+"""Opening target files: shared per process, retried while locked, never truncated.
+
+Several scans write to one file at once (a sequence and its children, or scans
+run back to back), so a process opens each file once and shares the handle.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+import time
+from datetime import datetime, timezone
+
+import h5py
+
+from .. import __version__
+
+_logger = logging.getLogger(__name__)
+
+
+class FileAccessError(OSError):
+    """The target file cannot be opened for writing (locked, no permission, ...)."""
+
+
+class FileHandle:
+    def __init__(self, path: str, h5: h5py.File):
+        self.path = path
+        self.h5 = h5
+        self.lock = threading.RLock()
+        self.users = 0
+        self._last_flush = 0.0
+
+    def flush(self, min_interval: float = 0.0) -> bool:
+        """Flush so readers that open the file see new points; rate-limited."""
+        now = time.monotonic()
+        if now - self._last_flush < min_interval:
+            return False
+        with self.lock:
+            self.h5.flush()
+        self._last_flush = now
+        return True
+
+
+class FileRegistry:
+    def __init__(self, lock_timeout: float = 10.0, retry_period: float = 0.2):
+        self.lock_timeout = lock_timeout
+        self.retry_period = retry_period
+        self._handles: dict[str, FileHandle] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, path: str) -> FileHandle:
+        path = os.path.abspath(path)
+        with self._lock:
+            handle = self._handles.get(path)
+            if handle is None:
+                handle = FileHandle(path, self._open(path))
+                self._handles[path] = handle
+            handle.users += 1
+            return handle
+
+    def release(self, handle: FileHandle) -> None:
+        with self._lock:
+            handle.users -= 1
+            if handle.users <= 0:
+                self._handles.pop(handle.path, None)
+                try:
+                    with handle.lock:
+                        handle.h5.close()
+                except Exception:  # a failing close must not hide the scan's own result
+                    _logger.exception("closing %s failed", handle.path)
+
+    def _open(self, path: str) -> h5py.File:
+        folder = os.path.dirname(path)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise FileAccessError(e.errno, f"cannot create folder {folder!r}: {e.strerror}") from e
+        if os.path.exists(path) and not os.access(path, os.W_OK):
+            raise FileAccessError(errno.EACCES, f"no permission to write {path!r}")
+        if not os.path.exists(path) and not os.access(folder, os.W_OK):
+            raise FileAccessError(errno.EACCES, f"no permission to create files in {folder!r}")
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                h5 = h5py.File(path, "a", track_order=True)
+                break
+            except (OSError, BlockingIOError) as e:
+                if time.monotonic() > deadline:
+                    raise FileAccessError(
+                        errno.EAGAIN,
+                        f"cannot open {path!r} for writing after {self.lock_timeout:.0f} s "
+                        f"(locked by another process?): {e}",
+                    ) from e
+                time.sleep(self.retry_period)
+        _root_attributes(h5, path)
+        return h5
+
+
+def _root_attributes(h5: h5py.File, path: str) -> None:
+    attrs = {
+        "NX_class": "NXroot",
+        "creator": "nexus_writer_service",
+        "creator_version": __version__,
+        "file_name": os.path.basename(path),
+        "file_time": datetime.now(timezone.utc).astimezone().isoformat(),
+        "HDF5_Version": h5py.version.hdf5_version,
+        "h5py_version": h5py.version.version,
+    }
+    for k, v in attrs.items():
+        if k not in h5.attrs:  # a file BLISS or another writer made keeps its own
+            h5.attrs[k] = v

@@ -1,0 +1,139 @@
+"""Materialise a ``blissdata.h5map`` tree with h5py.
+
+Datasets whose value is a blissdata ``Stream`` reference become growing
+datasets (the caller gets them back to append to). Every soft link gets the
+NeXus ``@target`` attribute on its destination, so validators and tools can
+tell a link from a copy.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import h5py
+import numpy as np
+from blissdata.h5map import (
+    Dataset,
+    ExternalLink,
+    Group,
+    SoftLink,
+    Stream,
+    VirtualDataset,
+)
+
+from .arrays import ArraySpec, GrowingDataset
+
+_logger = logging.getLogger(__name__)
+
+
+def _decoded(item):
+    # plan nodes built by pydantic hold DataItems; ones added later may hold raw values
+    value = item.decode() if hasattr(item, "model_dump") else np.asarray(item)
+    if isinstance(value, np.ndarray) and value.dtype.kind in "OUS":
+        if value.ndim == 0:
+            return str(value.item().decode() if isinstance(value.item(), bytes) else value.item())
+        return np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in value.ravel()],
+                          dtype=h5py.string_dtype()).reshape(value.shape)
+    return value
+
+
+def _set_attrs(obj, attributes: dict) -> None:
+    for name, item in attributes.items():
+        value = _decoded(item)
+        if isinstance(value, np.ndarray) and value.dtype.kind == "O":
+            obj.attrs.create(name, value, dtype=h5py.string_dtype())
+        else:
+            obj.attrs[name] = value
+
+
+class TreeWriter:
+    """Writes plan trees below an h5py group; collects streams and links."""
+
+    def __init__(self, specs: dict[str, ArraySpec] | None = None):
+        self.specs = specs or {}
+        self.streams: dict[str, GrowingDataset] = {}
+        self._links: list[tuple[h5py.Group, str, str]] = []
+        self.warnings: list[str] = []
+
+    def write(self, parent: h5py.Group, name: str, node, replace: frozenset = frozenset(), _path: str = "") -> None:
+        path = f"{_path}/{name}" if _path else name
+        existing = parent.get(name, getlink=True)
+        if isinstance(node, Group):
+            if existing is None:
+                grp = parent.create_group(name, track_order=True)
+            else:
+                grp = parent[name]
+                if not isinstance(grp, h5py.Group):
+                    self.warnings.append(f"{grp.name} exists and is not a group: kept as it is")
+                    return
+            _set_attrs(grp, {k: v for k, v in node.attributes.items() if k not in grp.attrs or k == "default"})
+            for cname, child in node.children.items():
+                self.write(grp, cname, child, replace, path)
+            return
+        if existing is not None:
+            if path not in replace:
+                return  # never overwrite: a node already written stays
+            del parent[name]
+        if isinstance(node, SoftLink):
+            self._links.append((parent, name, node.target_path))
+        elif isinstance(node, ExternalLink):
+            parent[name] = h5py.ExternalLink(node.target_file, node.target_path)
+        elif isinstance(node, VirtualDataset):
+            self._virtual(parent, name, node)
+        elif isinstance(node, Dataset):
+            if isinstance(node.value, Stream):
+                spec = self.specs[node.value.stream]
+                array = GrowingDataset.create(parent, name, spec)
+                self.streams[node.value.stream] = array
+                dset = array.dset
+            else:
+                value = _decoded(node.value)
+                if isinstance(value, str):
+                    dset = parent.create_dataset(name, data=value, dtype=h5py.string_dtype())
+                else:
+                    dset = parent.create_dataset(name, data=value)
+            _set_attrs(dset, node.attributes)
+        else:
+            self.warnings.append(f"{parent.name}/{name}: unsupported plan node {type(node).__name__}")
+
+    def _virtual(self, parent: h5py.Group, name: str, node: VirtualDataset) -> None:
+        dtype = np.dtype(node.dtype)
+        layout = h5py.VirtualLayout(shape=tuple(node.shape), dtype=dtype)
+        for vs in node.virtual_sources:
+            src = parent.file[vs.src_dataset] if vs.src_file == "." else None
+            shape = src.shape if src is not None else None
+            source = h5py.VirtualSource(vs.src_file, vs.src_dataset, shape=shape)
+            layout[_selection(vs.vspace)] = source[_selection(vs.src_space)]
+        fill = np.nan if dtype.kind in "fc" else 0
+        dset = parent.create_virtual_dataset(name, layout, fillvalue=fill)
+        _set_attrs(dset, node.attributes)
+        if node.virtual_sources and node.virtual_sources[0].src_file == ".":
+            self._target(parent.file, node.virtual_sources[0].src_dataset, mark=False)
+
+    def finish_links(self) -> None:
+        """Create the soft links once their destinations exist, with ``@target``."""
+        for parent, name, target in self._links:
+            parent[name] = h5py.SoftLink(target)
+            self._target(parent.file, target)
+        self._links = []
+
+    def _target(self, h5: h5py.File, target: str, mark: bool = True) -> None:
+        obj = h5.get(target)
+        if obj is None:
+            self.warnings.append(f"link to {target} has no destination")
+        elif mark and "target" not in obj.attrs:
+            obj.attrs["target"] = target
+
+
+def _selection(sel) -> tuple:
+    stride = sel.stride or [1] * len(sel.start)
+    block = sel.block or [1] * len(sel.start)
+    if any(b != 1 for b in block):
+        raise ValueError("VDS blocks other than 1 are not supported")
+    out = []
+    for start, count, step in zip(sel.start, sel.count, stride):
+        if count == 1 and step == 1:
+            out.append(slice(start, start + 1))
+        else:
+            out.append(slice(start, start + (count - 1) * step + 1, step))
+    return tuple(out)

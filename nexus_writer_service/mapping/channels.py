@@ -1,0 +1,189 @@
+"""Where each data channel goes: entry, instrument group, field, short name.
+
+BLISS's own naming (what ESRF tools read, and what ``Hdf5BackedStream`` publishes
+as ``data_path``) is followed: motors ``instrument/<motor>/value``, counters
+``instrument/<counter>/data``, MCA ``instrument/<mca>_det<N>/spectrum`` with its
+statistics renamed. When BLISS announces a ``data_path`` we use it verbatim
+(readers fall back to that exact place when Redis has trimmed the stream),
+unless it is unsafe or outside the scan's entries.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .description import ScanDescription, StreamDescription
+from .nexus import PRIMARY_FIELDS, is_safe_relative_path, safe_name, unique_name
+
+_MCA_STAT = re.compile(
+    r"^(spectrum|realtime|trigger_livetime|energy_livetime|triggers|events|icr|ocr|deadtime)_det(\w+)$"
+)
+_MCA_ROI_DET = re.compile(r"^(.+)_det(\w+)$")
+MCA_FIELDS = {
+    "spectrum": "spectrum",
+    "realtime": "elapsed_time",
+    "trigger_livetime": "trigger_live_time",
+    "energy_livetime": "live_time",
+    "triggers": "triggers",
+    "events": "events",
+    "icr": "trigger_count_rate",
+    "ocr": "event_count_rate",
+    "deadtime": "fractional_dead_time",
+}
+_FILL = {"f": float("nan"), "c": float("nan"), "i": 0, "u": 0, "b": False}
+
+
+@dataclass
+class ChannelPlan:
+    stream: str
+    entry: str
+    #: group below ``instrument`` and field in it
+    group: str
+    field: str
+    nx_class: str
+    short_name: str
+    role: str  # "axis", "timer", "counter", "spectrum", "image"
+    dtype: str
+    point_shape: tuple
+    units: str | None = None
+    display_name: str = ""
+    #: where BLISS's data_path was refused, why
+    note: str | None = None
+
+    @property
+    def path(self) -> str:
+        return f"instrument/{self.group}/{self.field}"
+
+    @property
+    def ndim(self) -> int:
+        return len(self.point_shape)
+
+    @property
+    def ragged(self) -> bool:
+        return -1 in self.point_shape
+
+    @property
+    def fill_value(self):
+        return _FILL.get(np.dtype(self.dtype).kind, 0)
+
+    @property
+    def interpretation(self) -> str | None:
+        return {1: "spectrum", 2: "image"}.get(self.ndim)
+
+
+def entry_names(desc: ScanDescription) -> list[tuple[str, str]]:
+    """(entry name, top master) per top master: N.1, N.2, ... in acquisition-chain order."""
+    chain = desc.info.get("acquisition_chain") or {}
+    masters = list(chain) or ["default"]
+    return [(f"{desc.number}.{i}", m) for i, m in enumerate(masters, 1)]
+
+
+def _channel_master(info: dict) -> dict[str, tuple[str, bool]]:
+    """channel -> (top master name, is a master channel of it)."""
+    out = {}
+    for master, chain in (info.get("acquisition_chain") or {}).items():
+        if not isinstance(chain, dict):
+            continue
+        mchans = chain.get("master") or {}
+        for kind in ("scalars", "spectra", "images"):
+            for ch in mchans.get(kind, []) or []:
+                out[ch] = (master, True)
+        for kind in ("scalars", "spectra", "images"):
+            for ch in chain.get(kind, []) or []:
+                out.setdefault(ch, (master, False))
+    return out
+
+
+def _device(info: dict, channel: str) -> dict:
+    ch = (info.get("channels") or {}).get(channel) or {}
+    return (info.get("devices") or {}).get(ch.get("device"), {}) or {}
+
+
+def _derive(name: str, stream: StreamDescription, info: dict, is_master: bool) -> tuple[str, str, str, str]:
+    """(group, field, nx_class, role) from BLISS's channel naming."""
+    ctrl, _, short = name.rpartition(":")
+    chinfo = (info.get("channels") or {}).get(name) or {}
+    display = chinfo.get("display_name") or short or name
+    ndim = len(stream.shape)
+    dev = _device(info, name)
+    is_mca = dev.get("type") == "mca" or (dev.get("metadata") or {}).get("type") == "mca"
+    if ctrl == "axis":
+        return display, "value", "NXpositioner", "axis"
+    if ctrl == "timer":
+        return display, "value" if is_master else "data", "NXdetector", "timer"
+    m = _MCA_STAT.match(short)
+    if m and (is_mca or m.group(1) == "spectrum"):
+        kind, det = m.groups()
+        role = "spectrum" if kind == "spectrum" else "counter"
+        return f"{ctrl}_det{det}", MCA_FIELDS[kind], "NXdetector", role
+    if is_mca:
+        m = _MCA_ROI_DET.match(short)
+        if m:
+            return f"{ctrl}_det{m.group(2)}", m.group(1), "NXdetector", "counter"
+        return f"{ctrl}_sum", short, "NXdetector", "counter"
+    role = {0: "counter", 1: "spectrum"}.get(ndim, "image")
+    return display, "data", "NXdetector", role
+
+
+def plan_channels(desc: ScanDescription) -> tuple[list[ChannelPlan], dict[str, str]]:
+    """Channel plans for every numeric stream, and the streams left out with why."""
+    info = desc.info
+    entries = dict((m, e) for e, m in entry_names(desc))
+    first_entry = entry_names(desc)[0][0]
+    masters = _channel_master(info)
+    plans: list[ChannelPlan] = []
+    skipped: dict[str, str] = {}
+    groups_taken: dict[str, set] = {}
+    fields_taken: dict[tuple[str, str], set] = {}
+    order = {ch: i for i, ch in enumerate(masters)}
+    for stream in sorted(desc.streams, key=lambda s: order.get(s.name, len(order))):
+        if stream.kind == "scan":
+            continue
+        if stream.kind != "array":
+            skipped[stream.name] = f"stream kind {stream.kind!r} is not written by this writer version"
+            continue
+        master, is_master = masters.get(stream.name, (None, False))
+        entry = entries.get(master, first_entry)
+        chinfo = (info.get("channels") or {}).get(stream.name) or {}
+        group, fld, nx_class, role = _derive(stream.name, stream, info, is_master)
+        group, fld = safe_name(group), safe_name(fld)
+        note = None
+        data_path = stream.info.get("data_path")
+        if data_path:
+            head, _, rel = str(data_path).partition("/")
+            parts = rel.split("/")
+            if (head in entries.values() and len(parts) == 3 and parts[0] == "instrument"
+                    and is_safe_relative_path(rel)):
+                entry, group, fld = head, parts[1], parts[2]
+            else:
+                note = f"announced data_path {data_path!r} is not usable; written elsewhere"
+        taken = groups_taken.setdefault(entry, set())
+        if (entry, group) not in fields_taken:
+            if group in taken:  # two devices with one display name
+                group = unique_name(safe_name(stream.name), taken)
+            taken.add(group)
+        ftaken = fields_taken.setdefault((entry, group), set())
+        fld = unique_name(fld, ftaken)
+        plans.append(ChannelPlan(
+            stream=stream.name, entry=entry, group=group, field=fld, nx_class=nx_class,
+            short_name="", role=role, dtype=stream.dtype or "float64",
+            point_shape=tuple(stream.shape), units=chinfo.get("unit"),
+            display_name=chinfo.get("display_name") or stream.name.rpartition(":")[2], note=note,
+        ))
+    _assign_short_names(plans)
+    return plans, skipped
+
+
+def _assign_short_names(plans: list[ChannelPlan]) -> None:
+    """Measurement names: the group for its primary field, else group_field; unique per entry."""
+    taken: dict[str, set] = {}
+    primaries: set[tuple[str, str]] = set()
+    for p in plans:
+        is_primary = p.field in PRIMARY_FIELDS and (p.entry, p.group) not in primaries
+        if is_primary:
+            primaries.add((p.entry, p.group))
+        name = p.group if is_primary else f"{p.group}_{p.field}"
+        p.short_name = unique_name(name, taken.setdefault(p.entry, set()))

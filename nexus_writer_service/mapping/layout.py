@@ -1,0 +1,144 @@
+"""scan_info + stream descriptions -> the NeXus tree of each entry (pure functions).
+
+Two trees per entry, matching the two moments a writer can know things:
+``start_tree`` when the scan is PREPARED (streams exist, data not yet), and
+``final_tree`` once it is over (end time, end reason, final lengths, user
+metadata with END timing). The layout is documented in NEXUS_LAYOUT.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field as dc_field
+from datetime import datetime, timezone
+
+from .. import __version__
+from . import metadata, plots
+from .channels import ChannelPlan, entry_names, plan_channels
+from .description import ScanDescription
+from .nexus import Group, field, group, insert, link, merge, stream_field
+
+#: writer states, also used by the completeness protocol
+STARTING, RUNNING, SUCCEEDED, FAILED, INCOMPLETE = "STARTING", "RUNNING", "SUCCEEDED", "FAILED", "INCOMPLETE"
+
+
+@dataclass
+class EntryPlan:
+    name: str
+    master: str
+    channels: list[ChannelPlan] = dc_field(default_factory=list)
+
+
+@dataclass
+class ScanPlan:
+    entries: list[EntryPlan]
+    #: streams of child-scan references (scan sequences)
+    subscan_streams: list[str]
+    #: stream name -> why it is not written
+    skipped: dict[str, str]
+    warnings: list[str]
+
+    def channel(self, stream: str) -> ChannelPlan:
+        for e in self.entries:
+            for c in e.channels:
+                if c.stream == stream:
+                    return c
+        raise KeyError(stream)
+
+    @property
+    def channels(self) -> list[ChannelPlan]:
+        return [c for e in self.entries for c in e.channels]
+
+
+def plan_scan(desc: ScanDescription) -> ScanPlan:
+    channels, skipped = plan_channels(desc)
+    entries = [EntryPlan(name, master) for name, master in entry_names(desc)]
+    by_name = {e.name: e for e in entries}
+    for ch in channels:
+        by_name[ch.entry].channels.append(ch)
+    warnings = [f"{c.stream}: {c.note}" for c in channels if c.note]
+    warnings += [f"stream {name!r} not written: {why}" for name, why in skipped.items()]
+    subscans = [s.name for s in desc.streams if s.kind == "scan"]
+    if len(entries) > 1:
+        entries = [e for e in entries if e.channels] or entries[:1]
+    return ScanPlan(entries, subscans, skipped, warnings)
+
+
+def _title(info: dict, desc: ScanDescription) -> str:
+    return str(info.get("title") or desc.name or "")
+
+
+def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
+    """The entry as soon as the scan is prepared: every channel dataset, empty."""
+    info = desc.info
+    root = group("NXentry", {
+        "title": field(_title(info, desc)),
+        "start_time": field(str(info.get("start_time") or _now())),
+        "instrument": group("NXinstrument"),
+        "measurement": group("NXcollection"),
+        "writer": group("NXnote", {
+            "status": field(RUNNING),
+            "writer": field("nexus_writer_service"),
+            "writer_version": field(__version__),
+            "type": field("text/plain"),
+        }),
+    })
+    for ch in entry.channels:
+        grp = root.children["instrument"].children.get(ch.group)
+        if grp is None:
+            grp = group(ch.nx_class)
+            root.children["instrument"].children[ch.group] = grp
+        grp.children[ch.field] = stream_field(ch.stream, units=ch.units, interpretation=ch.interpretation)
+        root.children["measurement"].children[ch.short_name] = link(f"/{entry.name}/{ch.path}")
+    # ESRF tools read instrument/<detector>/data: link the primary field there
+    for gname, grp in root.children["instrument"].children.items():
+        if "data" not in grp.children:
+            for primary in ("signal", "spectrum", "image"):
+                if primary in grp.children:
+                    grp.children["data"] = link(f"/{entry.name}/instrument/{gname}/{primary}")
+                    break
+    return root
+
+
+def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, lengths: dict[str, int],
+               status: str, warnings: list[str], configured_instrument: dict | None = None) -> Group:
+    """What is added when the scan is over (or given up): metadata, plots, status."""
+    info = final_info
+    root = group("NXentry")
+    if info.get("end_time"):
+        root.children["end_time"] = field(str(info["end_time"]))
+    if info.get("end_reason"):
+        root.children["end_reason"] = field(str(info["end_reason"]))
+    instrument = group("NXinstrument", metadata.instrument_name(info, configured_instrument))
+    scanned = {c.display_name: f"/{entry.name}/{c.path}" for c in entry.channels if c.role == "axis"}
+    instrument.children.update(metadata.positioners(info, scanned))
+    user_inst = metadata.user_instrument(info)
+    if user_inst is not None:
+        merge(instrument, user_inst)
+    root.children["instrument"] = instrument
+    for name, grp in metadata.user_categories(info).items():
+        root.children.setdefault(name, grp)
+    root.children.update(metadata.notes(info))
+    nxdata, default = plots.plots(entry.name, info, entry.channels, lengths)
+    for name, grp in nxdata.items():
+        root.children.setdefault(name, grp)
+    if default:
+        root.attributes["default"] = default
+    root.children["writer"] = writer_note(entry, lengths, status, warnings)
+    return root
+
+
+def writer_note(entry: EntryPlan, lengths: dict[str, int], status: str, warnings: list[str]) -> Group:
+    points = group("NXcollection", {
+        c.short_name: field(int(lengths.get(c.stream, 0)), stream=c.stream) for c in entry.channels
+    })
+    note = group("NXnote", {"status": field(status), "date": field(_now()), "points": points})
+    if warnings:
+        note.children["warnings"] = field(list(warnings))
+    return note
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat()
+
+
+__all__ = ["plan_scan", "start_tree", "final_tree", "ScanPlan", "EntryPlan", "insert"]

@@ -1,0 +1,127 @@
+"""Scan metadata (positioners, user scan_meta categories, comments) as plan nodes.
+
+User categories follow silx's NeXus-dict convention (``"@NX_class"`` keys,
+``"energy@units"`` attribute keys); ``silx.io.dictdump.nexus_to_h5_dict`` parses
+that convention so we do not re-implement it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from silx.io.dictdump import nexus_to_h5_dict
+
+from .nexus import Group, field, group, link, safe_name
+
+#: scan_meta categories that are not user metadata groups
+_NOT_USER_CATEGORIES = {"positioners", "nexuswriter", "instrument"}
+
+
+def _scalar(value: Any):
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        try:
+            arr = np.asarray(value)
+        except ValueError:
+            return str(value)
+        return value if arr.dtype.kind in "biufU" else [str(v) for v in value]
+    return str(value)
+
+
+def nxdict_to_group(tree: dict, default_class: str = "NXcollection") -> Group:
+    """A scan_meta category (silx NeXus-dict convention) as a plan group."""
+    h5dict = nexus_to_h5_dict(tree, add_nx_class=False)
+    return _h5dict_group(h5dict, default_class)
+
+
+def _h5dict_group(h5dict: dict, default_class: str) -> Group:
+    attrs: dict[str, Any] = {}
+    field_attrs: dict[str, dict] = {}
+    children: dict = {}
+    for key, value in h5dict.items():
+        if isinstance(key, tuple):
+            name, attr = key
+            if name == "":
+                attrs[attr] = _scalar(value)
+            else:
+                field_attrs.setdefault(safe_name(name), {})[attr] = _scalar(value)
+        elif isinstance(value, dict):
+            children[safe_name(key)] = _h5dict_group(value, "NXcollection")
+        elif value is not None:
+            children[safe_name(key)] = field(_scalar(value))
+    for name, fattrs in field_attrs.items():
+        node = children.get(name)
+        if node is not None and not isinstance(node, Group):
+            node.attributes.update({k: v for k, v in fattrs.items() if v is not None})
+    nx_class = attrs.pop("NX_class", None) or default_class
+    return group(nx_class, children, **attrs)
+
+
+def user_categories(info: dict) -> dict[str, Group]:
+    """Entry-level groups from scan_meta categories (sample, technique, user ones)."""
+    out = {}
+    for cat in info.get("scan_meta_categories") or []:
+        if cat in _NOT_USER_CATEGORIES or not isinstance(info.get(cat), dict):
+            continue
+        default = "NXsample" if cat == "sample" else "NXcollection"
+        out[safe_name(cat)] = nxdict_to_group(info[cat], default)
+    return out
+
+
+def user_instrument(info: dict) -> Group | None:
+    inst = info.get("instrument")
+    if not isinstance(inst, dict):
+        return None
+    return nxdict_to_group(inst, "NXinstrument")
+
+
+def instrument_name(info: dict, configured: dict | None = None) -> dict:
+    cfg = configured or {}
+    iinfo = ((info.get("nexuswriter") or {}).get("instrument_info") or {})
+    name = cfg.get("name") or iinfo.get("name") or ""
+    short = cfg.get("short_name") or iinfo.get("name@short_name") or ""
+    if not name:
+        return {}
+    return {"name": field(name, short_name=short or None)}
+
+
+def positioners(info: dict, scanned: dict[str, str]) -> dict:
+    """instrument/positioners (+ _start/_end/_dial_*): every session motor.
+
+    ``scanned`` maps a motor name to the absolute path of its scanned array:
+    ``positioners/<motor>`` links there instead of holding the start value.
+    """
+    pos = info.get("positioners") or {}
+    units = pos.get("positioners_units") or {}
+    out: dict = {}
+    for key in ("positioners_start", "positioners_end", "positioners_dial_start", "positioners_dial_end"):
+        values = pos.get(key)
+        if isinstance(values, dict) and values:
+            out[key] = group("NXcollection", {
+                safe_name(m): field(_scalar(v), units=units.get(m)) for m, v in values.items()
+            })
+    start = pos.get("positioners_start") or {}
+    if start or scanned:
+        children = {safe_name(m): field(_scalar(v), units=units.get(m)) for m, v in start.items()}
+        for motor, target in scanned.items():
+            children[safe_name(motor)] = link(target)
+        out["positioners"] = group("NXcollection", children)
+    return out
+
+
+def notes(info: dict) -> dict:
+    """BLISS comments (scan.add_comment) in order, with their dates, as entry/notes."""
+    comments = [c for c in info.get("comments") or [] if isinstance(c, dict)]
+    if not comments:
+        return {}
+    messages = [str(c.get("message", "")) for c in comments]
+    dates = [str(c.get("date", "")) for c in comments]
+    return {"notes": group("NXnote", {
+        "type": field("text/plain"),
+        "date": field(dates[0]),
+        "data": field("\n".join(f"{d} {m}" for d, m in zip(dates, messages))),
+        "messages": field(messages),
+        "dates": field(dates),
+    })}

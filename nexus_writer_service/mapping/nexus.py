@@ -1,0 +1,128 @@
+"""NeXus naming and tree-building rules, kept in one place.
+
+The plan is a ``blissdata.h5map`` tree (the model BLISS 2.4 itself publishes in
+``scan_info["h5maps"]``), so one writing layer materialises both our layout and
+whatever BLISS sends. Nothing outside this module sets ``NX_class`` or decides
+what a valid item name is.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+from blissdata.h5map import Dataset, Group, Inline, SoftLink, Stream, VirtualDataset
+
+#: NeXus item-name rule (NIAC), with "." allowed inside names so that entries are "N.M".
+NAME_RE = re.compile(r"^[a-zA-Z0-9_]([a-zA-Z0-9_.]*[a-zA-Z0-9_])?$")
+_BAD_CHARS = re.compile(r"[^a-zA-Z0-9_]")
+
+PRIMARY_FIELDS = ("value", "data", "signal", "spectrum", "image")
+
+
+def safe_name(name: str, default: str = "unnamed") -> str:
+    """A NeXus item name derived from an arbitrary channel or key name.
+
+    Channel names come from users and devices: '/', '..', spaces and the like
+    must never reach HDF5 as path components.
+    """
+    name = _BAD_CHARS.sub("_", str(name)).strip("_")
+    return name or default
+
+
+def is_safe_relative_path(path: str) -> bool:
+    parts = path.split("/")
+    return bool(parts) and all(p and NAME_RE.match(p) and p not in (".", "..") for p in parts)
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    candidate, i = name, 2
+    while candidate in taken:
+        candidate, i = f"{name}_{i}", i + 1
+    taken.add(candidate)
+    return candidate
+
+
+def group(nx_class: str | None = None, children: dict | None = None, **attrs: Any) -> Group:
+    attributes = {k: _attr(v) for k, v in attrs.items() if v is not None}
+    if nx_class:
+        attributes["NX_class"] = _attr(nx_class)
+    return Group(attributes=attributes, children=dict(children or {}))
+
+
+def _attr(value: Any):
+    if isinstance(value, (list, tuple)):
+        return np.asarray([str(v) for v in value]) if value else np.asarray([""])
+    if isinstance(value, float) and not np.isfinite(value):
+        return Inline(dtype="float64", value=value)
+    return value
+
+
+def field(value: Any, **attrs: Any) -> Dataset:
+    """A static dataset; None becomes NaN, NaN/inf are kept (h5map refuses them raw)."""
+    attributes = {k: _attr(v) for k, v in attrs.items() if v is not None}
+    if value is None:
+        value = Inline(dtype="float64", value=float("nan"))
+    elif isinstance(value, float) and not np.isfinite(value):
+        value = Inline(dtype="float64", value=value)
+    elif isinstance(value, (list, tuple, np.ndarray)):
+        arr = np.asarray(value)
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            value = Inline(dtype="float64", value=arr.tolist())
+        elif arr.dtype.kind == "O":
+            value = np.asarray([str(v) for v in value])
+    return Dataset(attributes=attributes, value=value)
+
+
+def stream_field(stream_name: str, **attrs: Any) -> Dataset:
+    attributes = {k: _attr(v) for k, v in attrs.items() if v is not None}
+    return Dataset(attributes=attributes, value=Stream(stream=stream_name))
+
+
+def link(target: str) -> SoftLink:
+    """Soft links are absolute; the writer adds ``@target`` on their destination."""
+    if not target.startswith("/"):
+        raise ValueError(f"soft link targets are absolute: {target!r}")
+    return SoftLink(target_path=target)
+
+
+def insert(root: Group, path: str, node, nx_class: str = "NXcollection") -> None:
+    """Put ``node`` at ``path`` below ``root``, creating missing groups as ``nx_class``."""
+    parts = path.split("/")
+    parent = root
+    for part in parts[:-1]:
+        child = parent.children.get(part)
+        if child is None:
+            child = group(nx_class)
+            parent.children[part] = child
+        if not isinstance(child, Group):
+            raise ValueError(f"{path!r}: {part!r} is not a group")
+        parent = child
+    parent.children[parts[-1]] = node
+
+
+def get(root: Group, path: str):
+    node = root
+    for part in path.split("/"):
+        node = node.children[part]
+    return node
+
+
+def merge(into: Group, other: Group) -> None:
+    """Add ``other``'s attributes and children to ``into``; existing items win."""
+    for k, v in other.attributes.items():
+        into.attributes.setdefault(k, v)
+    for name, child in other.children.items():
+        mine = into.children.get(name)
+        if mine is None:
+            into.children[name] = child
+        elif isinstance(mine, Group) and isinstance(child, Group):
+            merge(mine, child)
+
+
+__all__ = [
+    "NAME_RE", "PRIMARY_FIELDS", "safe_name", "is_safe_relative_path", "unique_name",
+    "group", "field", "stream_field", "link", "insert", "get", "merge",
+    "Group", "Dataset", "SoftLink", "VirtualDataset",
+]

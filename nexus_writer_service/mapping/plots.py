@@ -1,0 +1,156 @@
+"""The NXdata groups that make a file plot itself in silx, h5web, PyMca.
+
+``plotselect`` is what a user expects first: counters against the scanned motor,
+a mesh in its real 2D shape with its axes, a ct or loopscan against time or
+index. Meshes and channels of unequal length (aborted scans) cannot be plain
+links, so they are virtual datasets over the channel arrays: nothing is copied.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from blissdata.h5map import SpaceSelection, VirtualDataset, VirtualSource
+
+from .channels import ChannelPlan
+from .nexus import Group, group, link
+
+
+def _vds(src: str, dtype: str, shape: list[int], sources: list[tuple[list, list, list, list]],
+         **attrs) -> VirtualDataset:
+    vsources = [
+        VirtualSource(
+            vspace=SpaceSelection(start=vstart, count=vcount),
+            src_file=".", src_dataset=src,
+            src_space=SpaceSelection(start=sstart, count=scount),
+        )
+        for vstart, vcount, sstart, scount in sources
+    ]
+    return VirtualDataset(dtype=np.dtype(dtype).str, shape=shape, virtual_sources=vsources,
+                          attributes={k: v for k, v in attrs.items() if v is not None})
+
+
+def _trimmed(ch: ChannelPlan, entry: str, n: int, length: int):
+    """Link to the channel, or a VDS of its first ``n`` points when it is longer."""
+    target = f"/{entry}/{ch.path}"
+    if length == n or n == 0 or ch.ragged:
+        return link(target)
+    shape = [n] + [int(d) for d in ch.point_shape]
+    zeros = [0] * len(ch.point_shape)
+    return _vds(target, ch.dtype, shape, [([0] + zeros, shape, [0] + zeros, shape)],
+                units=ch.units, interpretation=ch.interpretation)
+
+
+def _mesh_shape(info: dict) -> tuple[int, int] | None:
+    n1, n2 = info.get("npoints1"), info.get("npoints2")
+    if info.get("data_dim") == 2 and isinstance(n1, int) and isinstance(n2, int) and n1 > 0 and n2 > 0:
+        return n2, n1  # slow, fast
+    return None
+
+
+def _mesh_axes(info: dict, channels: list[ChannelPlan]) -> tuple[ChannelPlan, ChannelPlan] | None:
+    by_id = {}
+    for ch in channels:
+        cinfo = (info.get("channels") or {}).get(ch.stream) or {}
+        if ch.role == "axis" and "axis_id" in cinfo:
+            by_id[cinfo["axis_id"]] = ch
+    if 0 in by_id and 1 in by_id:
+        return by_id[0], by_id[1]
+    return None
+
+
+def _reshaped(ch: ChannelPlan, entry: str, shape: tuple[int, int], length: int):
+    """Mesh view of a flat channel: one VDS row per (partial) line of the mesh."""
+    slow, fast = shape
+    sources = []
+    for row in range(slow):
+        count = min(fast, length - row * fast)
+        if count <= 0:
+            break
+        sources.append(([row, 0], [1, count], [row * fast], [count]))
+    if not sources:
+        return None
+    return _vds(f"/{entry}/{ch.path}", ch.dtype, [slow, fast], sources, units=ch.units)
+
+
+def _axis_from_mesh(ch: ChannelPlan, entry: str, n: int, stride: int, length: int):
+    """Coordinates of one mesh axis: every ``stride``-th point, ``n`` of them."""
+    if length < (n - 1) * stride + 1:
+        return None
+    src = f"/{entry}/{ch.path}"
+    vs = VirtualSource(vspace=SpaceSelection(start=[0], count=[n]), src_file=".", src_dataset=src,
+                       src_space=SpaceSelection(start=[0], stride=[stride], count=[n]))
+    return VirtualDataset(dtype=np.dtype(ch.dtype).str, shape=[n], virtual_sources=[vs],
+                          attributes={"units": ch.units} if ch.units else {})
+
+
+def _x_axis(info: dict, channels: list[ChannelPlan]) -> ChannelPlan | None:
+    by_stream = {c.stream: c for c in channels}
+    for plot in info.get("plots") or []:
+        if isinstance(plot, dict):
+            for item in plot.get("items") or []:
+                if isinstance(item, dict) and item.get("x") in by_stream:
+                    return by_stream[item["x"]]
+    for role in ("axis", "timer"):
+        for c in channels:
+            if c.role == role and c.ndim == 0:
+                return c
+    return None
+
+
+def plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str, int]) -> tuple[dict, str | None]:
+    """NXdata groups for one entry and the name of the default one."""
+    counters = [c for c in channels if c.role == "counter" and c.ndim == 0]
+    spectra = [c for c in channels if c.role == "spectrum" and c.ndim == 1]
+    out: dict = {}
+    mesh = _mesh_shape(info)
+    mesh_axes = _mesh_axes(info, channels) if mesh else None
+    if counters:
+        if mesh and mesh_axes:
+            nxdata = _mesh_plot(entry, mesh, mesh_axes, counters, lengths)
+        else:
+            nxdata = _curve_plot(entry, _x_axis(info, channels), counters, lengths)
+        if nxdata is not None:
+            out["plotselect"] = nxdata
+    if spectra:
+        n = min(lengths.get(c.stream, 0) for c in spectra)
+        same = [c for c in spectra if c.point_shape == spectra[0].point_shape]
+        children = {c.short_name: _trimmed(c, entry, n, lengths.get(c.stream, 0)) for c in same}
+        out["spectra"] = group("NXdata", children, signal=same[0].short_name,
+                               auxiliary_signals=[c.short_name for c in same[1:]] or None,
+                               interpretation="spectrum")
+    default = "plotselect" if "plotselect" in out else ("spectra" if out else None)
+    return out, default
+
+
+def _curve_plot(entry: str, x: ChannelPlan | None, counters: list[ChannelPlan], lengths: dict) -> Group:
+    members = counters + ([x] if x else [])
+    n = min(lengths.get(c.stream, 0) for c in members)
+    children = {c.short_name: _trimmed(c, entry, n, lengths.get(c.stream, 0)) for c in members}
+    attrs = dict(signal=counters[0].short_name,
+                 auxiliary_signals=[c.short_name for c in counters[1:]] or None)
+    if x is not None:
+        attrs["axes"] = [x.short_name]
+    return group("NXdata", children, **attrs)
+
+
+def _mesh_plot(entry: str, shape: tuple[int, int], axes: tuple[ChannelPlan, ChannelPlan],
+               counters: list[ChannelPlan], lengths: dict) -> Group | None:
+    fast_ax, slow_ax = axes
+    slow, fast = shape
+    children = {}
+    for c in counters:
+        node = _reshaped(c, entry, shape, lengths.get(c.stream, 0))
+        if node is not None:
+            children[c.short_name] = node
+    if not children:
+        return None
+    signals = [c.short_name for c in counters if c.short_name in children]
+    fx = _axis_from_mesh(fast_ax, entry, fast, 1, lengths.get(fast_ax.stream, 0))
+    sy = _axis_from_mesh(slow_ax, entry, slow, fast, lengths.get(slow_ax.stream, 0))
+    attrs = dict(signal=signals[0], auxiliary_signals=signals[1:] or None)
+    if fx is not None and sy is not None:
+        children[fast_ax.short_name] = fx
+        children[slow_ax.short_name] = sy
+        attrs["axes"] = [slow_ax.short_name, fast_ax.short_name]
+    return group("NXdata", children, **attrs)
+
