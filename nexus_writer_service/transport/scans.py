@@ -1,0 +1,153 @@
+"""Following one scan in Redis with blissdata: state, streams, data.
+
+This is the only module that holds blissdata scan and stream objects; the rest
+of the writer sees ``ScanDescription`` and numpy batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from blissdata.exceptions import EndOfStream, IndexNoMoreThereError
+from blissdata.redis_engine.scan import ScanState
+from blissdata.redis_engine.store import DataStore
+from blissdata.streams import CursorGroup
+
+from ..mapping.description import ScanDescription, StreamDescription
+
+_logger = logging.getLogger(__name__)
+
+PREPARED, CLOSED = ScanState.PREPARED, ScanState.CLOSED
+
+
+def _kind(stream) -> str:
+    try:
+        plugin = stream.plugin
+        kind = stream.kind
+    except Exception:  # broken or missing blissdata plugin: the stream cannot be read
+        return "unsupported"
+    if plugin in ("lima", "lima2"):
+        return "lima"
+    return kind if isinstance(kind, str) else "unsupported"
+
+
+@dataclass
+class Batch:
+    """New points of one stream. ``lost`` points before them were trimmed from Redis."""
+
+    data: object
+    lost: int = 0
+
+
+class ScanSource:
+    def __init__(self, data_store: DataStore, key: str):
+        self.ds = data_store
+        self.key = key
+        self.scan = None
+        self._cursors: CursorGroup | None = None
+        self._subscan_cursor = None
+
+    # -- state -------------------------------------------------------------
+    def load(self, retries: int = 50, period: float = 0.02) -> None:
+        """Load the scan, reloading while the PREPARED race hides its streams.
+
+        blissdata's ``load_scan`` reads the scan document, then its state: a
+        publisher preparing in between gives a PREPARED scan without streams.
+        """
+        for _ in range(retries):
+            self.scan = self.ds.load_scan(self.key)
+            if self.scan.state < PREPARED or self.scan.streams:
+                return
+            time.sleep(period)
+
+    @property
+    def state(self) -> ScanState:
+        return self.scan.state
+
+    @property
+    def closed(self) -> bool:
+        return self.scan.state >= CLOSED
+
+    def wait(self, state: ScanState, timeout: float) -> bool:
+        """Wait until the scan reached ``state``; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.scan.state < state:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.scan.update(block=True, timeout=min(remaining, 1.0))
+            if self.scan.state >= PREPARED and not self.scan.streams:
+                self.load()
+        return True
+
+    def poll(self) -> bool:
+        """Non-blocking state refresh; True if the state changed."""
+        return self.scan.update(block=False)
+
+    # -- description -------------------------------------------------------
+    def description(self) -> ScanDescription:
+        s = self.scan
+        streams = []
+        for name, stream in s.streams.items():
+            kind = _kind(stream)
+            dtype, shape = None, ()
+            if kind == "array":
+                dtype = np.dtype(stream.dtype).str
+                shape = tuple(int(d) for d in stream.shape)
+            streams.append(StreamDescription(name, kind, dtype, shape, dict(stream.info or {})))
+        return ScanDescription(
+            key=s.key, name=s.name, number=s.number, session=s.session,
+            info=dict(s.info), streams=streams, path=getattr(s, "path", None),
+            data_policy=getattr(s, "data_policy", None),
+        )
+
+    @property
+    def info(self) -> dict:
+        return dict(self.scan.info)
+
+    # -- data --------------------------------------------------------------
+    def follow(self, names: list[str]) -> None:
+        streams = [self.scan.streams[n] for n in names]
+        self._cursors = CursorGroup(streams) if streams else None
+
+    def read(self, timeout: float) -> dict[str, Batch]:
+        """New data of the followed streams; raises EndOfStream when all are sealed and read."""
+        if self._cursors is None:
+            raise EndOfStream
+        views = self._cursors.read(block=True, timeout=timeout)
+        out = {}
+        for stream, view in views.items():
+            try:
+                out[stream.name] = Batch(view.get_data())
+            except IndexNoMoreThereError:
+                lost = getattr(getattr(view, "_events", None), "nb_expired", len(view))
+                data = view.get_data(lost, None) if lost < len(view) else []
+                out[stream.name] = Batch(data, lost)
+        return out
+
+    def published_lengths(self) -> dict[str, int]:
+        lengths = {}
+        for name, stream in self.scan.streams.items():
+            try:
+                lengths[name] = len(stream)
+            except Exception:
+                lengths[name] = 0
+        return lengths
+
+    def subscans(self, names: list[str]) -> list[tuple[str, int]]:
+        """(key, scan number) of every child scan announced so far."""
+        refs = []
+        for name in names:
+            stream = self.scan.streams[name]
+            raw = stream.event_stream
+            for i in range(len(raw)):
+                event = raw[i]
+                refs.append((event["key"], int(event.get("scan_number", 0))))
+        return refs
+
+    def child_path(self, key: str) -> tuple[str | None, int]:
+        child = self.ds.load_scan(key)
+        return child.path, child.number

@@ -1,0 +1,27 @@
+"""Settings of a session writer (command line options map onto these)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass
+class WriterConfig:
+    #: where scans without a file name (writer 'null') go; see paths.default_path
+    base_path: str = os.getcwd()
+    default_path_template: str = "{base_path}/{session}/{session}_nexus.h5"
+    #: readers that open the file see new points after at most this long
+    flush_period: float = 0.5
+    #: blocking read of new stream data, per call
+    read_timeout: float = 0.5
+    #: a scan that neither sends data nor changes state for this long is given up (INCOMPLETE)
+    stall_timeout: float = 600.0
+    #: waiting for a created scan to be prepared
+    prepare_timeout: float = 600.0
+    #: waiting for the target file while another process locks it
+    lock_timeout: float = 10.0
+    #: a sequence waits this long for its children's entries before linking them
+    child_wait: float = 30.0
+    #: filter for datasets of spectra and images: "bitshuffle-lz4", "gzip" or "" (none)
+    compression: str = "bitshuffle-lz4"

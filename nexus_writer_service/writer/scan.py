@@ -1,0 +1,271 @@
+"""Writing one scan: from its Redis description to finished NeXus entries.
+
+The steps follow the scan's life: wait until PREPARED (streams exist), create
+every entry with empty datasets, append data as it arrives, then add what is
+only known at the end. Whatever happens to this scan is logged and recorded in
+the entry's ``writer`` note; it never propagates to other scans.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import redis
+from blissdata.exceptions import EndOfStream
+from blissdata.h5map import ExternalLink
+
+from ..io.arrays import ArraySpec
+from ..io.files import FileHandle, FileRegistry
+from ..io.tree import TreeWriter
+from ..mapping import layout
+from ..mapping.description import ScanDescription
+from ..mapping.layout import FAILED, INCOMPLETE, RUNNING, STARTING, SUCCEEDED, ScanPlan
+from ..mapping.nexus import group, link
+from ..transport.scans import CLOSED, PREPARED, ScanSource
+from .config import WriterConfig
+from .paths import target_file
+
+
+class EntryExistsError(RuntimeError):
+    pass
+
+
+@dataclass
+class ScanState:
+    """What the writer knows of one scan (reported by the completeness protocol)."""
+
+    key: str
+    name: str = ""
+    number: int | None = None
+    status: str = STARTING
+    file: str | None = None
+    entries: list[str] = field(default_factory=list)
+    written: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class ScanLogger(logging.LoggerAdapter):
+    def process(self, msg, kwargs):
+        return f"[{self.extra['session']}] [{self.extra['scan']}] {msg}", kwargs
+
+
+class ScanWriter:
+    def __init__(self, source: ScanSource, files: FileRegistry, config: WriterConfig,
+                 logger: logging.Logger, session: str = ""):
+        self.source = source
+        self.files = files
+        self.config = config
+        self.state = ScanState(source.key)
+        self.log = ScanLogger(logger, {"session": session, "scan": source.key})
+        self._handle: FileHandle | None = None
+        self._arrays: dict = {}
+        self._lost: dict[str, int] = {}
+        self._plan: ScanPlan | None = None
+        self._desc: ScanDescription | None = None
+
+    # -- public ------------------------------------------------------------
+    def run(self) -> ScanState:
+        try:
+            self._run()
+        except Exception as e:  # one scan's failure must not reach the session writer
+            self.state.status = FAILED
+            self.state.error = f"{type(e).__name__}: {e}"
+            self.log.error("FAILED: %s", self.state.error, exc_info=self.log.isEnabledFor(logging.DEBUG))
+            self._mark(FAILED)
+        finally:
+            if self._handle is not None:
+                self.files.release(self._handle)
+                self._handle = None
+        return self.state
+
+    # -- steps -------------------------------------------------------------
+    def _run(self) -> None:
+        src = self.source
+        src.load()
+        self.state.name, self.state.number = src.scan.name, src.scan.number
+        self.log.extra["scan"] = f"{src.scan.number} {src.scan.name}"
+        if not src.wait(PREPARED, self.config.prepare_timeout):
+            raise TimeoutError(f"scan not prepared after {self.config.prepare_timeout:.0f} s")
+        desc = self._desc = src.description()
+        if desc.info.get("save") is False:
+            self.state.status = "SKIPPED"
+            self.log.info("not saved (save=False): nothing written")
+            return
+        path, from_template = target_file(desc, self.config.base_path, self.config.default_path_template)
+        self.state.file = path
+        plan = self._plan = layout.plan_scan(desc)
+        self.state.warnings.extend(plan.warnings)
+        for w in plan.warnings:
+            self.log.warning(w)
+        self._create(path, plan, desc)
+        where = " (no file named by BLISS: default template)" if from_template else ""
+        self.log.info("writing %s in %s%s", ", ".join(self.state.entries), path, where)
+        self.state.status = RUNNING
+        complete = self._stream()
+        self._finish(complete)
+
+    def _create(self, path: str, plan: ScanPlan, desc: ScanDescription) -> None:
+        self._handle = self.files.acquire(path)
+        compression = self.config.compression or None
+        specs = {c.stream: ArraySpec(c.dtype, c.point_shape, c.fill_value, compression)
+                 for c in plan.channels}
+        with self._handle.lock:
+            h5 = self._handle.h5
+            existing = [e.name for e in plan.entries if e.name in h5]
+            if existing:
+                raise EntryExistsError(
+                    f"entry {', '.join(existing)} already exists in {path}: not overwritten"
+                )
+            writer = TreeWriter(specs)
+            for entry in plan.entries:
+                writer.write(h5, entry.name, layout.start_tree(desc, entry))
+                self.state.entries.append(entry.name)
+            writer.finish_links()
+            self._arrays = writer.streams
+            self._note_warnings(writer.warnings)
+        self._handle.flush()
+
+    def _stream(self) -> bool:
+        """Append data until every stream is sealed and read; False if given up."""
+        src = self.source
+        src.follow(list(self._arrays))
+        last_progress = time.monotonic()
+        redis_down = False
+        while True:
+            try:
+                batches = src.read(timeout=self.config.read_timeout)
+                if redis_down:
+                    self.log.warning("Redis is back: reading again")
+                    redis_down = False
+            except EndOfStream:
+                return True
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                if not redis_down:
+                    self.log.warning("Redis unreachable (%s): retrying", e)
+                    redis_down = True
+                batches = {}
+                time.sleep(min(1.0, self.config.read_timeout))
+            if batches:
+                last_progress = time.monotonic()
+                self._append(batches)
+            else:
+                try:
+                    if src.poll():
+                        last_progress = time.monotonic()
+                except (redis.ConnectionError, redis.TimeoutError):
+                    pass
+                if src.closed and not batches:
+                    # sealed streams end the cursors; a closed scan with unsealed ones is over too
+                    if time.monotonic() - last_progress > self.config.read_timeout * 4:
+                        return True
+                if time.monotonic() - last_progress > self.config.stall_timeout:
+                    self._warn(f"no data and no state change for {self.config.stall_timeout:.0f} s: given up")
+                    return False
+            self._handle.flush(self.config.flush_period)
+
+    def _append(self, batches: dict) -> None:
+        with self._handle.lock:
+            for name, batch in batches.items():
+                array = self._arrays[name]
+                if batch.lost:
+                    self._lost[name] = self._lost.get(name, 0) + batch.lost
+                    array.append(_fill_points(array, batch.lost))
+                if batch.data is not None and len(batch.data):
+                    array.append(batch.data)
+
+    def _finish(self, streams_complete: bool) -> None:
+        src, desc, plan = self.source, self._desc, self._plan
+        closed = src.closed or src.wait(CLOSED, min(self.config.stall_timeout, 60.0))
+        info = src.info
+        published = src.published_lengths()
+        lengths = {name: a.length for name, a in self._arrays.items()}
+        self.state.written = dict(lengths)
+        if not closed:
+            self._warn("the scan was never closed by its publisher")
+        for name, n in lengths.items():
+            if self._lost.get(name):
+                self._warn(f"{name}: {self._lost[name]} points trimmed from Redis before they were saved")
+            if n < published.get(name, 0):
+                self._warn(f"{name}: {n} points written of {published[name]} published")
+        ok = closed and streams_complete and not self._lost and all(
+            lengths[n] >= published.get(n, 0) for n in lengths)
+        status = SUCCEEDED if ok else INCOMPLETE
+        subscans = self._subscan_links() if plan.subscan_streams else None
+        with self._handle.lock:
+            h5 = self._handle.h5
+            writer = TreeWriter()
+            for entry in plan.entries:
+                tree = layout.final_tree(desc, entry, info, lengths, status, self.state.warnings)
+                if subscans is not None and entry is plan.entries[0]:
+                    tree.children["subscans"] = subscans
+                writer.write(h5, entry.name, tree, replace=frozenset({f"{entry.name}/writer/status"}))
+            writer.finish_links()
+            self._note_warnings(writer.warnings)
+            h5.attrs["default"] = plan.entries[0].name
+        self._handle.flush()
+        self.state.status = status
+        npoints = max(lengths.values(), default=0)
+        end = info.get("end_reason", "?")
+        log = self.log.info if status == SUCCEEDED else self.log.warning
+        log("%s: %s (%d points, end_reason %s)", ", ".join(self.state.entries), status, npoints, end)
+
+    def _subscan_links(self):
+        """The sequence's children, as links to their entries (external if in another file)."""
+        src = self.source
+        children = {}
+        deadline = time.monotonic() + self.config.child_wait
+        for key, number in src.subscans(self._plan.subscan_streams):
+            path, number = src.child_path(key)
+            entry = f"{number}.1"
+            path = os.path.abspath(path) if path else self.state.file
+            if path == self.state.file:
+                while not self._has(entry) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                children[entry] = link(f"/{entry}")
+            else:
+                rel = os.path.relpath(path, os.path.dirname(self.state.file))
+                target = rel if not rel.startswith("..") else path
+                children[entry] = ExternalLink(target_file=target, target_path=f"/{entry}")
+        return group("NXcollection", children)
+
+    def _has(self, entry: str) -> bool:
+        with self._handle.lock:
+            return entry in self._handle.h5
+
+    # -- reporting ---------------------------------------------------------
+    def _warn(self, message: str) -> None:
+        self.state.warnings.append(message)
+        self.log.warning(message)
+
+    def _note_warnings(self, warnings: list[str]) -> None:
+        for w in warnings:
+            self._warn(w)
+
+    def _mark(self, status: str) -> None:
+        """Best effort: say in the file that this scan's entries failed."""
+        if self._handle is None or not self.state.entries:
+            return
+        try:
+            with self._handle.lock:
+                for entry in self.state.entries:
+                    grp = self._handle.h5.get(f"{entry}/writer")
+                    if grp is not None:
+                        if "status" in grp:
+                            del grp["status"]
+                        grp["status"] = status
+                        if self.state.error and "error" not in grp:
+                            grp["error"] = self.state.error
+                self._handle.h5.flush()
+        except Exception:
+            self.log.debug("could not mark the file as %s", status, exc_info=True)
+
+
+def _fill_points(array, n: int):
+    """Placeholder points for data lost before it was saved (keeps later points in place)."""
+    shape = tuple(0 if d == -1 else d for d in array.spec.point_shape)
+    return np.full((n,) + shape, array.spec.fillvalue, dtype=array.dset.dtype)

@@ -1,0 +1,111 @@
+"""Listening to one BLISS session and writing each of its scans concurrently.
+
+Each scan gets its own thread: scans overlap (sequences and their children,
+scans run back to back while the previous one is finalised) and each waits on
+Redis most of the time. Threads rather than gevent, because h5py calls block in
+C and would stall a gevent loop anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+
+import redis
+from blissdata.exceptions import NoScanAvailable, ScanLoadError
+
+from ..io.files import FileRegistry
+from ..transport.connection import connect
+from ..transport.scans import ScanSource
+from .config import WriterConfig
+from .scan import ScanState, ScanWriter
+
+_logger = logging.getLogger("nexus_writer_service")
+
+
+class SessionWriter:
+    def __init__(self, session: str, redis_url: str, config: WriterConfig | None = None,
+                 logger: logging.Logger = _logger):
+        self.session = session
+        self.redis_url = redis_url
+        self.config = config or WriterConfig()
+        self.log = logger
+        self.files = FileRegistry(lock_timeout=self.config.lock_timeout)
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._threads: dict[str, threading.Thread] = {}
+        self._writers: dict[str, ScanWriter] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- control -----------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait_ready(self, timeout: float = 10.0) -> bool:
+        """True once the writer listens: scans published from then on are written."""
+        return self._ready.wait(timeout)
+
+    @property
+    def scans(self) -> dict[str, ScanState]:
+        with self._lock:
+            return {k: w.state for k, w in self._writers.items()}
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Wait until every scan seen so far is finished."""
+        deadline = time.monotonic() + timeout
+        for thread in list(self._threads.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads.values())
+
+    # -- main loop ---------------------------------------------------------
+    def run(self) -> None:
+        self.log.info("[%s] writer started, listening on %s", self.session, self.redis_url)
+        ds, since, down = None, None, False
+        while not self._stop.is_set():
+            try:
+                if ds is None:
+                    ds = connect(self.redis_url)
+                    if since is None:
+                        since = ds.get_last_scan_timetag()
+                    self._ready.set()
+                    if down:
+                        self.log.warning("[%s] Redis is back", self.session)
+                        down = False
+                try:
+                    since, key = ds.get_next_scan(since=since, block=True, timeout=0.5)
+                except NoScanAvailable:
+                    continue
+                self._dispatch(ds, key)
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+                if not down:
+                    self.log.warning("[%s] Redis unreachable (%s): retrying", self.session, e)
+                    down = True
+                ds = None
+                self._stop.wait(1.0)
+            except Exception:  # the listener itself must survive anything one scan does
+                self.log.exception("[%s] unexpected error while listening", self.session)
+                self._stop.wait(1.0)
+        self.log.info("[%s] writer stopping: waiting for running scans", self.session)
+        self.wait_idle(timeout=self.config.read_timeout * 10)
+        self.log.info("[%s] writer stopped", self.session)
+
+    def _dispatch(self, ds, key: str) -> None:
+        try:
+            scan = ds.load_scan(key)
+        except ScanLoadError as e:
+            self.log.warning("[%s] cannot load scan %s: %s", self.session, key, e)
+            return
+        if scan.session != self.session:
+            return
+        writer = ScanWriter(ScanSource(ds, key), self.files, self.config, self.log, self.session)
+        thread = threading.Thread(target=writer.run, name=f"scan-{scan.number}", daemon=True)
+        with self._lock:
+            self._writers[key] = writer
+            self._threads[key] = thread
+            while len(self._writers) > 1000:  # keep the status of recent scans only
+                old, _ = self._writers.popitem(last=False)
+                if not self._threads[old].is_alive():
+                    self._threads.pop(old)
+        thread.start()
