@@ -61,7 +61,6 @@ class SessionWriter:
 
     # -- main loop ---------------------------------------------------------
     def run(self) -> None:
-        self.log.info("[%s] writer started, listening on %s", self.session, self.redis_url)
         ds, since, down = None, None, False
         while not self._stop.is_set():
             try:
@@ -69,6 +68,7 @@ class SessionWriter:
                     ds = connect(self.redis_url)
                     if since is None:
                         since = ds.get_last_scan_timetag()
+                        self.log.info("[%s] listening for scans on %s", self.session, self.redis_url)
                     self._ready.set()
                     if down:
                         self.log.warning("[%s] Redis is back", self.session)

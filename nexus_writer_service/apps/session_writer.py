@@ -1,0 +1,81 @@
+"""``NexusSessionWriter SESSION``: write every scan of one BLISS session to NeXus."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from .. import __version__
+from ..transport.connection import resolve_redis_url
+from ..writer.config import WriterConfig
+from ..writer.session import SessionWriter
+
+
+def parser() -> argparse.ArgumentParser:
+    defaults = WriterConfig()
+    p = argparse.ArgumentParser(
+        prog="NexusSessionWriter",
+        description="Listen to a BLISS session and write its scans as NeXus HDF5 files.",
+    )
+    p.add_argument("session", help="BLISS session name")
+    p.add_argument("--redis-url", help="Redis data URL (default: $REDIS_DATA_URL, else Beacon via $BEACON_HOST)")
+    p.add_argument("--log", default="warning", help="log level: debug, info, warning, error (default: warning)")
+    p.add_argument("--logfile", help="also log to this file")
+    p.add_argument("--base-path", default=defaults.base_path,
+                   help="session base folder for scans BLISS gives no file name (writer 'null'); default: current folder")
+    p.add_argument("--default-path-template", default=defaults.default_path_template,
+                   help="file for scans without a file name; fields: {base_path} {session} {scan_name} "
+                        "{scan_number} {date} {user} (default: %(default)s)")
+    p.add_argument("--stall-timeout", type=float, default=defaults.stall_timeout,
+                   help="give up a scan that sends nothing for this many seconds (default: %(default)s)")
+    p.add_argument("--compression", default=defaults.compression,
+                   help="filter for spectra and images: bitshuffle-lz4, gzip or none (default: %(default)s)")
+    p.add_argument("--version", action="version", version=__version__)
+    return p
+
+
+def setup_logging(level: str, logfile: str | None = None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if logfile:
+        handlers.append(logging.FileHandler(logfile))
+    fmt = logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
+    root = logging.getLogger("nexus_writer_service")
+    root.handlers.clear()
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+    root.setLevel(level.upper())
+    root.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args.log, args.logfile)
+    log = logging.getLogger("nexus_writer_service")
+    try:
+        url = resolve_redis_url(args.redis_url)
+    except Exception as e:
+        log.error("%s", e)
+        return 2
+    config = WriterConfig(
+        base_path=args.base_path,
+        default_path_template=args.default_path_template,
+        stall_timeout=args.stall_timeout,
+        compression="" if args.compression.lower() == "none" else args.compression,
+    )
+    writer = SessionWriter(args.session, url, config, log)
+
+    def _stop(signum, frame):
+        log.info("[%s] signal %d received", args.session, signum)
+        writer.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    writer.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
