@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             writer.terminate()
             writer.wait(30)
     print()
-    print(f"{"file":36} {'entry':6} {'title':42} {'points':>6} {'status':10} end_reason")
+    print(f"{'file':36} {'entry':6} {'title':42} {'points':>6} {'status':10} end_reason")
     for file, entry, title, npts, status, reason in rows:
         print(f"{file:36} {entry:6} {title[:42]:42} {npts:6d} {status:10} {reason}")
     ok = sum(r[4] == "SUCCEEDED" for r in rows)
