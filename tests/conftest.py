@@ -1,0 +1,103 @@
+"""Shared test fixtures: a real Redis (no mocks) and a session writer per test.
+
+Each test gets its own BLISS session name, so one Redis serves the whole run
+while tests stay independent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import uuid
+from pathlib import Path
+
+import h5py
+import pytest
+from blissdata.redis_engine.store import DataStore
+
+from nexus_writer_service.simulation.recording import load_recording, relocate
+from nexus_writer_service.simulation.redis_server import RedisServer
+from nexus_writer_service.simulation.replay import publish, publish_sequence
+from nexus_writer_service.writer.config import WriterConfig
+from nexus_writer_service.writer.session import SessionWriter
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def data_store(redis_server):
+    return DataStore(redis_server.url)
+
+
+class WriterHarness:
+    """A running SessionWriter plus helpers to publish recorded scans to it."""
+
+    _numbers = itertools.count(1000)
+
+    def __init__(self, url: str, base: Path, caplog, **config):
+        self.url = url
+        self.base = base
+        self.session = f"test_{uuid.uuid4().hex[:8]}"
+        self.ds = DataStore(url)
+        self.caplog = caplog
+        cfg = dict(base_path=str(base), read_timeout=0.2, stall_timeout=30, lock_timeout=2)
+        cfg.update(config)
+        self.writer = SessionWriter(self.session, url, WriterConfig(**cfg),
+                                    logging.getLogger("nexus_writer_service"))
+        self.thread = threading.Thread(target=self.writer.run, daemon=True)
+        self.thread.start()
+        assert self.writer.wait_ready(10)
+
+    def recording(self, name: str, number: int | None = None):
+        return relocate(load_recording(name), self.base, session=self.session, number=number)
+
+    def publish(self, name_or_rec, **kwargs) -> str:
+        rec = self.recording(name_or_rec) if isinstance(name_or_rec, str) else name_or_rec
+        return publish(self.ds, rec, **kwargs)
+
+    def publish_sequence(self, parent, children, **kwargs):
+        return publish_sequence(self.ds, parent, children, **kwargs)
+
+    def wait(self, timeout: float = 30):
+        assert self.writer.wait_idle(timeout), "the writer did not finish in time"
+        return self.writer.scans
+
+    def state(self, key: str):
+        self.wait()
+        return self.writer.scans[key]
+
+    def stop(self):
+        self.writer.stop()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def harness(redis_server, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="nexus_writer_service")
+    h = WriterHarness(redis_server.url, tmp_path, caplog)
+    yield h
+    h.stop()
+
+
+@pytest.fixture
+def make_harness(redis_server, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="nexus_writer_service")
+    made = []
+
+    def make(**config):
+        h = WriterHarness(redis_server.url, tmp_path, caplog, **config)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.stop()
+
+
+def read_file(path):
+    return h5py.File(path, "r", locking=False)
