@@ -112,7 +112,7 @@ def _derive(name: str, stream: StreamDescription, info: dict, is_master: bool) -
     is_mca = dev.get("type") == "mca" or (dev.get("metadata") or {}).get("type") == "mca"
     if ctrl == "axis":
         return display, "value", "NXpositioner", "axis"
-    if ctrl == "timer":
+    if ctrl == "timer" or (is_master and chinfo.get("unit") == "s"):
         return display, "value" if is_master else "data", "NXdetector", "timer"
     m = _MCA_STAT.match(short)
     if m and (is_mca or m.group(1) == "spectrum"):
