@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from silx.io.dictdump import nexus_to_h5_dict
 
-from .nexus import Group, field, group, link, safe_name
+from .nexus import Group, conform, field, group, link, safe_name
 
 #: scan_meta categories that are not user metadata groups
 _NOT_USER_CATEGORIES = {"positioners", "nexuswriter", "instrument"}
@@ -39,22 +39,19 @@ def nxdict_to_group(tree: dict, default_class: str = "NXcollection") -> Group:
 def _h5dict_group(h5dict: dict, default_class: str) -> Group:
     attrs: dict[str, Any] = {}
     field_attrs: dict[str, dict] = {}
-    children: dict = {}
     for key, value in h5dict.items():
         if isinstance(key, tuple):
             name, attr = key
-            if name == "":
-                attrs[attr] = _scalar(value)
-            else:
-                field_attrs.setdefault(safe_name(name), {})[attr] = _scalar(value)
-        elif isinstance(value, dict):
+            target = attrs if name == "" else field_attrs.setdefault(safe_name(name), {})
+            target[attr] = _scalar(value)
+    children: dict = {}
+    for key, value in h5dict.items():
+        if isinstance(key, tuple):
+            continue
+        if isinstance(value, dict):
             children[safe_name(key)] = _h5dict_group(value, "NXcollection")
         elif value is not None:
-            children[safe_name(key)] = field(_scalar(value))
-    for name, fattrs in field_attrs.items():
-        node = children.get(name)
-        if node is not None and not isinstance(node, Group):
-            node.attributes.update({k: v for k, v in fattrs.items() if v is not None})
+            children[safe_name(key)] = field(_scalar(value), **field_attrs.get(safe_name(key), {}))
     nx_class = attrs.pop("NX_class", None) or default_class
     return group(nx_class, children, **attrs)
 
@@ -67,14 +64,16 @@ def user_categories(info: dict) -> dict[str, Group]:
             continue
         default = "NXsample" if cat == "sample" else "NXcollection"
         out[safe_name(cat)] = nxdict_to_group(info[cat], default)
-    return out
+    return conform("NXentry", out)
 
 
 def user_instrument(info: dict) -> Group | None:
     inst = info.get("instrument")
     if not isinstance(inst, dict):
         return None
-    return nxdict_to_group(inst, "NXinstrument")
+    grp = nxdict_to_group(inst, "NXinstrument")
+    conform("NXinstrument", grp.children)
+    return grp
 
 
 def instrument_name(info: dict, configured: dict | None = None) -> dict:
@@ -121,7 +120,8 @@ def notes(info: dict) -> dict:
     return {"notes": group("NXnote", {
         "type": field("text/plain"),
         "date": field(dates[0]),
-        "data": field("\n".join(f"{d} {m}" for d, m in zip(dates, messages))),
+        # NXnote/data is NX_BINARY: the readable text goes to description (NX_CHAR)
+        "description": field("\n".join(f"{d} {m}" for d, m in zip(dates, messages))),
         "messages": field(messages),
         "dates": field(dates),
     })}

@@ -20,6 +20,21 @@ _BAD_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 
 PRIMARY_FIELDS = ("value", "data", "signal", "spectrum", "image")
 
+#: group classes the NeXus definitions allow as children (NXDL, NeXus 2024).
+#: Both classes forbid others, and user metadata may ask for anything.
+ALLOWED_GROUPS = {
+    "NXentry": frozenset({
+        "NXcollection", "NXdata", "NXinstrument", "NXlog", "NXmonitor", "NXnote", "NXparameters",
+        "NXprocess", "NXsample", "NXsubentry", "NXuser"}),
+    "NXinstrument": frozenset({
+        "NXactuator", "NXaperture", "NXattenuator", "NXbeam", "NXbeam_stop", "NXbending_magnet",
+        "NXcapillary", "NXcollection", "NXcollimator", "NXcrystal", "NXdata", "NXdetector",
+        "NXdetector_group", "NXdisk_chopper", "NXenvironment", "NXevent_data", "NXfabrication",
+        "NXfermi_chopper", "NXfilter", "NXflipper", "NXguide", "NXhistory", "NXinsertion_device",
+        "NXlog", "NXmirror", "NXmoderator", "NXmonochromator", "NXnote", "NXparameters",
+        "NXpolarizer", "NXpositioner", "NXsensor", "NXsource", "NXvelocity_selector", "NXxraylens"}),
+}
+
 
 def safe_name(name: str, default: str = "unnamed") -> str:
     """A NeXus item name derived from an arbitrary channel or key name.
@@ -107,6 +122,28 @@ def get(root: Group, path: str):
     for part in path.split("/"):
         node = node.children[part]
     return node
+
+
+def nx_class(node) -> str | None:
+    value = node.attributes.get("NX_class") if isinstance(node, Group) else None
+    return str(getattr(value, "root", value)) if value is not None else None
+
+
+def conform(parent_class: str, children: dict) -> dict:
+    """Child groups whose class ``parent_class`` forbids become NXcollection.
+
+    The path and content stay where the user put them; the requested class is
+    kept in ``@requested_NX_class`` so nothing is lost.
+    """
+    allowed = ALLOWED_GROUPS.get(parent_class)
+    if allowed is None:
+        return children
+    for node in children.values():
+        cls = nx_class(node)
+        if cls is not None and cls not in allowed:
+            node.attributes["NX_class"] = "NXcollection"
+            node.attributes["requested_NX_class"] = cls
+    return children
 
 
 def merge(into: Group, other: Group) -> None:

@@ -15,6 +15,20 @@ from .channels import ChannelPlan
 from .nexus import Group, group, link
 
 
+#: Up to this many points, 1D views map one source per point. HDF5 needs only one,
+#: but nexusformat (a validator users run) reads a VDS's length as its number of
+#: sources; beyond this the per-point mapping costs more than it is worth.
+SPLIT_MAX = 1000
+
+
+def _split(sources: list[tuple[list, list, list, list]], stride: int = 1) -> list:
+    """One source per index of the first dimension (see SPLIT_MAX)."""
+    if len(sources) != 1 or len(sources[0][1]) != 1 or sources[0][1][0] > SPLIT_MAX:
+        return sources
+    (vstart,), (count,), (sstart,), _ = sources[0]
+    return [([vstart + i], [1], [sstart + i * stride], [1]) for i in range(count)]
+
+
 def _vds(src: str, dtype: str, shape: list[int], sources: list[tuple[list, list, list, list]],
          **attrs) -> VirtualDataset:
     vsources = [
@@ -36,8 +50,10 @@ def _trimmed(ch: ChannelPlan, entry: str, n: int, length: int):
         return link(target)
     shape = [n] + [int(d) for d in ch.point_shape]
     zeros = [0] * len(ch.point_shape)
-    return _vds(target, ch.dtype, shape, [([0] + zeros, shape, [0] + zeros, shape)],
-                units=ch.units, interpretation=ch.interpretation)
+    sources = [([0] + zeros, shape, [0] + zeros, shape)]
+    if not zeros:
+        sources = _split(sources)
+    return _vds(target, ch.dtype, shape, sources, units=ch.units, interpretation=ch.interpretation)
 
 
 def _mesh_shape(info: dict) -> tuple[int, int] | None:
@@ -76,11 +92,14 @@ def _axis_from_mesh(ch: ChannelPlan, entry: str, n: int, stride: int, length: in
     """Coordinates of one mesh axis: every ``stride``-th point, ``n`` of them."""
     if length < (n - 1) * stride + 1:
         return None
-    src = f"/{entry}/{ch.path}"
-    vs = VirtualSource(vspace=SpaceSelection(start=[0], count=[n]), src_file=".", src_dataset=src,
-                       src_space=SpaceSelection(start=[0], stride=[stride], count=[n]))
-    return VirtualDataset(dtype=np.dtype(ch.dtype).str, shape=[n], virtual_sources=[vs],
-                          attributes={"units": ch.units} if ch.units else {})
+    sources = _split([([0], [n], [0], [n])], stride)
+    if len(sources) == 1:  # too long to split: one strided source
+        vs = VirtualSource(vspace=SpaceSelection(start=[0], count=[n]), src_file=".",
+                           src_dataset=f"/{entry}/{ch.path}",
+                           src_space=SpaceSelection(start=[0], stride=[stride], count=[n]))
+        return VirtualDataset(dtype=np.dtype(ch.dtype).str, shape=[n], virtual_sources=[vs],
+                              attributes={"units": ch.units} if ch.units else {})
+    return _vds(f"/{entry}/{ch.path}", ch.dtype, [n], sources, units=ch.units)
 
 
 def _x_axis(info: dict, channels: list[ChannelPlan]) -> ChannelPlan | None:

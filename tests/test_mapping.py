@@ -1,0 +1,179 @@
+"""The mapping layer alone: scan_info + stream descriptions -> NeXus tree plan."""
+
+from __future__ import annotations
+
+import pytest
+from blissdata.h5map import Dataset, Group, SoftLink, Stream, VirtualDataset
+
+from nexus_writer_service.mapping.description import ScanDescription, StreamDescription
+from nexus_writer_service.mapping.layout import final_tree, plan_scan, start_tree
+from nexus_writer_service.mapping.nexus import NAME_RE, is_safe_relative_path, safe_name
+from nexus_writer_service.simulation.recording import load_recording
+from nexus_writer_service.simulation.synthetic import multi_top_master
+
+
+def describe(rec, info=None) -> ScanDescription:
+    streams = [
+        StreamDescription(s.name, "array" if s.is_numeric else "scan", s.encoding.get("dtype_str"),
+                          tuple(s.encoding.get("shape", ())), s.info)
+        for s in rec.streams
+    ]
+    return ScanDescription("esrf:scan:x", rec.identity["name"], rec.number, "s",
+                           info or rec.info_prepared, streams, rec.identity["path"])
+
+
+@pytest.mark.parametrize("fixture, stream, path, short", [
+    ("03_ascan", "axis:robx", "24.1/instrument/robx/value", "robx"),
+    ("03_ascan", "simulation_diode_sampling_controller:diode1", "24.1/instrument/diode1/signal", "diode1"),
+    ("03_ascan", "timer:elapsed_time", "24.1/instrument/elapsed_time/data", "elapsed_time"),
+    ("10_loopscan_mca", "timer:elapsed_time", "31.1/instrument/elapsed_time/value", "elapsed_time"),
+    ("10_loopscan_mca", "simu1:spectrum_det0", "31.1/instrument/simu1_det0/spectrum", "simu1_det0"),
+    ("10_loopscan_mca", "simu1:realtime_det2", "31.1/instrument/simu1_det2/elapsed_time", "simu1_det2_elapsed_time"),
+    ("10_loopscan_mca", "simu1:deadtime_det3", "31.1/instrument/simu1_det3/fractional_dead_time",
+     "simu1_det3_fractional_dead_time"),
+    # writer 'null': no data_path announced, the same conventions are derived
+    ("33_null_ascan", "axis:robx", "51.1/instrument/robx/value", "robx"),
+    ("33_null_ascan", "simulation_diode_sampling_controller:diode2", "51.1/instrument/diode2/data", "diode2"),
+    ("12_ct_mca", "simu1:spectrum_det1", "2.1/instrument/simu1_det1/spectrum", "simu1_det1"),
+    ("12_ct_mca", "simu1:icr_det0", "2.1/instrument/simu1_det0/trigger_count_rate",
+     "simu1_det0_trigger_count_rate"),
+])
+def test_channel_places(fixture, stream, path, short):
+    plan = plan_scan(describe(load_recording(fixture)))
+    ch = plan.channel(stream)
+    assert f"{ch.entry}/{ch.path}" == path
+    assert ch.short_name == short
+
+
+def test_announced_data_path_outside_the_entry_is_refused():
+    rec = load_recording("03_ascan")
+    rec.stream("axis:robx").info["data_path"] = "24.1/../../etc/robx"
+    plan = plan_scan(describe(rec))
+    assert plan.channel("axis:robx").path == "instrument/robx/value"
+    assert any("not usable" in w for w in plan.warnings)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("diode1", "diode1"), ("a/b c", "a_b_c"), ("../../evil", "evil"), ("..", "unnamed"),
+    ("x.y", "x_y"), ("é", "unnamed"), ("_a_", "a"),
+])
+def test_safe_names(raw, expected):
+    assert safe_name(raw) == expected
+    assert NAME_RE.match(safe_name(raw))
+
+
+@pytest.mark.parametrize("path, ok", [
+    ("instrument/robx/value", True), ("instrument/../x", False), ("/abs", False), ("a//b", False),
+])
+def test_relative_paths(path, ok):
+    assert is_safe_relative_path(path) is ok
+
+
+def test_start_tree_holds_stream_datasets_and_measurement_links():
+    desc = describe(load_recording("03_ascan"))
+    plan = plan_scan(desc)
+    tree = start_tree(desc, plan.entries[0])
+    assert tree.attributes["NX_class"].root == "NXentry"
+    robx = tree.children["instrument"].children["robx"]
+    assert robx.attributes["NX_class"].root == "NXpositioner"
+    assert isinstance(robx.children["value"].value, Stream)
+    assert robx.children["value"].attributes["units"].root == "mm"
+    diode = tree.children["instrument"].children["diode1"]
+    assert diode.children["data"] == SoftLink(target_path="/24.1/instrument/diode1/signal")
+    assert tree.children["measurement"].children["diode1"].target_path == "/24.1/instrument/diode1/signal"
+
+
+def test_mesh_plot_is_a_2d_view_of_the_flat_data():
+    rec = load_recording("07_amesh")
+    desc = describe(rec)
+    plan = plan_scan(desc)
+    lengths = {s.name: len(s.data) for s in rec.streams}
+    tree = final_tree(desc, plan.entries[0], rec.info_final, lengths, "SUCCEEDED", [])
+    plot = tree.children["plotselect"]
+    assert tree.attributes["default"] == "plotselect"
+    assert list(plot.attributes["axes"].root) == ["roby", "robx"]
+    signal = plot.children[str(plot.attributes["signal"].root)]
+    assert isinstance(signal, VirtualDataset)
+    assert signal.shape == [3, 4]
+    rows = [(vs.vspace.start, vs.vspace.count, vs.src_space.start, vs.src_space.count)
+            for vs in signal.virtual_sources]
+    assert rows == [([0, 0], [1, 4], [0], [4]), ([1, 0], [1, 4], [4], [4]), ([2, 0], [1, 4], [8], [4])]
+    roby = plot.children["roby"]  # the slow motor: every 4th point of the flat array
+    assert [vs.src_space.start for vs in roby.virtual_sources] == [[0], [4], [8]]
+    assert [vs.vspace.start for vs in roby.virtual_sources] == [[0], [1], [2]]
+
+
+def test_partial_mesh_maps_only_acquired_points():
+    rec = load_recording("07_amesh")
+    desc = describe(rec)
+    plan = plan_scan(desc)
+    lengths = {s.name: 6 for s in rec.streams}  # aborted after 6 of 12 points
+    tree = final_tree(desc, plan.entries[0], rec.info_final, lengths, "SUCCEEDED", [])
+    signal = tree.children["plotselect"].children["diode1"]
+    assert [vs.vspace.count for vs in signal.virtual_sources] == [[1, 4], [1, 2]]
+
+
+def test_unequal_lengths_are_trimmed_in_the_plot_only():
+    rec = load_recording("21_ascan_abort")
+    desc = describe(rec)
+    plan = plan_scan(desc)
+    lengths = {s.name: len(s.data) for s in rec.streams}
+    lengths["simulation_diode_sampling_controller:diode2"] = 3
+    tree = final_tree(desc, plan.entries[0], rec.info_final, lengths, "SUCCEEDED", [])
+    plot = tree.children["plotselect"]
+    assert isinstance(plot.children["diode2"], SoftLink)
+    assert isinstance(plot.children["diode1"], VirtualDataset)
+    assert plot.children["diode1"].shape == [3]
+
+
+def test_user_metadata_categories_follow_nexus_dict_conventions():
+    rec = load_recording("19_ascan_usermeta")
+    desc = describe(rec)
+    plan = plan_scan(desc)
+    tree = final_tree(desc, plan.entries[0], rec.info_final, {}, "SUCCEEDED", [])
+    sample = tree.children["sample"]
+    assert sample.attributes["NX_class"].root == "NXsample"
+    assert sample.children["name"].value.root == "LaB6"
+    mono = tree.children["instrument"].children["monochromator"]
+    assert mono.attributes["NX_class"].root == "NXmonochromator"
+    assert mono.children["energy"].attributes["units"].root == "keV"
+    assert tree.children["technique"].children["technique"].value.root == "XRD"
+    notes = tree.children["notes"]
+    assert list(notes.children["messages"].value.root) == ["first comment before run", "comment during run"]
+
+
+def test_multi_top_master_gives_one_entry_per_chain():
+    plan = plan_scan(describe(multi_top_master()))
+    assert [(e.name, e.master) for e in plan.entries] == [("24.1", "axis"), ("24.2", "fast_timer")]
+    assert [c.short_name for c in plan.entries[1].channels] == ["elapsed_time", "epoch", "diode2"]
+
+
+def test_streams_of_unknown_kind_are_reported_not_dropped_silently():
+    rec = load_recording("03_ascan")
+    desc = describe(rec)
+    desc.streams.append(StreamDescription("cam:image", "lima", "uint16", (10, 10), {"plugin": "lima"}))
+    desc.streams.append(StreamDescription("weird", "unsupported"))
+    plan = plan_scan(desc)
+    assert set(plan.skipped) == {"cam:image", "weird"}
+    assert sum("not written" in w for w in plan.warnings) == 2
+
+
+def test_ragged_channel_plan():
+    rec = load_recording("03_ascan")
+    desc = describe(rec)
+    desc.streams.append(StreamDescription("mca:spectrum_var", "array", "<f4", (-1,), {}))
+    ch = plan_scan(desc).channel("mca:spectrum_var")
+    assert ch.ragged and ch.interpretation == "spectrum"
+    assert ch.fill_value != ch.fill_value  # NaN for floats
+
+
+def test_start_tree_of_every_fixture_is_valid_h5map():
+    from nexus_writer_service.simulation.recording import fixture_names
+
+    for name in fixture_names():
+        rec = load_recording(name)
+        desc = describe(rec)
+        for entry in plan_scan(desc).entries:
+            tree = start_tree(desc, entry)
+            Group.model_validate(tree.model_dump())  # round-trips through the h5map model
+            assert isinstance(tree.children["title"], Dataset)
