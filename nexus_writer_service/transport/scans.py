@@ -122,7 +122,10 @@ class ScanSource:
         for stream, view in views.items():
             try:
                 out[stream.name] = Batch(view.get_data())
-            except IndexNoMoreThereError:
+            except (IndexNoMoreThereError, OSError, KeyError):
+                # Trimmed from Redis before we read it. Hdf5BackedStream then reads
+                # its fallback file, which is the very file we are writing: the
+                # points are lost either way, the ones still in Redis are not.
                 lost = getattr(getattr(view, "_events", None), "nb_expired", len(view))
                 data = view.get_data(lost, None) if lost < len(view) else []
                 out[stream.name] = Batch(data, lost)

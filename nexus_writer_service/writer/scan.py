@@ -134,6 +134,10 @@ class ScanWriter:
         """Append data until every stream is sealed and read; False if given up."""
         src = self.source
         src.follow(list(self._arrays))
+        # a slow scan (long count time) is not a stalled one
+        count_time = self._desc.info.get("count_time")
+        stall = max(self.config.stall_timeout,
+                    10 * count_time if isinstance(count_time, (int, float)) else 0)
         last_progress = time.monotonic()
         redis_down = False
         while True:
@@ -163,8 +167,8 @@ class ScanWriter:
                     # sealed streams end the cursors; a closed scan with unsealed ones is over too
                     if time.monotonic() - last_progress > self.config.read_timeout * 4:
                         return True
-                if time.monotonic() - last_progress > self.config.stall_timeout:
-                    self._warn(f"no data and no state change for {self.config.stall_timeout:.0f} s: given up")
+                if time.monotonic() - last_progress > stall:
+                    self._warn(f"no data and no state change for {stall:.0f} s: given up")
                     return False
             self._handle.flush(self.config.flush_period)
 

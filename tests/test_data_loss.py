@@ -1,0 +1,51 @@
+"""Data trimmed from Redis before the writer read it: said, never hidden."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import redis
+
+from conftest import read_file
+from nexus_writer_service.io.files import FileRegistry
+from nexus_writer_service.simulation.recording import scaled
+from nexus_writer_service.simulation.replay import ScanPublisher
+from nexus_writer_service.transport.scans import ScanSource
+from nexus_writer_service.writer.config import WriterConfig
+from nexus_writer_service.writer.scan import ScanWriter
+
+DIODE1 = "simulation_diode_sampling_controller:diode1"
+
+
+def test_points_trimmed_from_redis_are_marked_and_the_rest_kept(harness, redis_server, tmp_path):
+    """A writer that lags finds the first points gone (BLISS's memory tracker trims streams)."""
+    harness.stop()  # write this scan by hand, after Redis trimmed it
+    rec = scaled(harness.recording("03_ascan"), npoints=20)
+    pub = ScanPublisher(harness.ds, rec, batch_size=1)
+    pub.create().prepare().start()
+    pub.send_data()
+    for stream in pub.streams.values():
+        stream.join()
+    r = redis.Redis.from_url(redis_server.url)
+    diode_key = pub.streams[DIODE1].key
+    r.xtrim(diode_key, minid=8, approximate=False)  # points 0..7 of diode1 are gone
+    pub.end()
+
+    writer = ScanWriter(ScanSource(harness.ds, pub.key), FileRegistry(),
+                        WriterConfig(base_path=str(tmp_path), read_timeout=0.2),
+                        logging.getLogger("nexus_writer_service"), harness.session)
+    state = writer.run()
+    assert state.status == "INCOMPLETE"
+    assert any("8 points trimmed from Redis" in w and DIODE1 in w for w in state.warnings)
+    with read_file(state.file) as f:
+        entry = f[f"{rec.number}.1"]
+        diode = entry["measurement/diode1"][()]
+        expected = rec.stream(DIODE1).data
+        assert diode.shape == (20,)
+        assert np.isnan(diode[:8]).all()  # fill value where data was lost
+        assert np.array_equal(diode[8:], expected[8:])  # later points at their index
+        assert np.array_equal(entry["measurement/robx"][()], rec.stream("axis:robx").data)
+        assert entry["writer/status"][()] == b"INCOMPLETE"
+        assert any(b"trimmed" in w for w in entry["writer/warnings"][()])
+    assert "points trimmed from Redis" in harness.caplog.text
