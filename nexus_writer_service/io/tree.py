@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 from blissdata.h5map import (
     Dataset,
+    ExternalBinaryDataset,
     ExternalLink,
     Group,
     SoftLink,
@@ -80,6 +81,12 @@ class TreeWriter:
             parent[name] = h5py.ExternalLink(node.target_file, node.target_path)
         elif isinstance(node, VirtualDataset):
             self._virtual(parent, name, node)
+        elif isinstance(node, ExternalBinaryDataset):
+            external = [(f.name, f.offset, f.size if f.size is not None else h5py.h5f.UNLIMITED)
+                        for f in node.files]
+            dset = parent.create_dataset(name, shape=tuple(node.shape), dtype=np.dtype(node.dtype),
+                                         external=external)
+            _set_attrs(dset, node.attributes)
         elif isinstance(node, Dataset):
             if isinstance(node.value, Stream):
                 spec = self.specs[node.value.stream]
@@ -100,12 +107,17 @@ class TreeWriter:
         dtype = np.dtype(node.dtype)
         layout = h5py.VirtualLayout(shape=tuple(node.shape), dtype=dtype)
         for vs in node.virtual_sources:
-            src = parent.file[vs.src_dataset] if vs.src_file == "." else None
-            shape = src.shape if src is not None else None
+            if vs.src_file == ".":
+                shape = parent.file[vs.src_dataset].shape
+            else:  # another file (lima's): the selection tells how large it is at least
+                stride = vs.src_space.stride or [1] * len(vs.src_space.start)
+                shape = tuple(s + (c - 1) * t + 1 for s, c, t in
+                              zip(vs.src_space.start, vs.src_space.count, stride))
             source = h5py.VirtualSource(vs.src_file, vs.src_dataset, shape=shape)
             layout[_selection(vs.vspace)] = source[_selection(vs.src_space)]
         fill = np.nan if dtype.kind in "fc" else 0
         dset = parent.create_virtual_dataset(name, layout, fillvalue=fill)
+        dset.attrs["fill_value"] = fill
         _set_attrs(dset, node.attributes)
         if node.virtual_sources and node.virtual_sources[0].src_file == ".":
             self._target(parent.file, node.virtual_sources[0].src_dataset, mark=False)

@@ -45,7 +45,7 @@ class ChannelPlan:
     field: str
     nx_class: str
     short_name: str
-    role: str  # "axis", "timer", "counter", "spectrum", "image"
+    role: str  # "axis", "timer", "counter", "spectrum", "image", "lima" (frames in detector files)
     dtype: str
     point_shape: tuple
     units: str | None = None
@@ -110,6 +110,8 @@ def _derive(name: str, stream: StreamDescription, info: dict, is_master: bool) -
     ndim = len(stream.shape)
     dev = _device(info, name)
     is_mca = dev.get("type") == "mca" or (dev.get("metadata") or {}).get("type") == "mca"
+    if stream.kind == "lima":
+        return ctrl or display, "data", "NXdetector", "lima"
     if ctrl == "axis":
         return display, "value", "NXpositioner", "axis"
     if ctrl == "timer" or (is_master and chinfo.get("unit") == "s"):
@@ -142,7 +144,7 @@ def plan_channels(desc: ScanDescription) -> tuple[list[ChannelPlan], dict[str, s
     for stream in sorted(desc.streams, key=lambda s: order.get(s.name, len(order))):
         if stream.kind == "scan":
             continue
-        if stream.kind != "array":
+        if stream.kind not in ("array", "lima"):
             skipped[stream.name] = f"stream kind {stream.kind!r} is not written by this writer version"
             continue
         master, is_master = masters.get(stream.name, (None, False))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field as dc_field
 from datetime import datetime, timezone
 
 from .. import __version__
-from . import metadata, plots
+from . import images, metadata, plots
 from .channels import ChannelPlan, entry_names, plan_channels
 from .description import ScanDescription
 from .nexus import Group, field, group, insert, link, merge, stream_field
@@ -47,6 +47,15 @@ class ScanPlan:
     @property
     def channels(self) -> list[ChannelPlan]:
         return [c for e in self.entries for c in e.channels]
+
+    @property
+    def streamed(self) -> list[ChannelPlan]:
+        """Channels whose data come through Redis (not lima frames)."""
+        return [c for c in self.channels if c.role != "lima"]
+
+    @property
+    def lima(self) -> list[ChannelPlan]:
+        return [c for c in self.channels if c.role == "lima"]
 
 
 def plan_scan(desc: ScanDescription) -> ScanPlan:
@@ -83,6 +92,8 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
         }),
     })
     for ch in entry.channels:
+        if ch.role == "lima":  # referenced once frames are saved (final tree)
+            continue
         grp = root.children["instrument"].children.get(ch.group)
         if grp is None:
             grp = group(ch.nx_class)
@@ -100,7 +111,8 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
 
 
 def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, lengths: dict[str, int],
-               status: str, warnings: list[str], configured_instrument: dict | None = None) -> Group:
+               status: str, warnings: list[str], configured_instrument: dict | None = None,
+               frames: dict[str, "images.Frames"] | None = None, file_dir: str = "") -> Group:
     """What is added when the scan is over (or given up): metadata, plots, status."""
     info = final_info
     root = group("NXentry")
@@ -118,9 +130,14 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
     for name, grp in metadata.user_categories(info).items():
         root.children.setdefault(name, grp)
     root.children.update(metadata.notes(info))
+    for ch in entry.channels:
+        if ch.role == "lima" and frames and ch.stream in frames:
+            images.add_lima(root, entry.name, ch, frames[ch.stream], file_dir, info)
     nxdata, default = plots.plots(entry.name, info, entry.channels, lengths)
     for name, grp in nxdata.items():
         root.children.setdefault(name, grp)
+    if default is None and "images" in root.children:
+        default = "images"
     if default:
         root.attributes["default"] = default
     root.children["writer"] = writer_note(entry, lengths, status, warnings)
@@ -129,7 +146,8 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
 
 def writer_note(entry: EntryPlan, lengths: dict[str, int], status: str, warnings: list[str]) -> Group:
     points = group("NXcollection", {
-        c.short_name: field(int(lengths.get(c.stream, 0)), stream=c.stream) for c in entry.channels
+        c.short_name: field(int(lengths.get(c.stream, 0)), stream=c.stream)
+        for c in entry.channels if c.stream in lengths
     })
     note = group("NXnote", {"status": field(status), "date": field(_now()), "points": points})
     if warnings:

@@ -56,7 +56,7 @@ def _trimmed(ch: ChannelPlan, entry: str, n: int, length: int):
     return _vds(target, ch.dtype, shape, sources, units=ch.units, interpretation=ch.interpretation)
 
 
-def _mesh_shape(info: dict) -> tuple[int, int] | None:
+def mesh_shape(info: dict) -> tuple[int, int] | None:
     n1, n2 = info.get("npoints1"), info.get("npoints2")
     if info.get("data_dim") == 2 and isinstance(n1, int) and isinstance(n2, int) and n1 > 0 and n2 > 0:
         return n2, n1  # slow, fast
@@ -121,7 +121,7 @@ def plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str
     counters = [c for c in channels if c.role == "counter" and c.ndim == 0]
     spectra = [c for c in channels if c.role == "spectrum" and c.ndim == 1]
     out: dict = {}
-    mesh = _mesh_shape(info)
+    mesh = mesh_shape(info)
     mesh_axes = _mesh_axes(info, channels) if mesh else None
     if counters:
         if mesh and mesh_axes:

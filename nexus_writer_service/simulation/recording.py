@@ -49,6 +49,8 @@ class ScanRecording:
     states: list[str]
     streams: list[StreamRecording] = field(default_factory=list)
     original_key: str = ""
+    #: frames of simulated lima detectors, by channel (what the files hold)
+    lima_frames: dict = field(default_factory=dict)
 
     @property
     def number(self) -> int:

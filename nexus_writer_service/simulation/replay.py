@@ -68,12 +68,13 @@ class ScanPublisher:
         self.scan.start()
         return self
 
-    def numeric_streams(self) -> list:
-        return [s for s in self.rec.streams if s.is_numeric]
+    def data_streams(self) -> list:
+        """Streams sent point by point: numeric ones and lima statuses (not sequence references)."""
+        return [s for s in self.rec.streams if s.is_numeric or s.info.get("plugin") == "lima"]
 
     def send_data(self, stop_after: int | None = None) -> None:
         """Send every numeric stream's data in batches, streams interleaved like a live scan."""
-        streams = self.numeric_streams()
+        streams = self.data_streams()
         longest = max((len(s.data) for s in streams), default=0)
         if stop_after is not None:
             longest = min(longest, stop_after)
@@ -81,7 +82,10 @@ class ScanPublisher:
             for s in streams:
                 chunk = s.data[start:start + self.batch_size]
                 if len(chunk):
-                    if isinstance(chunk, list):  # variable-length points
+                    if not s.is_numeric:  # JSON events (lima statuses)
+                        for event in chunk:
+                            self.streams[s.name].send(event)
+                    elif isinstance(chunk, list):  # variable-length points
                         for point in chunk:
                             self.streams[s.name].send(np.asarray(point))
                     else:

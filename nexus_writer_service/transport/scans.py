@@ -94,7 +94,7 @@ class ScanSource:
         for name, stream in s.streams.items():
             kind = _kind(stream)
             dtype, shape = None, ()
-            if kind == "array":
+            if kind in ("array", "lima"):
                 dtype = np.dtype(stream.dtype).str
                 shape = tuple(int(d) for d in stream.shape)
             streams.append(StreamDescription(name, kind, dtype, shape, dict(stream.info or {})))
@@ -150,6 +150,22 @@ class ScanSource:
                 event = raw[i]
                 refs.append((event["key"], int(event.get("scan_number", 0))))
         return refs
+
+    def lima_progress(self, name: str) -> tuple[int, int, bool]:
+        """(frames acquired, frames saved, sealed) from the last lima status."""
+        raw = self.scan.streams[name].event_stream
+        n = len(raw)
+        if not n:
+            return 0, 0, raw.is_sealed()
+        status = raw[n - 1]
+        return int(status.get("last_index", -1)) + 1, int(status.get("last_index_saved", -1)) + 1, raw.is_sealed()
+
+    def lima_references(self, name: str, count: int) -> list[tuple[str, str, str | None, int]]:
+        """(format, file path, data path, index in file) of the first ``count`` frames."""
+        if count <= 0:
+            return []
+        refs = self.scan.streams[name].get_references(slice(0, count))
+        return [(r.format, r.file_path, r.data_path, int(r.index)) for r in refs]
 
     def child_path(self, key: str) -> tuple[str | None, int]:
         child = self.ds.load_scan(key)

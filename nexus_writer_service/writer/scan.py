@@ -19,10 +19,12 @@ from blissdata.exceptions import EndOfStream
 from blissdata.h5map import ExternalLink
 
 from ..io.arrays import ArraySpec
+from ..io.edf import raw_layout
 from ..io.files import FileHandle, FileRegistry
 from ..io.tree import TreeWriter
 from ..mapping import layout
 from ..mapping.description import ScanDescription
+from ..mapping.images import Frames, is_hdf5
 from ..mapping.layout import FAILED, INCOMPLETE, RUNNING, STARTING, SUCCEEDED, ScanPlan
 from ..mapping.nexus import group, link
 from ..transport.scans import CLOSED, PREPARED, ScanSource
@@ -113,7 +115,7 @@ class ScanWriter:
         self._handle = self.files.acquire(path)
         compression = self.config.compression or None
         specs = {c.stream: ArraySpec(c.dtype, c.point_shape, c.fill_value, compression)
-                 for c in plan.channels}
+                 for c in plan.streamed}
         with self._handle.lock:
             h5 = self._handle.h5
             existing = [e.name for e in plan.entries if e.name in h5]
@@ -198,13 +200,21 @@ class ScanWriter:
                 self._warn(f"{name}: {n} points written of {published[name]} published")
         ok = closed and streams_complete and not self._lost and all(
             lengths[n] >= published.get(n, 0) for n in lengths)
+        frames = self._lima_frames()
+        for name, fr in frames.items():
+            lengths[name] = fr.saved
+            if fr.missing:
+                self._warn(f"{name}: {fr.missing} of {fr.acquired} frames were never saved by the "
+                           f"detector (fill value 0 in the data)")
+                ok = False
         status = SUCCEEDED if ok else INCOMPLETE
         subscans = self._subscan_links() if plan.subscan_streams else None
         with self._handle.lock:
             h5 = self._handle.h5
             writer = TreeWriter()
             for entry in plan.entries:
-                tree = layout.final_tree(desc, entry, info, lengths, status, self.state.warnings)
+                tree = layout.final_tree(desc, entry, info, lengths, status, self.state.warnings,
+                                         frames=frames, file_dir=os.path.dirname(self.state.file))
                 if subscans is not None and entry is plan.entries[0]:
                     tree.children["subscans"] = subscans
                 writer.write(h5, entry.name, tree, replace=frozenset({f"{entry.name}/writer/status"}))
@@ -217,6 +227,22 @@ class ScanWriter:
         end = info.get("end_reason", "?")
         log = self.log.info if status == SUCCEEDED else self.log.warning
         log("%s: %s (%d points, end_reason %s)", ", ".join(self.state.entries), status, npoints, end)
+
+    def _lima_frames(self) -> dict[str, Frames]:
+        """Saved frames of each lima channel, once the detector said its last word."""
+        out = {}
+        deadline = time.monotonic() + min(self.config.stall_timeout, 60.0)
+        for ch in self._plan.lima:
+            acquired, saved, sealed = self.source.lima_progress(ch.stream)
+            while not sealed and time.monotonic() < deadline:
+                time.sleep(0.1)
+                acquired, saved, sealed = self.source.lima_progress(ch.stream)
+            refs = self.source.lima_references(ch.stream, saved)
+            fr = Frames(acquired, ch.dtype, tuple(ch.point_shape), refs)
+            if refs and not is_hdf5(refs[0][0]):
+                fr.raw = raw_layout(refs, ch.dtype)
+            out[ch.stream] = fr
+        return out
 
     def _subscan_links(self):
         """The sequence's children, as links to their entries (external if in another file)."""

@@ -1,0 +1,145 @@
+"""2D detector frames saved by lima: referenced, never copied.
+
+HDF5 frames become a virtual dataset over lima's files; frames in other formats
+become HDF5 external raw storage when their byte layout allows it (EDF without
+compression, absolute file names), and always a list of silx URLs, one per
+frame. VDS and URL file names are relative to our file when the frames sit
+below its folder, so a dataset folder that is moved keeps working.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field as dc_field
+
+import numpy as np
+from blissdata.h5map import (
+    ExternalBinaryDataset,
+    ExternalBinaryFile,
+    SpaceSelection,
+    VirtualDataset,
+    VirtualSource,
+)
+
+from .channels import ChannelPlan
+from .nexus import Group, field, group, link
+from .plots import mesh_shape
+
+
+@dataclass
+class Frames:
+    """What is known of one lima channel's frames at the end of the scan."""
+
+    acquired: int
+    dtype: str
+    #: shape of one frame
+    shape: tuple
+    #: (format, file path, data path, index in file) of each saved frame, in order
+    refs: list = dc_field(default_factory=list)
+    #: (file path, byte offset, byte size) of each saved frame's raw data, when known
+    raw: list | None = None
+
+    @property
+    def saved(self) -> int:
+        return len(self.refs)
+
+    @property
+    def missing(self) -> int:
+        return max(0, self.acquired - self.saved)
+
+
+def is_hdf5(fmt: str) -> bool:
+    return str(fmt).upper().startswith("HDF5")
+
+
+def relative(path: str, file_dir: str) -> str:
+    rel = os.path.relpath(path, file_dir) if file_dir else path
+    return path if rel.startswith("..") else rel
+
+
+def uri(ref, file_dir: str) -> str:
+    fmt, path, data_path, index = ref
+    path = relative(path, file_dir)
+    if is_hdf5(fmt):
+        return f"silx:{path}?path={data_path}&slice={index}"
+    return f"fabio:{path}?slice={index}"
+
+
+def _runs(refs) -> list[tuple[int, int]]:
+    """(first frame, count) of runs of frames stored one after the other in one file."""
+    runs, start = [], 0
+    for i in range(1, len(refs) + 1):
+        if (i == len(refs) or refs[i][1] != refs[i - 1][1] or refs[i][2] != refs[i - 1][2]
+                or refs[i][3] != refs[i - 1][3] + 1):
+            runs.append((start, i - start))
+            start = i
+    return runs
+
+
+def frames_vds(frames: Frames, file_dir: str, mesh: tuple[int, int] | None = None) -> VirtualDataset:
+    """All saved frames as one virtual dataset, optionally in the mesh's (slow, fast) shape."""
+    h, w = (int(d) for d in frames.shape)
+    n = frames.acquired if mesh is None else mesh[0] * mesh[1]
+    sources = []
+    for start, count in _runs(frames.refs[:n]):
+        _, path, data_path, index = frames.refs[start]
+        src = relative(path, file_dir)
+        if mesh is None:
+            pieces = [(start, count, index)]
+        else:  # split at mesh line ends: one source per (partial) line
+            pieces, i = [], start
+            while i < start + count:
+                k = min(start + count - i, mesh[1] - i % mesh[1])
+                pieces.append((i, k, index + i - start))
+                i += k
+        for first, k, src_index in pieces:
+            if mesh is None:
+                vspace = SpaceSelection(start=[first, 0, 0], count=[k, h, w])
+            else:
+                vspace = SpaceSelection(start=[first // mesh[1], first % mesh[1], 0, 0], count=[1, k, h, w])
+            sources.append(VirtualSource(vspace=vspace, src_file=src, src_dataset=data_path,
+                                         src_space=SpaceSelection(start=[src_index, 0, 0], count=[k, h, w])))
+    shape = [n, h, w] if mesh is None else [mesh[0], mesh[1], h, w]
+    return VirtualDataset(dtype=np.dtype(frames.dtype).str, shape=shape, virtual_sources=sources,
+                          attributes={"interpretation": "image", "fill_value": 0})
+
+
+def frames_external(frames: Frames, file_dir: str) -> ExternalBinaryDataset | None:
+    if frames.raw is None or len(frames.raw) != frames.saved or frames.missing:
+        return None
+    # absolute: HDF5 resolves relative external files against the reader's working
+    # directory (unlike VDS sources, which it also looks up beside the file)
+    files = [ExternalBinaryFile(name=os.path.abspath(p), offset=int(o), size=int(s)) for p, o, s in frames.raw]
+    return ExternalBinaryDataset(dtype=np.dtype(frames.dtype).str, shape=[frames.saved, *frames.shape],
+                                 files=files, attributes={"interpretation": "image"})
+
+
+def add_lima(root: Group, entry: str, ch: ChannelPlan, frames: Frames, file_dir: str, info: dict) -> None:
+    """The detector group, its measurement link and the ``images`` plot in ``root`` (final tree)."""
+    det = group("NXdetector")
+    fmt = frames.refs[0][0] if frames.refs else ""
+    if frames.refs and is_hdf5(fmt):
+        det.children["data"] = frames_vds(frames, file_dir)
+    elif frames.refs:
+        external = frames_external(frames, file_dir)
+        if external is not None:
+            det.children["data"] = external
+    det.children["frame_uris"] = field([uri(r, file_dir) for r in frames.refs] or [""])
+    det.children["frames_acquired"] = field(frames.acquired)
+    det.children["frames_saved"] = field(frames.saved)
+    if fmt:
+        det.children["file_format"] = field(str(fmt))
+    root.children["instrument"].children[ch.group] = det
+    if "data" not in det.children:
+        return
+    target = f"/{entry}/instrument/{ch.group}/data"
+    root.children.setdefault("measurement", group("NXcollection")).children[ch.short_name] = link(target)
+    mesh = mesh_shape(info)
+    if mesh and is_hdf5(fmt) and frames.saved:
+        signal = frames_vds(frames, file_dir, mesh)
+    else:
+        signal = link(target)
+    if "images" not in root.children:
+        root.children["images"] = group("NXdata", {ch.short_name: signal}, signal=ch.short_name,
+                                        interpretation="image")
+

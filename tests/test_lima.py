@@ -1,0 +1,135 @@
+"""2D detectors: lima frames referenced from the scan entry, never copied."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import read_file
+from nexus_writer_service.simulation.lima import LimaDetector, add_lima
+from nxvalidation import nexus_errors
+
+
+def lima_scan(harness, fixture, det, saved=None, number=None):
+    rec = harness.recording(fixture, number=number)
+    path = rec.identity.get("path") or str(harness.base / harness.session / f"{harness.session}_nexus.h5")
+    images = os.path.join(os.path.dirname(path), f"scan{rec.number:04d}")
+    return add_lima(rec, det, images, saved=saved)
+
+
+@pytest.mark.parametrize("file_format, frames_per_file", [("HDF5", 1), ("HDF5", 4), ("EDF", 1), ("EDF", 3)])
+def test_frames_are_referenced_and_read_back(harness, file_format, frames_per_file):
+    det = LimaDetector(file_format=file_format, frames_per_file=frames_per_file)
+    rec = lima_scan(harness, "03_ascan", det)
+    state = harness.state(harness.publish(rec))
+    assert state.status == "SUCCEEDED", state
+    expected = rec.lima_frames[det.channel]
+    with read_file(state.file) as f:
+        entry = f[f"{rec.number}.1"]
+        detector = entry[f"instrument/{det.name}"]
+        assert detector.attrs["NX_class"] == "NXdetector"
+        data = detector["data"]
+        assert data.shape == expected.shape == (6, 8, 10)
+        assert np.array_equal(data[()], expected)
+        assert np.array_equal(entry[f"measurement/{det.name}"][()], expected)
+        if file_format == "HDF5":
+            assert data.is_virtual
+            files = {s.file_name for s in data.virtual_sources()}
+            assert all(not os.path.isabs(name) for name in files)  # relative: the folder can move
+            assert len(files) == -(-6 // frames_per_file)
+        else:
+            assert data.external  # HDF5 external raw storage over the EDF pixels
+        uris = [u.decode() for u in detector["frame_uris"][()]]
+        assert len(uris) == 6 and uris[0].startswith("silx:" if file_format == "HDF5" else "fabio:")
+        images = entry["images"]
+        assert images.attrs["signal"] == det.name
+        assert images.attrs["interpretation"] == "image"
+        assert int(entry[f"writer/points/{det.name}"][()]) == 6
+        # the counters still make the default plot
+        assert entry.attrs["default"] == "plotselect"
+    assert nexus_errors(state.file) == []
+
+
+READ_MOVED = """
+import sys, h5py, numpy
+with h5py.File(sys.argv[1], "r", locking=False) as f:
+    numpy.save(sys.stdout.buffer, f[sys.argv[2]][()])
+"""
+
+
+def test_moved_dataset_folder_keeps_its_frames(harness, tmp_path):
+    det = LimaDetector(file_format="HDF5", frames_per_file=2)
+    rec = lima_scan(harness, "03_ascan", det)
+    state = harness.state(harness.publish(rec))
+    harness.stop()
+    moved = tmp_path / "elsewhere" / "moved_session"
+    shutil.move(os.path.dirname(state.file), moved)
+    new_file = moved / os.path.basename(state.file)
+    other_dir = tmp_path / "another_cwd"
+    other_dir.mkdir()
+    out = subprocess.run([sys.executable, "-c", READ_MOVED, str(new_file),
+                          f"{rec.number}.1/instrument/{det.name}/data"],
+                         cwd=other_dir, capture_output=True, check=True)
+    import io
+
+    assert np.array_equal(np.load(io.BytesIO(out.stdout)), rec.lima_frames[det.channel])
+
+
+def test_detector_that_stops_saving_gives_an_incomplete_scan(harness):
+    det = LimaDetector(file_format="HDF5", frames_per_file=2)
+    rec = lima_scan(harness, "03_ascan", det, saved=3)
+    state = harness.state(harness.publish(rec))
+    assert state.status == "INCOMPLETE"
+    assert any("3 of 6 frames were never saved" in w for w in state.warnings)
+    with read_file(state.file) as f:
+        entry = f[f"{rec.number}.1"]
+        data = entry[f"instrument/{det.name}/data"]
+        assert data.shape == (6, 8, 10)
+        assert np.array_equal(data[:3], rec.lima_frames[det.channel][:3])
+        assert (data[3:] == 0).all() and data.attrs["fill_value"] == 0
+        assert entry["writer/status"][()] == b"INCOMPLETE"
+        assert any(b"never saved" in w for w in entry["writer/warnings"][()])
+        assert int(entry[f"instrument/{det.name}/frames_saved"][()]) == 3
+    assert "frames were never saved" in harness.caplog.text
+
+
+def test_mesh_with_a_2d_detector_gives_an_image_stack_in_the_mesh_shape(harness):
+    det = LimaDetector(file_format="HDF5", frames_per_file=5)
+    rec = lima_scan(harness, "07_amesh", det)
+    state = harness.state(harness.publish(rec))
+    assert state.status == "SUCCEEDED"
+    frames = rec.lima_frames[det.channel]
+    with read_file(state.file) as f:
+        images = f[f"{rec.number}.1/images"]
+        stack = images[det.name]
+        assert stack.shape == (3, 4, 8, 10)  # (slow, fast, height, width)
+        assert np.array_equal(stack[()].reshape(12, 8, 10), frames)
+        assert np.array_equal(stack[1, 2], frames[6])
+    assert nexus_errors(state.file) == []
+
+
+def test_lima_in_a_multi_top_master_scan_goes_to_its_subscan(harness):
+    from nexus_writer_service.simulation.recording import relocate
+    from nexus_writer_service.simulation.synthetic import multi_top_master
+
+    det = LimaDetector(file_format="HDF5", frames_per_file=4)
+    rec = relocate(multi_top_master(npoints2=8), harness.base, session=harness.session)
+    rec = add_lima(rec, det, str(harness.base / harness.session / "scan_mtm"))
+    # the detector belongs to the second top master's chain
+    for info in (rec.info_created, rec.info_prepared, rec.info_final):
+        chains = info["acquisition_chain"]
+        chains["axis"]["images"].remove(det.channel)
+        chains["fast_timer"]["images"] = [det.channel]
+    state = harness.state(harness.publish(rec))
+    assert state.status == "SUCCEEDED", state
+    with read_file(state.file) as f:
+        assert det.name not in f[f"{rec.number}.1/instrument"]
+        data = f[f"{rec.number}.2/instrument/{det.name}/data"]
+        assert np.array_equal(data[()], rec.lima_frames[det.channel])
+    assert nexus_errors(state.file) == []
