@@ -154,8 +154,11 @@ def test_streams_of_unknown_kind_are_reported_not_dropped_silently():
     desc.streams.append(StreamDescription("cam:image", "lima", "uint16", (10, 10), {"plugin": "lima"}))
     desc.streams.append(StreamDescription("weird", "unsupported"))
     plan = plan_scan(desc)
-    assert set(plan.skipped) == {"cam:image", "weird"}
-    assert sum("not written" in w for w in plan.warnings) == 2
+    assert set(plan.skipped) == {"weird"}
+    assert sum("not written" in w for w in plan.warnings) == 1
+    lima = plan.channel("cam:image")  # lima frames are referenced, not streamed
+    assert (lima.role, lima.group, lima.field) == ("lima", "cam", "data")
+    assert lima not in plan.streamed
 
 
 def test_ragged_channel_plan():
