@@ -30,6 +30,10 @@ class ScanDescription:
     streams: list[StreamDescription]
     path: str | None = None
     data_policy: str | None = None
+    #: ESRF data policy identity (None otherwise)
+    proposal: str | None = None
+    collection: str | None = None
+    dataset: str | None = None
 
     def stream(self, name: str) -> StreamDescription:
         for s in self.streams:

@@ -225,3 +225,24 @@ def scaled(rec: ScanRecording, npoints: int | None = None, extra_counters: int =
             ch["scalars"] = list(ch["scalars"]) + names
             ch["devices"] = list(ch["devices"]) + [dev]
     return rec
+
+
+def esrf_policy(rec: ScanRecording, root: str | Path, proposal: str, beamline: str,
+                session_date: str, collection: str, dataset: str) -> ScanRecording:
+    """The same scan saved under the ESRF data policy (one file per dataset).
+
+    ``<root>/<proposal>/<beamline>/<session_date>/RAW_DATA/<collection>/
+    <collection>_<dataset>/<collection>_<dataset>.h5``, as BLISS's ESRF scan saving does.
+    """
+    rec = rec.copy()
+    name = f"{collection}_{dataset}"
+    path = str(Path(root) / proposal / beamline / session_date / "RAW_DATA" / collection / name / f"{name}.h5")
+    rec.identity.update(data_policy="ESRF", proposal=proposal, collection=collection,
+                        dataset=dataset, path=path)
+    for info in (rec.info_created, rec.info_prepared, rec.info_final):
+        info["data_policy"] = "ESRF"
+        info["filename"] = path
+    for s in rec.streams:
+        if "file_path" in s.info:
+            s.info["file_path"] = path
+    return rec

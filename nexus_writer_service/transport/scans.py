@@ -102,6 +102,8 @@ class ScanSource:
             key=s.key, name=s.name, number=s.number, session=s.session,
             info=dict(s.info), streams=streams, path=getattr(s, "path", None),
             data_policy=getattr(s, "data_policy", None),
+            proposal=getattr(s, "proposal", None), collection=getattr(s, "collection", None),
+            dataset=getattr(s, "dataset", None),
         )
 
     @property

@@ -29,6 +29,7 @@ from ..mapping.layout import FAILED, INCOMPLETE, RUNNING, STARTING, SUCCEEDED, S
 from ..mapping.nexus import group, link
 from ..transport.scans import CLOSED, PREPARED, ScanSource
 from .config import WriterConfig
+from .masterfiles import master_links, update_master_files
 from .paths import target_file
 
 
@@ -105,6 +106,7 @@ class ScanWriter:
         for w in plan.warnings:
             self.log.warning(w)
         self._create(path, plan, desc)
+        self._link_master_files(desc, path)
         where = " (no file named by BLISS: default template)" if from_template else ""
         self.log.info("writing %s in %s%s", ", ".join(self.state.entries), path, where)
         self.state.status = RUNNING
@@ -131,6 +133,17 @@ class ScanWriter:
             self._arrays = writer.streams
             self._note_warnings(writer.warnings)
         self._handle.flush()
+
+    def _link_master_files(self, desc: ScanDescription, path: str) -> None:
+        """ESRF data policy: the scan appears in its collection and proposal files as it starts."""
+        links = master_links(desc, path, self.state.entries)
+        if not links:
+            return
+        try:
+            for warning in update_master_files(self.files, links):
+                self._warn(warning)
+        except Exception as e:  # the scan's own file is fine: say it, go on
+            self._warn(f"master files not updated: {type(e).__name__}: {e}")
 
     def _stream(self) -> bool:
         """Append data until every stream is sealed and read; False if given up."""
