@@ -84,7 +84,7 @@ def wait_finished(base: Path, expected: int, timeout: float = 60) -> list[tuple]
             rows = summary(base)
         except (OSError, KeyError, AttributeError):  # the writer is busy with the file
             rows = []
-        done = [r for r in rows if r[4] not in ("RUNNING", "?")]
+        done = [r for r in rows if r[4] not in ("WRITING", "?")]
         if len(done) >= expected or time.monotonic() > deadline:
             return rows
         time.sleep(0.5)

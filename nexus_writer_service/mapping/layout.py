@@ -17,8 +17,7 @@ from .channels import ChannelPlan, entry_names, plan_channels
 from .description import ScanDescription
 from .nexus import Group, field, group, insert, link, merge, stream_field
 
-#: writer states, also used by the completeness protocol
-STARTING, RUNNING, SUCCEEDED, FAILED, INCOMPLETE = "STARTING", "RUNNING", "SUCCEEDED", "FAILED", "INCOMPLETE"
+from ..states import WRITING
 
 
 @dataclass
@@ -85,7 +84,7 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
         "instrument": group("NXinstrument"),
         "measurement": group("NXcollection"),
         "writer": group("NXnote", {
-            "status": field(RUNNING),
+            "status": field(WRITING),
             "writer": field("nexus_writer_service"),
             "writer_version": field(__version__),
             "type": field("text/plain"),

@@ -25,7 +25,8 @@ from ..io.tree import TreeWriter
 from ..mapping import layout
 from ..mapping.description import ScanDescription
 from ..mapping.images import Frames, is_hdf5
-from ..mapping.layout import FAILED, INCOMPLETE, RUNNING, STARTING, SUCCEEDED, ScanPlan
+from ..mapping.layout import ScanPlan
+from ..states import FAILED, INCOMPLETE, PENDING, SKIPPED, SUCCEEDED, WRITING
 from ..mapping.nexus import group, link
 from ..transport.scans import CLOSED, PREPARED, ScanSource
 from .config import WriterConfig
@@ -44,7 +45,7 @@ class ScanState:
     key: str
     name: str = ""
     number: int | None = None
-    status: str = STARTING
+    status: str = PENDING
     file: str | None = None
     entries: list[str] = field(default_factory=list)
     written: dict[str, int] = field(default_factory=dict)
@@ -59,7 +60,7 @@ class ScanLogger(logging.LoggerAdapter):
 
 class ScanWriter:
     def __init__(self, source: ScanSource, files: FileRegistry, config: WriterConfig,
-                 logger: logging.Logger, session: str = ""):
+                 logger: logging.Logger, session: str = "", publish=None):
         self.source = source
         self.files = files
         self.config = config
@@ -70,6 +71,9 @@ class ScanWriter:
         self._lost: dict[str, int] = {}
         self._plan: ScanPlan | None = None
         self._desc: ScanDescription | None = None
+        #: called with the ScanState at every change (completeness protocol)
+        self._on_change = publish
+        self._last_publish = 0.0
 
     # -- public ------------------------------------------------------------
     def run(self) -> ScanState:
@@ -84,6 +88,7 @@ class ScanWriter:
             if self._handle is not None:
                 self.files.release(self._handle)
                 self._handle = None
+            self._publish()
         return self.state
 
     # -- steps -------------------------------------------------------------
@@ -96,7 +101,7 @@ class ScanWriter:
             raise TimeoutError(f"scan not prepared after {self.config.prepare_timeout:.0f} s")
         desc = self._desc = src.description()
         if desc.info.get("save") is False:
-            self.state.status = "SKIPPED"
+            self.state.status = SKIPPED
             self.log.info("not saved (save=False): nothing written")
             return
         path, from_template = target_file(desc, self.config.base_path, self.config.default_path_template)
@@ -109,7 +114,8 @@ class ScanWriter:
         self._link_master_files(desc, path)
         where = " (no file named by BLISS: default template)" if from_template else ""
         self.log.info("writing %s in %s%s", ", ".join(self.state.entries), path, where)
-        self.state.status = RUNNING
+        self.state.status = WRITING
+        self._publish()
         complete = self._stream()
         self._finish(complete)
 
@@ -172,6 +178,9 @@ class ScanWriter:
             if batches:
                 last_progress = time.monotonic()
                 self._append(batches)
+                if time.monotonic() - self._last_publish > 1.0:
+                    self.state.written = {n: a.length for n, a in self._arrays.items()}
+                    self._publish()
             else:
                 try:
                     if src.poll():
@@ -281,6 +290,14 @@ class ScanWriter:
             return entry in self._handle.h5
 
     # -- reporting ---------------------------------------------------------
+    def _publish(self) -> None:
+        self._last_publish = time.monotonic()
+        if self._on_change is not None:
+            try:
+                self._on_change(self.state)
+            except Exception:  # reporting must never break writing
+                self.log.debug("state not published", exc_info=True)
+
     def _warn(self, message: str) -> None:
         self.state.warnings.append(message)
         self.log.warning(message)

@@ -18,7 +18,9 @@ from blissdata.exceptions import NoScanAvailable, ScanLoadError
 
 from ..io.files import FileRegistry
 from ..transport.connection import connect
+from .. import __version__
 from ..transport.scans import ScanSource
+from ..transport.status import StatusPublisher
 from .config import WriterConfig
 from .scan import ScanState, ScanWriter
 
@@ -38,6 +40,7 @@ class SessionWriter:
         self._threads: dict[str, threading.Thread] = {}
         self._writers: dict[str, ScanWriter] = OrderedDict()
         self._lock = threading.Lock()
+        self.status = StatusPublisher(redis_url, session, __version__)
 
     # -- control -----------------------------------------------------------
     def stop(self) -> None:
@@ -62,6 +65,7 @@ class SessionWriter:
     # -- main loop ---------------------------------------------------------
     def run(self) -> None:
         ds, since, down = None, None, False
+        self.status.start()
         while not self._stop.is_set():
             try:
                 if ds is None:
@@ -89,6 +93,7 @@ class SessionWriter:
                 self._stop.wait(1.0)
         self.log.info("[%s] writer stopping: waiting for running scans", self.session)
         self.wait_idle(timeout=self.config.read_timeout * 10)
+        self.status.stop()
         self.log.info("[%s] writer stopped", self.session)
 
     def _dispatch(self, ds, key: str) -> None:
@@ -99,7 +104,9 @@ class SessionWriter:
             return
         if scan.session != self.session:
             return
-        writer = ScanWriter(ScanSource(ds, key), self.files, self.config, self.log, self.session)
+        writer = ScanWriter(ScanSource(ds, key), self.files, self.config, self.log, self.session,
+                            publish=self.status.scan)
+        self.status.scan(writer.state)  # PENDING: BLISS can see the writer took it
         thread = threading.Thread(target=writer.run, name=f"scan-{scan.number}", daemon=True)
         with self._lock:
             self._writers[key] = writer

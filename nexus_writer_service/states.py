@@ -1,0 +1,10 @@
+"""The states of a scan as the writer reports them (Redis protocol and ``writer/status``)."""
+
+PENDING = "PENDING"        # seen, not yet being written
+WRITING = "WRITING"        # entry created, data being appended
+SUCCEEDED = "SUCCEEDED"    # closed by BLISS, every published point written
+FAILED = "FAILED"          # could not be written (see error)
+INCOMPLETE = "INCOMPLETE"  # written with something missing (see warnings)
+SKIPPED = "SKIPPED"        # save=False: nothing to write
+
+FINAL_STATES = frozenset({SUCCEEDED, FAILED, INCOMPLETE, SKIPPED})

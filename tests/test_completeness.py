@@ -1,0 +1,91 @@
+"""The completeness protocol: the writer reports itself and every scan in Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import read_file
+from nexus_writer_service.metadata import wait_for_writer, writer_status
+from nexus_writer_service.simulation.recording import scaled
+from nexus_writer_service.simulation.replay import ScanPublisher
+from nexus_writer_service.transport.status import StatusReader
+
+
+def test_scan_states_are_published_and_match_the_file(harness):
+    rec = harness.recording("03_ascan")
+    key = harness.publish(rec)
+    state = wait_for_writer(key, timeout=20, redis_url=harness.url)
+    assert state["status"] == "SUCCEEDED"
+    assert state["file"] == rec.identity["path"]
+    assert state["entries"] == [f"{rec.number}.1"]
+    assert state["written"]["simulation_diode_sampling_controller:diode1"] == 6
+    assert state["session"] == harness.session
+    with read_file(state["file"]) as f:
+        assert f[f"{rec.number}.1/writer/status"][()].decode() == state["status"]
+    status = writer_status(harness.session, redis_url=harness.url)
+    assert status.alive and status.writer["pid"] == os.getpid()
+    assert [s["key"] for s in status.scans] == [key]
+    assert "writer alive" in str(status) and "SUCCEEDED" in str(status)
+
+
+def test_a_running_scan_is_seen_writing_with_its_progress(harness):
+    rec = scaled(harness.recording("03_ascan"), npoints=30)
+    pub = ScanPublisher(harness.ds, rec, batch_size=2, interval=0.2)
+    thread = threading.Thread(target=pub.run)
+    thread.start()
+    reader = StatusReader(harness.url)
+    seen = []
+    deadline = time.monotonic() + 20
+    while thread.is_alive() and time.monotonic() < deadline:
+        if pub.scan is not None:
+            state = reader.scan(pub.key)
+            if state:
+                seen.append((state["status"], max(state["written"].values(), default=0)))
+        time.sleep(0.2)
+    thread.join()
+    writing = [n for status, n in seen if status == "WRITING"]
+    assert writing and 0 < max(writing) < 30, seen  # progress while the scan runs
+    with pytest.raises(TimeoutError):
+        # a scan still running makes wait_for_writer time out, not lie
+        rec2 = scaled(harness.recording("03_ascan", number=rec.number + 1), npoints=30)
+        pub2 = ScanPublisher(harness.ds, rec2, batch_size=1, interval=0.2)
+        t2 = threading.Thread(target=pub2.run)
+        t2.start()
+        try:
+            while pub2.scan is None:
+                time.sleep(0.05)
+            time.sleep(0.5)
+            wait_for_writer(pub2.key, timeout=0.5, redis_url=harness.url)
+        finally:
+            t2.join()
+    assert wait_for_writer(pub.key, timeout=10, redis_url=harness.url)["status"] == "SUCCEEDED"
+
+
+def test_a_stopped_writer_is_reported_dead(make_harness):
+    h = make_harness()
+    assert writer_status(h.session, redis_url=h.url).alive
+    h.stop()
+    status = writer_status(h.session, redis_url=h.url)
+    assert not status.alive
+    assert "NO WRITER ALIVE" in str(status)
+
+
+def test_status_command(make_harness):
+    h = make_harness()
+    key = h.publish(h.recording("13_timescan"))
+    h.state(key)
+    exe = os.path.join(os.path.dirname(sys.executable), "nexus-writer")
+    out = subprocess.run([exe, "status", h.session, "--redis-url", h.url], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert f"session {h.session}: writer alive" in out.stdout
+    assert "timescan" in out.stdout and "SUCCEEDED" in out.stdout and "5 pts" in out.stdout
+    h.stop()
+    out = subprocess.run([exe, "status", h.session, "--redis-url", h.url], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "NO WRITER ALIVE" in out.stdout
