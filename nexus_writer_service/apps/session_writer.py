@@ -30,6 +30,8 @@ def parser() -> argparse.ArgumentParser:
                         "{scan_number} {date} {user} (default: %(default)s)")
     p.add_argument("--stall-timeout", type=float, default=defaults.stall_timeout,
                    help="give up a scan that sends nothing for this many seconds (default: %(default)s)")
+    p.add_argument("--recover-window", type=float, default=defaults.recover_window,
+                   help="at start, write unfinished scans of the last this-many seconds (default: %(default)s; 0: none)")
     p.add_argument("--compression", default=defaults.compression,
                    help="filter for spectra and images: bitshuffle-lz4, gzip or none (default: %(default)s)")
     p.add_argument("--version", action="version", version=__version__)
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         base_path=args.base_path,
         default_path_template=args.default_path_template,
         stall_timeout=args.stall_timeout,
+        recover_window=args.recover_window,
         compression="" if args.compression.lower() == "none" else args.compression,
     )
     writer = SessionWriter(args.session, url, config, log)

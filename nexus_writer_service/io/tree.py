@@ -50,8 +50,10 @@ def _set_attrs(obj, attributes: dict) -> None:
 class TreeWriter:
     """Writes plan trees below an h5py group; collects streams and links."""
 
-    def __init__(self, specs: dict[str, ArraySpec] | None = None):
+    def __init__(self, specs: dict[str, ArraySpec] | None = None, resume: bool = False):
         self.specs = specs or {}
+        #: reopen stream datasets that exist already (a restarted writer continues them)
+        self.resume = resume
         self.streams: dict[str, GrowingDataset] = {}
         self._links: list[tuple[h5py.Group, str, str]] = []
         self.warnings: list[str] = []
@@ -72,6 +74,11 @@ class TreeWriter:
                 self.write(grp, cname, child, replace, path)
             return
         if existing is not None:
+            if self.resume and isinstance(node, Dataset) and isinstance(node.value, Stream):
+                dset = parent[name]
+                if isinstance(dset, h5py.Dataset) and dset.chunks is not None:
+                    self.streams[node.value.stream] = GrowingDataset(dset, self.specs[node.value.stream])
+                    return
             if path not in replace:
                 return  # never overwrite: a node already written stays
             del parent[name]

@@ -88,6 +88,8 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
             "writer": field("nexus_writer_service"),
             "writer_version": field(__version__),
             "type": field("text/plain"),
+            # which Redis scan this entry is: a restarted writer resumes only its own entries
+            "scan_key": field(desc.key),
         }),
     })
     for ch in entry.channels:

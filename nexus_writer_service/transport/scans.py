@@ -172,3 +172,20 @@ class ScanSource:
     def child_path(self, key: str) -> tuple[str | None, int]:
         child = self.ds.load_scan(key)
         return child.path, child.number
+
+
+def scans_since(ds: DataStore, seconds: float) -> tuple[str, list[str]]:
+    """(timetag to listen from, keys of the scans created in the last ``seconds``).
+
+    Reads blissdata's scan-creation stream directly: ``search_existing_scans``
+    fails against Redis 8 (its RediSearch replies changed shape), and the stream
+    is bounded in time by its own IDs. blissdata keeps its last 2048 entries.
+    """
+    from blissdata.redis_engine.scan import scan_creation_stream
+
+    timetag = ds.get_last_scan_timetag()
+    if seconds <= 0:
+        return timetag, []
+    start_ms = max(0, int((time.time() - seconds) * 1000))
+    entries = ds._redis.xrange(scan_creation_stream, min=f"{start_ms}-0", max=timetag)
+    return timetag, [data[b"key"].decode() for _, data in entries]

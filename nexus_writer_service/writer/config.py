@@ -23,5 +23,8 @@ class WriterConfig:
     lock_timeout: float = 10.0
     #: a sequence waits this long for its children's entries before linking them
     child_wait: float = 30.0
+    #: at start, write this session's scans of the last this-many seconds that no writer
+    #: finished (a crash, a restart): 0 looks back at nothing
+    recover_window: float = 24 * 3600.0
     #: filter for datasets of spectra and images: "bitshuffle-lz4", "gzip" or "" (none)
     compression: str = "bitshuffle-lz4"

@@ -26,7 +26,7 @@ from ..mapping import layout
 from ..mapping.description import ScanDescription
 from ..mapping.images import Frames, is_hdf5
 from ..mapping.layout import ScanPlan
-from ..states import FAILED, INCOMPLETE, PENDING, SKIPPED, SUCCEEDED, WRITING
+from ..states import FAILED, FINAL_STATES, INCOMPLETE, PENDING, SKIPPED, SUCCEEDED, WRITING
 from ..mapping.nexus import group, link
 from ..transport.scans import CLOSED, PREPARED, ScanSource
 from .config import WriterConfig
@@ -36,6 +36,14 @@ from .paths import target_file
 
 class EntryExistsError(RuntimeError):
     pass
+
+
+class AlreadyWritten(Exception):
+    """This scan's entries were finished by an earlier run of the writer."""
+
+    def __init__(self, message: str, status: str):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -69,6 +77,7 @@ class ScanWriter:
         self._handle: FileHandle | None = None
         self._arrays: dict = {}
         self._lost: dict[str, int] = {}
+        self._skip: dict[str, int] = {}
         self._plan: ScanPlan | None = None
         self._desc: ScanDescription | None = None
         #: called with the ScanState at every change (completeness protocol)
@@ -79,6 +88,9 @@ class ScanWriter:
     def run(self) -> ScanState:
         try:
             self._run()
+        except AlreadyWritten as done:
+            self.state.status = done.status
+            self.log.info("%s: nothing to do", done)
         except Exception as e:  # one scan's failure must not reach the session writer
             self.state.status = FAILED
             self.state.error = f"{type(e).__name__}: {e}"
@@ -127,18 +139,33 @@ class ScanWriter:
         with self._handle.lock:
             h5 = self._handle.h5
             existing = [e.name for e in plan.entries if e.name in h5]
-            if existing:
-                raise EntryExistsError(
-                    f"entry {', '.join(existing)} already exists in {path}: not overwritten"
-                )
-            writer = TreeWriter(specs)
+            resume = bool(existing) and self._own_unfinished(h5, existing, desc.key, path)
+            writer = TreeWriter(specs, resume=resume)
             for entry in plan.entries:
                 writer.write(h5, entry.name, layout.start_tree(desc, entry))
                 self.state.entries.append(entry.name)
             writer.finish_links()
             self._arrays = writer.streams
+            # points already in the file (resumed entries) are not appended twice
+            self._skip = {name: a.length for name, a in self._arrays.items() if a.length}
             self._note_warnings(writer.warnings)
+            if resume:
+                self.log.info("resuming %s (%d points already in the file)", ", ".join(existing),
+                              max(self._skip.values(), default=0))
         self._handle.flush()
+
+    def _own_unfinished(self, h5, entries: list[str], key: str, path: str) -> bool:
+        """True if these entries are this scan's, left unfinished by a writer that died."""
+        for name in entries:
+            entry = h5.get(name)
+            note = entry.get("writer") if hasattr(entry, "get") else None
+            own = note is not None and "scan_key" in note and note["scan_key"][()].decode() == key
+            if not own:
+                raise EntryExistsError(f"entry {name} already exists in {path}: not overwritten")
+            status = note["status"][()].decode() if "status" in note else ""
+            if status in FINAL_STATES:
+                raise AlreadyWritten(f"entry {name} was already written ({status})", status)
+        return True
 
     def _link_master_files(self, desc: ScanDescription, path: str) -> None:
         """ESRF data policy: the scan appears in its collection and proposal files as it starts."""
@@ -200,11 +227,23 @@ class ScanWriter:
         with self._handle.lock:
             for name, batch in batches.items():
                 array = self._arrays[name]
+                batch = self._skip_written(name, batch)
                 if batch.lost:
                     self._lost[name] = self._lost.get(name, 0) + batch.lost
                     array.append(_fill_points(array, batch.lost))
                 if batch.data is not None and len(batch.data):
                     array.append(batch.data)
+
+    def _skip_written(self, name: str, batch):
+        """Drop the points a previous run already wrote (resumed entries)."""
+        skip = self._skip.get(name, 0)
+        if not skip:
+            return batch
+        from_lost = min(skip, batch.lost)
+        data = batch.data if batch.data is not None else []
+        from_data = min(skip - from_lost, len(data))
+        self._skip[name] = skip - from_lost - from_data
+        return type(batch)(data[from_data:], batch.lost - from_lost)
 
     def _finish(self, streams_complete: bool) -> None:
         src, desc, plan = self.source, self._desc, self._plan

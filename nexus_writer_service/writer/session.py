@@ -19,8 +19,9 @@ from blissdata.exceptions import NoScanAvailable, ScanLoadError
 from ..io.files import FileRegistry
 from ..transport.connection import connect
 from .. import __version__
-from ..transport.scans import ScanSource
-from ..transport.status import StatusPublisher
+from ..transport.scans import ScanSource, scans_since
+from ..states import FINAL_STATES
+from ..transport.status import StatusPublisher, StatusReader
 from .config import WriterConfig
 from .scan import ScanState, ScanWriter
 
@@ -71,7 +72,7 @@ class SessionWriter:
                 if ds is None:
                     ds = connect(self.redis_url)
                     if since is None:
-                        since = ds.get_last_scan_timetag()
+                        since = self._recover(ds)
                         self.log.info("[%s] listening for scans on %s", self.session, self.redis_url)
                     self._ready.set()
                     if down:
@@ -96,6 +97,30 @@ class SessionWriter:
         self.status.stop()
         self.log.info("[%s] writer stopped", self.session)
 
+    def _recover(self, ds) -> str:
+        """Write the session's recent scans that no writer finished; returns where to go on from.
+
+        Listening goes on from the newest scan the look-back saw, so nothing
+        created in between is missed.
+        """
+        timetag, keys = scans_since(ds, self.config.recover_window)
+        reader = StatusReader(self.redis_url)
+        todo = []
+        for key in keys:
+            state = reader.scan(key)
+            if state is not None and state.get("status") in FINAL_STATES:
+                continue
+            try:
+                if ds.load_scan(key).session == self.session:
+                    todo.append(key)
+            except ScanLoadError:
+                continue  # deleted or expired meanwhile
+        if todo:
+            self.log.info("[%s] recovering %d scan(s) not finished by a previous writer", self.session, len(todo))
+        for key in todo:  # in creation order
+            self._dispatch(ds, key)
+        return timetag
+
     def _dispatch(self, ds, key: str) -> None:
         try:
             scan = ds.load_scan(key)
@@ -116,3 +141,4 @@ class SessionWriter:
                 if not self._threads[old].is_alive():
                     self._threads.pop(old)
         thread.start()
+
