@@ -131,6 +131,7 @@ class SessionWriter:
             return
         writer = ScanWriter(ScanSource(ds, key), self.files, self.config, self.log, self.session,
                             publish=self.status.scan)
+        writer.state.name, writer.state.number = scan.name, scan.number
         self.status.scan(writer.state)  # PENDING: BLISS can see the writer took it
         thread = threading.Thread(target=writer.run, name=f"scan-{scan.number}", daemon=True)
         with self._lock:

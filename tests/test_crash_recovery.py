@@ -1,0 +1,128 @@
+"""A writer killed at any moment and started again loses nothing and duplicates nothing."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import h5py
+import numpy as np
+
+from conftest import WriterHarness
+from nexus_writer_service.simulation.recording import load_recording, relocate, scaled
+from nexus_writer_service.simulation.replay import ScanPublisher
+
+MIX = ["03_ascan", "07_amesh", "10_loopscan_mca", "13_timescan", "19_ascan_usermeta", "21_ascan_abort",
+       "33_null_ascan"]
+#: what legitimately differs between two runs
+VOLATILE = {"date", "scan_key", "file_time", "file_name", "start_time", "end_time"}
+
+
+def recordings(base, session, n_scans):
+    recs = []
+    for i in range(n_scans):
+        rec = relocate(load_recording(MIX[i % len(MIX)]), base, session=session, number=100 + i)
+        if i % 3 == 0:
+            rec = scaled(rec, npoints=40)  # a few longer scans, so kills land mid-scan
+        recs.append(rec)
+    return recs
+
+
+def publish_all(ds, recs, interval):
+    for rec in recs:
+        ScanPublisher(ds, rec, batch_size=2, interval=interval).run()
+
+
+def snapshot(path) -> dict:
+    """Everything in a file that a user reads, minus what differs between two runs."""
+    out = {}
+
+    def visit(name, obj):
+        if name.split("/")[-1] in VOLATILE:
+            return
+        link = obj.parent.get(name.split("/")[-1], getlink=True)
+        if isinstance(link, h5py.SoftLink):
+            out[name] = ("link", link.path)
+            return
+        attrs = {k: str(v) for k, v in obj.attrs.items() if k not in VOLATILE}
+        if isinstance(obj, h5py.Dataset):
+            value = obj[()]
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                value = np.nan_to_num(value, nan=-1e300).tolist()
+            elif isinstance(value, np.ndarray):
+                value = value.tolist()
+            out[name] = ("data", str(value), attrs)
+        else:
+            out[name] = ("group", attrs)
+
+    with h5py.File(path, "r", locking=False) as f:
+        f.visititems(visit)
+    return out
+
+
+def start_cli(session, url, base):
+    exe = os.path.join(os.path.dirname(sys.executable), "NexusSessionWriter")
+    proc = subprocess.Popen([exe, session, "--redis-url", url, "--base-path", str(base), "--log=info"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = proc.stdout.readline()
+    assert "listening" in line or "recovering" in line, line
+    threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the pipe flowing
+    return proc
+
+
+def test_sigkill_at_random_moments_loses_nothing(redis_server, tmp_path, caplog):
+    n_kills = int(os.environ.get("NXW_CRASH_KILLS", "20"))
+    rng = random.Random(20261124)
+    # reference: an uninterrupted writer
+    ref = WriterHarness(redis_server.url, tmp_path / "ref", caplog)
+    publish_all(ref.ds, recordings(ref.base, ref.session, 20), interval=0.0)
+    ref.wait(60)
+    ref.stop()
+
+    crash_base = tmp_path / "crash"
+    session = ref.session + "_crash"
+    recs = recordings(crash_base, session, 20)
+    proc = start_cli(session, redis_server.url, crash_base)
+    publisher = threading.Thread(target=publish_all, args=(ref.ds, recs, 0.15))
+    publisher.start()
+    kills = 0
+    while kills < n_kills and publisher.is_alive():
+        time.sleep(rng.uniform(0.05, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        time.sleep(rng.uniform(0.0, 0.5))  # scans may run while no writer is alive
+        proc = start_cli(session, redis_server.url, crash_base)
+    publisher.join()
+    try:
+        from nexus_writer_service.transport.status import StatusReader
+
+        reader = StatusReader(redis_server.url)
+        deadline = time.monotonic() + 60
+        states = []
+        while time.monotonic() < deadline:
+            states = reader.recent(session, 100)
+            if len(states) >= len(recs) and all(s["status"] in ("SUCCEEDED",) for s in states):
+                break
+            time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert kills >= min(n_kills, 5), kills
+    assert sorted(s["number"] for s in states) == [r.number for r in recs]
+    assert {s["status"] for s in states} == {"SUCCEEDED"}, [(s["number"], s["status"], s["warnings"]) for s in states]
+
+    ref_files = sorted(p.relative_to(ref.base / ref.session) for p in (ref.base / ref.session).rglob("*.h5"))
+    crash_files = sorted(p.relative_to(crash_base / session) for p in (crash_base / session).rglob("*.h5"))
+    assert [str(p).replace(ref.session, "S") for p in ref_files] == [str(p).replace(session, "S") for p in crash_files]
+    for a, b in zip(ref_files, crash_files):
+        expected = snapshot(ref.base / ref.session / a)
+        got = snapshot(crash_base / session / b)
+        assert sorted(got) == sorted(expected), f"{b}: entries or items differ"
+        for name in expected:
+            assert got[name] == expected[name], f"{b}:{name}"
