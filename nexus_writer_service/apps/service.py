@@ -1,0 +1,122 @@
+"""``NexusWriterService``: the session writers of several BLISS sessions, supervised.
+
+Sessions come from the command line and/or a YAML file::
+
+    redis_url: redis://bcu:25002      # optional (else --redis-url, $REDIS_DATA_URL, Beacon)
+    port: 8750                         # status page; 0 = any free port, absent = --port
+    sessions:
+      - test_session
+      - name: id00
+        args: ["--base-path", "/data/id00"]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+import yaml
+
+from ..service.supervisor import SessionSpec, Supervisor
+from ..service.web import serve
+from ..transport.connection import resolve_redis_url
+from ..transport.status import StatusReader
+from .session_writer import setup_logging
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: str) -> dict:
+    try:
+        with open(path) as f:
+            config = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from e
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'sessions'")
+    unknown = set(config) - {"redis_url", "port", "sessions", "log_dir"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} "
+                          "(expected redis_url, port, sessions, log_dir)")
+    return config
+
+
+def session_specs(names: list[str], config: dict) -> list[SessionSpec]:
+    specs = [SessionSpec(n) for n in names]
+    for item in config.get("sessions") or []:
+        if isinstance(item, str):
+            specs.append(SessionSpec(item))
+        elif isinstance(item, dict) and isinstance(item.get("name"), str):
+            args = item.get("args") or []
+            if not isinstance(args, list):
+                raise ConfigError(f"session {item['name']}: 'args' must be a list of options")
+            specs.append(SessionSpec(item["name"], [str(a) for a in args]))
+        else:
+            raise ConfigError(f"sessions: {item!r} is neither a name nor a mapping with 'name'")
+    seen, unique = set(), []
+    for s in specs:
+        if s.name not in seen:
+            seen.add(s.name)
+            unique.append(s)
+    return unique
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="NexusWriterService", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sessions", nargs="*", help="BLISS sessions to write")
+    p.add_argument("--config", help="YAML file with sessions (and redis_url, port)")
+    p.add_argument("--redis-url", help="Redis data URL")
+    p.add_argument("--port", type=int, default=8750, help="status page port, 0: any free one (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1", help="status page address (default: %(default)s)")
+    p.add_argument("--log", default="info", help="log level of the service and its writers")
+    p.add_argument("--log-dir", help="one log file per session writer here")
+    args = p.parse_args(argv)
+    setup_logging(args.log)
+    log = logging.getLogger("nexus_writer_service")
+    try:
+        config = load_config(args.config) if args.config else {}
+        specs = session_specs(args.sessions, config)
+        if not specs:
+            raise ConfigError("no session given (command line or --config)")
+        url = resolve_redis_url(args.redis_url or config.get("redis_url"))
+    except Exception as e:
+        log.error("%s", e)
+        return 2
+    supervisor = Supervisor(specs, url, args.log, args.log_dir or config.get("log_dir"))
+    reader = StatusReader(url)
+
+    def status() -> dict:
+        out = {"redis_url": url, "sessions": {}}
+        for name, proc in supervisor.processes().items():
+            try:
+                heartbeat, scans = reader.writer(name), reader.recent(name, 20)
+            except Exception as e:  # Redis away: the page says so instead of failing
+                heartbeat, scans = None, [{"status": "?", "error": f"Redis: {e}"}]
+            out["sessions"][name] = {**proc, "heartbeat": heartbeat, "scans": scans}
+        return out
+
+    port = config.get("port", args.port)
+    server = serve(status, int(port), args.host)
+    log.info("status page on http://%s:%d/", *server.server_address[:2])
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    signal.signal(signal.SIGINT, lambda *a: stop.set())
+    supervisor.start_all()
+    while not stop.wait(0.5):
+        supervisor.poll()
+    log.info("stopping session writers")
+    supervisor.stop_all()
+    server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

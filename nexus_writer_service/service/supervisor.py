@@ -1,0 +1,113 @@
+"""Keeping one session writer process alive per session.
+
+Each session writer is its own process (``NexusSessionWriter``), so a crash in
+one session touches no other, and a restarted writer recovers what it missed
+(see ``writer.session``). Restarts back off when a writer keeps dying.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+_logger = logging.getLogger("nexus_writer_service.service")
+
+BACKOFF_MIN, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
+
+
+@dataclass
+class SessionSpec:
+    name: str
+    #: extra NexusSessionWriter options, e.g. ["--base-path", "/data/id00"]
+    args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Supervised:
+    spec: SessionSpec
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    restarts: int = 0
+    last_exit: int | None = None
+    backoff: float = BACKOFF_MIN
+    next_start: float = 0.0
+    log_path: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Supervisor:
+    def __init__(self, specs: list[SessionSpec], redis_url: str, log_level: str = "info",
+                 log_dir: str | None = None):
+        self.redis_url = redis_url
+        self.log_level = log_level
+        self.log_dir = log_dir
+        self.writers = {s.name: Supervised(s) for s in specs}
+
+    def command(self, spec: SessionSpec) -> list[str]:
+        return [sys.executable, "-m", "nexus_writer_service.apps.session_writer", spec.name,
+                "--redis-url", self.redis_url, f"--log={self.log_level}", *spec.args]
+
+    def _start(self, w: Supervised) -> None:
+        out = subprocess.DEVNULL
+        if self.log_dir:
+            os.makedirs(self.log_dir, exist_ok=True)
+            w.log_path = os.path.join(self.log_dir, f"{w.spec.name}.log")
+            out = open(w.log_path, "ab")
+        w.proc = subprocess.Popen(self.command(w.spec), stdout=out, stderr=subprocess.STDOUT)
+        if out is not subprocess.DEVNULL:
+            out.close()
+        w.started = time.monotonic()
+        _logger.info("[%s] session writer started (pid %d)", w.spec.name, w.proc.pid)
+
+    def start_all(self) -> None:
+        for w in self.writers.values():
+            self._start(w)
+
+    def poll(self) -> None:
+        """Restart writers that died; call this every fraction of a second."""
+        now = time.monotonic()
+        for w in self.writers.values():
+            if w.proc is None:
+                if now >= w.next_start:
+                    w.restarts += 1
+                    self._start(w)
+                continue
+            code = w.proc.poll()
+            if code is None:
+                if now - w.started > HEALTHY_AFTER:
+                    w.backoff = BACKOFF_MIN
+                continue
+            w.last_exit = code
+            w.proc = None
+            w.next_start = now + w.backoff
+            _logger.warning("[%s] session writer exited with code %s: restarting in %.0f s",
+                            w.spec.name, code, w.backoff)
+            w.backoff = min(BACKOFF_MAX, w.backoff * 2)
+
+    def stop_all(self, timeout: float = 20.0) -> None:
+        for w in self.writers.values():
+            if w.running:
+                w.proc.terminate()
+        deadline = time.monotonic() + timeout
+        for w in self.writers.values():
+            if w.proc is not None:
+                try:
+                    w.proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    w.proc.kill()
+                    w.proc.wait()
+
+    def processes(self) -> dict[str, dict]:
+        return {
+            name: {"pid": w.proc.pid if w.running else None, "running": w.running,
+                   "restarts": w.restarts, "last_exit": w.last_exit, "log": w.log_path,
+                   "uptime": time.monotonic() - w.started if w.running else 0.0}
+            for name, w in self.writers.items()
+        }

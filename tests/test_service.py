@@ -1,0 +1,118 @@
+"""NexusWriterService: several sessions, supervised, with a status page."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from nexus_writer_service.apps.service import ConfigError, load_config, session_specs
+from nexus_writer_service.simulation.recording import load_recording, relocate
+from nexus_writer_service.simulation.replay import publish
+
+
+def _json(url):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def _wait(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def service(redis_server, tmp_path):
+    config = tmp_path / "service.yml"
+    config.write_text(f"sessions:\n  - svc_a\n  - name: svc_b\n    args: ['--base-path', '{tmp_path}/b']\n"
+                      f"log_dir: {tmp_path}/logs\n")
+    exe = os.path.join(os.path.dirname(sys.executable), "NexusWriterService")
+    proc = subprocess.Popen([exe, "--config", str(config), "--redis-url", redis_server.url, "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = ""
+    while "status page on" not in line:
+        line = proc.stdout.readline()
+        assert line, "service did not start"
+    url = line.split("status page on ")[1].strip()
+    yield url, tmp_path
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    assert proc.returncode == 0
+
+
+def test_service_restarts_a_killed_session_writer(service, redis_server):
+    url, tmp_path = service
+    status = _wait(lambda: (s := _json(url + "status.json"))
+                   and all(v["heartbeat"] for v in s["sessions"].values()) and s)
+    assert set(status["sessions"]) == {"svc_a", "svc_b"}
+    old_pid = status["sessions"]["svc_b"]["pid"]
+    os.kill(old_pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    status = _wait(lambda: (s := _json(url + "status.json"))["sessions"]["svc_b"]["pid"] not in (None, old_pid)
+                   and s["sessions"]["svc_b"]["heartbeat"] and s)
+    assert time.monotonic() - killed_at < 10  # back within seconds
+    b = status["sessions"]["svc_b"]
+    assert b["restarts"] == 1 and b["last_exit"] == -signal.SIGKILL
+    assert status["sessions"]["svc_a"]["restarts"] == 0
+    # the restarted writer writes: a scan of session svc_b lands under its base path
+    from blissdata.redis_engine.store import DataStore
+
+    publish(DataStore(redis_server.url), relocate(load_recording("33_null_ascan"), tmp_path, session="svc_b"))
+    status = _wait(lambda: (s := _json(url + "status.json"))["sessions"]["svc_b"]["scans"]
+                   and s["sessions"]["svc_b"]["scans"][0]["status"] == "SUCCEEDED" and s)
+    scan = status["sessions"]["svc_b"]["scans"][0]
+    assert scan["file"] == f"{tmp_path}/b/svc_b/svc_b_nexus.h5"
+    assert os.path.exists(scan["file"])
+
+
+def _browser():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    pytest.skip("no headless browser (scripts/setup.sh installs Debian's chromium when run as root)")
+
+
+def test_status_page_in_a_headless_browser(service, redis_server):
+    url, tmp_path = service
+    from blissdata.redis_engine.store import DataStore
+
+    _wait(lambda: all(v["heartbeat"] for v in _json(url + "status.json")["sessions"].values()))
+    publish(DataStore(redis_server.url), relocate(load_recording("03_ascan"), tmp_path, session="svc_a"))
+    _wait(lambda: (s := _json(url + "status.json")["sessions"]["svc_a"]["scans"]) and s[0]["status"] == "SUCCEEDED")
+    profile = tmp_path / "chromium-profile"
+    out = subprocess.run(
+        [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--dump-dom", url],
+        capture_output=True, text=True, timeout=60)
+    dom = out.stdout
+    assert "<h1>NeXus writers</h1>" in dom, out.stderr[-2000:]
+    assert "svc_a" in dom and "svc_b" in dom and "alive" in dom
+    assert "ascan" in dom and "SUCCEEDED" in dom and "data.h5" in dom
+
+
+def test_service_configuration_errors_are_clear(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("sessions:\n  - a\n  bogus: [\n")
+    with pytest.raises(ConfigError, match=r"bad.yml:\d+: not valid YAML"):
+        load_config(str(bad))
+    unknown = tmp_path / "unknown.yml"
+    unknown.write_text("sesions: [a]\n")
+    with pytest.raises(ConfigError, match="unknown key.*sesions"):
+        load_config(str(unknown))
+    with pytest.raises(ConfigError, match="'args' must be a list"):
+        session_specs([], {"sessions": [{"name": "x", "args": "--base-path /d"}]})
+    assert [s.name for s in session_specs(["a"], {"sessions": ["b", "a", {"name": "c"}]})] == ["a", "b", "c"]
