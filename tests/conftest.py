@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -67,8 +68,13 @@ class WriterHarness:
         assert self.writer.wait_idle(timeout), "the writer did not finish in time"
         return self.writer.scans
 
-    def state(self, key: str):
-        self.wait()
+    def state(self, key: str, timeout: float = 30):
+        """The scan's final state, once the listener took it (a reconnecting one is late)."""
+        deadline = time.monotonic() + timeout
+        while key not in self.writer.scans and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert key in self.writer.scans, f"the writer never took scan {key}"
+        self.wait(max(1.0, deadline - time.monotonic()))
         return self.writer.scans[key]
 
     def stop(self):

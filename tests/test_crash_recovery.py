@@ -115,7 +115,7 @@ def test_sigkill_at_random_moments_loses_nothing(redis_server, tmp_path, caplog)
         proc.wait(20)
     assert kills >= min(n_kills, 5), kills
     assert sorted(s["number"] for s in states) == [r.number for r in recs]
-    assert {s["status"] for s in states} == {"SUCCEEDED"}, [(s["number"], s["status"], s["warnings"]) for s in states]
+    assert {s["status"] for s in states} == {"SUCCEEDED"}, [(s["number"], s["status"], s["error"], s["warnings"]) for s in states if s["status"] != "SUCCEEDED"]
 
     ref_files = sorted(p.relative_to(ref.base / ref.session) for p in (ref.base / ref.session).rglob("*.h5"))
     crash_files = sorted(p.relative_to(crash_base / session) for p in (crash_base / session).rglob("*.h5"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -77,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     writer.run()
+    if writer.files.quarantined:
+        # HDF5 crashes when it tears down files whose writes failed: leave without it
+        log.warning("[%s] %d file(s) could not be written completely: %s", args.session,
+                    len(writer.files.quarantined), ", ".join(h.path for h in writer.files.quarantined))
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 

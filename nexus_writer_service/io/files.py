@@ -49,6 +49,8 @@ class FileRegistry:
         self.retry_period = retry_period
         self._handles: dict[str, FileHandle] = {}
         self._lock = threading.Lock()
+        #: handles whose writes failed (disk full...): never closed, see release()
+        self.quarantined: list[FileHandle] = []
 
     def acquire(self, path: str) -> FileHandle:
         path = os.path.abspath(path)
@@ -63,6 +65,8 @@ class FileRegistry:
     def release(self, handle: FileHandle) -> None:
         with self._lock:
             handle.users -= 1
+            if handle in self.quarantined:
+                return
             if handle.users <= 0:
                 self._handles.pop(handle.path, None)
                 try:
@@ -70,6 +74,25 @@ class FileRegistry:
                         handle.h5.close()
                 except Exception:  # a failing close must not hide the scan's own result
                     _logger.exception("closing %s failed", handle.path)
+
+    def quarantine(self, handle: FileHandle) -> bool:
+        """Keep a file whose writes failed open for the life of the process.
+
+        After a failed write (disk full, file too large) HDF5 cannot close the
+        file, and h5py then crashes the whole process when the object is closed
+        or garbage-collected. Keeping it referenced keeps the other scans alive.
+        Returns True if the handle was broken (and is now quarantined).
+        """
+        try:
+            handle.flush()
+            return False
+        except Exception:
+            with self._lock:
+                if handle not in self.quarantined:
+                    self.quarantined.append(handle)
+                self._handles.pop(handle.path, None)
+            _logger.error("%s can no longer be written (kept open until the process ends)", handle.path)
+            return True
 
     def _open(self, path: str) -> h5py.File:
         folder = os.path.dirname(path)

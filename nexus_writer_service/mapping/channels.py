@@ -145,7 +145,10 @@ def plan_channels(desc: ScanDescription) -> tuple[list[ChannelPlan], dict[str, s
         if stream.kind == "scan":
             continue
         if stream.kind not in ("array", "lima"):
-            skipped[stream.name] = f"stream kind {stream.kind!r} is not written by this writer version"
+            plugin = stream.info.get("plugin")
+            skipped[stream.name] = (
+                f"blissdata plugin {plugin!r} is missing or broken here" if stream.kind == "unsupported" and plugin
+                else f"stream kind {stream.kind!r} is not written by this writer version")
             continue
         master, is_master = masters.get(stream.name, (None, False))
         entry = entries.get(master, first_entry)

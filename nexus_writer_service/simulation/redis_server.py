@@ -44,12 +44,15 @@ class RedisServer:
     Use as a context manager; ``url`` is a ``unix://`` URL.
     """
 
-    def __init__(self, workdir: str | os.PathLike | None = None, init_blissdata: bool = True):
+    def __init__(self, workdir: str | os.PathLike | None = None, init_blissdata: bool = True,
+                 persistent: bool = False):
         self._own_dir = workdir is None
         # unix socket paths are limited to ~100 characters: keep the folder short
         self._dir = Path(workdir or tempfile.mkdtemp(prefix="nxw_redis_"))
         self.socket = self._dir / "redis.sock"
         self._init_blissdata = init_blissdata
+        #: keep data across restarts (append-only file), as a production Redis would
+        self.persistent = persistent
         self._process: subprocess.Popen | None = None
 
     @property
@@ -63,7 +66,8 @@ class RedisServer:
             "--unixsocket", str(self.socket),
             "--unixsocketperm", "700",
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.persistent else "no",
+            "--appendfsync", "always",
             "--dir", str(self._dir),
         ]
         for module in module_paths():
@@ -86,13 +90,19 @@ class RedisServer:
                     self.stop()
                     raise RuntimeError("redis-server did not answer in time")
                 time.sleep(0.02)
-        if self._init_blissdata:
+        if self._init_blissdata and not redis.Redis(unix_socket_path=str(self.socket)).dbsize():
             from blissdata.redis_engine.store import DataStore
 
             DataStore(self.url, init_db=True)
         return self
 
-    def stop(self) -> None:
+    def restart(self, downtime: float = 0.0) -> None:
+        """Stop and start the server on the same socket (data kept when persistent)."""
+        self._terminate()
+        time.sleep(downtime)
+        self.start()
+
+    def _terminate(self) -> None:
         if self._process is not None:
             self._process.terminate()
             try:
@@ -101,6 +111,9 @@ class RedisServer:
                 self._process.kill()
                 self._process.wait()
             self._process = None
+
+    def stop(self) -> None:
+        self._terminate()
         if self._own_dir:
             shutil.rmtree(self._dir, ignore_errors=True)
 

@@ -8,6 +8,8 @@ final info, close. Aborted and failed scans skip STOPPED, as in BLISS.
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from typing import Iterable
 
@@ -72,13 +74,13 @@ class ScanPublisher:
         """Streams sent point by point: numeric ones and lima statuses (not sequence references)."""
         return [s for s in self.rec.streams if s.is_numeric or s.info.get("plugin") == "lima"]
 
-    def send_data(self, stop_after: int | None = None) -> None:
-        """Send every numeric stream's data in batches, streams interleaved like a live scan."""
+    def send_data(self, stop_after: int | None = None, start_at: int = 0) -> None:
+        """Send points [start_at, stop_after) of every data stream in batches, interleaved like a live scan."""
         streams = self.data_streams()
         longest = max((len(s.data) for s in streams), default=0)
         if stop_after is not None:
             longest = min(longest, stop_after)
-        for start in range(0, longest, self.batch_size):
+        for start in range(start_at, longest, self.batch_size):
             for s in streams:
                 chunk = s.data[start:start + self.batch_size]
                 if len(chunk):
@@ -106,6 +108,37 @@ class ScanPublisher:
                     stream.seal()
         self.scan.info = self._info(self.rec.info_final)
         self.scan.close()
+
+    def abandon(self) -> None:
+        """The publisher dies: its streams stop without being sealed, the scan is never closed.
+
+        blissdata's sink threads are not daemons and one that lost its connection
+        never stops, hence the daemon thread and the time limit.
+        """
+        def stop():
+            for stream in self.streams.values():
+                try:
+                    stream.event_stream._sink.stop()
+                except Exception:
+                    pass
+
+        stopper = threading.Thread(target=stop, daemon=True)
+        stopper.start()
+        stopper.join(5)
+
+    def resume(self, data_store: DataStore) -> "ScanPublisher":
+        """Go on publishing through a new connection (after Redis restarted)."""
+        from blissdata.redis_engine.scan import Scan
+
+        self.abandon()
+        self.ds = data_store
+        # blissdata has no public read-write load; _load_rw is what it uses itself
+        self.scan = Scan._load_rw(data_store, self.scan.key)
+        self.scan.json_info = json.dumps(self.scan.info)  # what blissdata compares at the next state
+        self.streams = {name: self.scan.get_writer_stream(name) for name in self.streams}
+        for name, stream in self.streams.items():
+            self.scan._writer_streams[name] = stream
+        return self
 
     def run(self) -> str:
         self.create().prepare().start()

@@ -178,8 +178,9 @@ def scans_since(ds: DataStore, seconds: float) -> tuple[str, list[str]]:
     """(timetag to listen from, keys of the scans created in the last ``seconds``).
 
     Reads blissdata's scan-creation stream directly: ``search_existing_scans``
-    fails against Redis 8 (its RediSearch replies changed shape), and the stream
-    is bounded in time by its own IDs. blissdata keeps its last 2048 entries.
+    fails with redis-py 8, which speaks RESP3 by default (blissdata 2.4 parses
+    RESP2 search replies), and the stream is bounded in time by its own IDs.
+    blissdata keeps its last 2048 entries.
     """
     from blissdata.redis_engine.scan import scan_creation_stream
 

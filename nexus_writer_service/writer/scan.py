@@ -25,6 +25,7 @@ from ..io.tree import TreeWriter
 from ..mapping import layout
 from ..mapping.description import ScanDescription
 from ..mapping.images import Frames, is_hdf5
+from ..mapping.scaninfo import clean as clean_info
 from ..mapping.layout import ScanPlan
 from ..states import FAILED, FINAL_STATES, INCOMPLETE, PENDING, SKIPPED, SUCCEEDED, WRITING
 from ..mapping.nexus import group, link
@@ -95,7 +96,8 @@ class ScanWriter:
             self.state.status = FAILED
             self.state.error = f"{type(e).__name__}: {e}"
             self.log.error("FAILED: %s", self.state.error, exc_info=self.log.isEnabledFor(logging.DEBUG))
-            self._mark(FAILED)
+            if self._handle is None or not self.files.quarantine(self._handle):
+                self._mark(FAILED)
         finally:
             if self._handle is not None:
                 self.files.release(self._handle)
@@ -112,6 +114,9 @@ class ScanWriter:
         if not src.wait(PREPARED, self.config.prepare_timeout):
             raise TimeoutError(f"scan not prepared after {self.config.prepare_timeout:.0f} s")
         desc = self._desc = src.description()
+        desc.info, problems = clean_info(desc.info)
+        for problem in problems:
+            self._warn(problem)
         if desc.info.get("save") is False:
             self.state.status = SKIPPED
             self.log.info("not saved (save=False): nothing written")
@@ -248,7 +253,10 @@ class ScanWriter:
     def _finish(self, streams_complete: bool) -> None:
         src, desc, plan = self.source, self._desc, self._plan
         closed = src.closed or src.wait(CLOSED, min(self.config.stall_timeout, 60.0))
-        info = src.info
+        info, problems = clean_info(src.info)
+        for problem in problems:
+            if problem not in self.state.warnings:
+                self._warn(problem)
         published = src.published_lengths()
         lengths = {name: a.length for name, a in self._arrays.items()}
         self.state.written = dict(lengths)

@@ -1,0 +1,7 @@
+"""Stub of flint.client.live_plots."""
+
+from .plots import BasePlot
+
+
+class LiveImagePlot(BasePlot):
+    pass
