@@ -77,6 +77,11 @@ class WriterHarness:
         self.wait(max(1.0, deadline - time.monotonic()))
         return self.writer.scans[key]
 
+    def states(self, keys, timeout: float = 60) -> dict:
+        """Final states of these scans, each waited for (the listener may take the last ones late)."""
+        deadline = time.monotonic() + timeout
+        return {k: self.state(k, max(1.0, deadline - time.monotonic())) for k in keys}
+
     def stop(self):
         self.writer.stop()
         self.thread.join(10)

@@ -29,7 +29,7 @@ def test_two_datasets_three_scans_each_concurrently(harness):
         t.start()
     for t in threads:
         t.join()
-    states = harness.wait(60)
+    states = harness.states([p.key for p in pubs], 60)
     for pub in pubs:
         assert states[pub.key].status == "SUCCEEDED", states[pub.key]
 

@@ -155,7 +155,7 @@ def test_fuzzed_scans_never_kill_the_writer(redis_server, tmp_path, caplog):
 
     try:
         one()
-        scans = h.wait(120)
+        scans = h.states(keys, 120)
         assert keys and all(scans[k].status in ("SUCCEEDED", "FAILED", "INCOMPLETE", "SKIPPED") for k in keys)
         # still alive and writing correct files afterwards
         rec = h.recording("03_ascan", number=1)

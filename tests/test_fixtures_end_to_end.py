@@ -139,7 +139,7 @@ def test_fixture(harness, fixture):
 def test_sequence_links_its_children(harness):
     parent, *children = [harness.recording(n) for n in SEQUENCE]
     seq_key, child_keys = harness.publish_sequence(parent, children)
-    scans = harness.wait()
+    scans = harness.states([seq_key, *child_keys])
     assert [scans[k].status for k in [seq_key, *child_keys]] == ["SUCCEEDED"] * 3
     path = scans[seq_key].file
     with read_file(path) as f:

@@ -93,7 +93,7 @@ def test_concurrent_and_back_to_back_scans_are_all_written(harness):
     keys = [harness.publish(r) for r in fast]
     for t in threads:
         t.join()
-    scans = harness.wait(60)
+    scans = harness.states(keys + [p.key for p in pubs], 60)
     for key in keys + [p.key for p in pubs]:
         assert scans[key].status == "SUCCEEDED", scans[key]
     path = slow[0].identity["path"]
