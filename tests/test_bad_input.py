@@ -90,24 +90,6 @@ def _retarget(rec, path: Path) -> None:
             s.info["file_path"] = str(path)
 
 
-def _abandon(pub: ScanPublisher) -> None:
-    """The publisher is gone: stop its Redis sinks without sealing or closing anything.
-
-    blissdata's sink threads are not daemons: left running they keep pytest from exiting.
-    A sink whose connection was lost never stops, hence the daemon thread and timeout.
-    """
-    def stop():
-        for stream in pub.streams.values():
-            try:
-                stream._event_stream._sink.stop()
-            except Exception:
-                pass
-
-    stopper = threading.Thread(target=stop, daemon=True)
-    stopper.start()
-    stopper.join(5)
-
-
 def _datasets(group: h5py.Group) -> dict[str, h5py.Dataset]:
     out = {}
 
@@ -432,7 +414,7 @@ def test_stalled_scan_is_given_up_incomplete_with_its_partial_data(make_harness)
         t0 = time.monotonic()
         state = _state(harness, pub.key)
     finally:
-        _abandon(pub)
+        pub.abandon()
     assert time.monotonic() - t0 < 15
     assert state.status == "INCOMPLETE", state
     assert state.error is None
@@ -495,7 +477,7 @@ def test_redis_disconnect_during_a_scan(make_harness):
         thread.join(30)
     finally:
         if errors or thread.is_alive():
-            _abandon(pub)
+            pub.abandon()
     assert killed >= 3  # at least the listener's blocking read, each time
     assert not errors, errors
     state = _state(harness, pub.key)

@@ -7,7 +7,6 @@ own process); the scans are real BLISS 2.2.1 scans replayed through blissdata.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import threading
