@@ -50,6 +50,9 @@ def test_frames_are_referenced_and_read_back(harness, file_format, frames_per_fi
         assert images.attrs["signal"] == det.name
         assert images.attrs["interpretation"] == "image"
         assert int(entry[f"writer/points/{det.name}"][()]) == 6
+        # lima's ROI counters are with the frames, under the detector
+        roi = detector["roi1_sum"][()]
+        assert np.array_equal(roi, expected.reshape(6, -1).sum(axis=1))
         # the counters still make the default plot
         assert entry.attrs["default"] == "plotselect"
     assert nexus_errors(state.file) == []
@@ -125,6 +128,9 @@ def test_lima_in_a_multi_top_master_scan_goes_to_its_subscan(harness):
         chains = info["acquisition_chain"]
         chains["axis"]["images"].remove(det.channel)
         chains["fast_timer"]["images"] = [det.channel]
+        roi = f"{det.name}:roi_counters:roi1_sum"
+        chains["axis"]["scalars"].remove(roi)
+        chains["fast_timer"]["scalars"].append(roi)
     state = harness.state(harness.publish(rec))
     assert state.status == "SUCCEEDED", state
     with read_file(state.file) as f:

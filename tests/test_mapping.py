@@ -180,3 +180,16 @@ def test_start_tree_of_every_fixture_is_valid_h5map():
             tree = start_tree(desc, entry)
             Group.model_validate(tree.model_dump())  # round-trips through the h5map model
             assert isinstance(tree.children["title"], Dataset)
+
+
+def test_lima_roi_and_bpm_counters_go_under_the_detector():
+    rec = load_recording("03_ascan")
+    desc = describe(rec)
+    desc.streams.append(StreamDescription("cam:image", "lima", "uint16", (10, 10), {"plugin": "lima"}))
+    desc.streams.append(StreamDescription("cam:roi_counters:roi1_sum", "array", "<f8", (), {}))
+    desc.streams.append(StreamDescription("cam:bpm:x", "array", "<f8", (), {}))
+    plan = plan_scan(desc)
+    assert plan.channel("cam:roi_counters:roi1_sum").path == "instrument/cam/roi1_sum"
+    assert plan.channel("cam:bpm:x").path == "instrument/cam/bpm_x"
+    assert plan.channel("cam:roi_counters:roi1_sum").short_name == "cam_roi1_sum"
+    assert plan.channel("cam:image").path == "instrument/cam/data"

@@ -118,7 +118,24 @@ class FileRegistry:
                     ) from e
                 time.sleep(self.retry_period)
         _root_attributes(h5, path)
+        _no_evictions(h5)
         return h5
+
+
+def _no_evictions(h5: h5py.File) -> None:
+    """Keep changed metadata in memory until we flush.
+
+    HDF5 is not crash-safe: by default its metadata cache writes objects to disk
+    whenever it likes, and a process killed then leaves objects beyond the
+    superblock's end of allocation ("address past end of allocation"). Without
+    evictions the file on disk only changes during our short, frequent flushes.
+    """
+    config = h5.id.get_mdc_config()
+    config.evictions_enabled = False
+    config.incr_mode = 0  # H5C_incr__off: required without evictions
+    config.flash_incr_mode = 0  # H5C_flash_incr__off
+    config.decr_mode = 0  # H5C_decr__off
+    h5.id.set_mdc_config(config)
 
 
 def _root_attributes(h5: h5py.File, path: str) -> None:

@@ -102,9 +102,17 @@ def _device(info: dict, channel: str) -> dict:
     return (info.get("devices") or {}).get(ch.get("device"), {}) or {}
 
 
-def _derive(name: str, stream: StreamDescription, info: dict, is_master: bool) -> tuple[str, str, str, str]:
+def _derive(name: str, stream: StreamDescription, info: dict, is_master: bool,
+            lima_dets: frozenset = frozenset()) -> tuple[str, str, str, str]:
     """(group, field, nx_class, role) from BLISS's channel naming."""
     ctrl, _, short = name.rpartition(":")
+    det, _, sub = ctrl.partition(":")
+    if stream.kind != "lima" and det in lima_dets:
+        # lima ROI counters (<det>:roi_counters:roi1_sum), BPM (<det>:bpm:x), frame metadata:
+        # with the frames, under the detector's group
+        fld = short if sub in ("", "roi_counters", "roi_profiles") else f"{sub.replace(':', '_')}_{short}"
+        role = {0: "counter", 1: "spectrum"}.get(len(stream.shape), "image")
+        return det, fld, "NXdetector", role
     chinfo = (info.get("channels") or {}).get(name) or {}
     display = chinfo.get("display_name") or short or name
     ndim = len(stream.shape)
@@ -141,6 +149,7 @@ def plan_channels(desc: ScanDescription) -> tuple[list[ChannelPlan], dict[str, s
     groups_taken: dict[str, set] = {}
     fields_taken: dict[tuple[str, str], set] = {}
     order = {ch: i for i, ch in enumerate(masters)}
+    lima_dets = frozenset(s.name.rpartition(":")[0].partition(":")[0] for s in desc.streams if s.kind == "lima")
     for stream in sorted(desc.streams, key=lambda s: order.get(s.name, len(order))):
         if stream.kind == "scan":
             continue
@@ -153,7 +162,7 @@ def plan_channels(desc: ScanDescription) -> tuple[list[ChannelPlan], dict[str, s
         master, is_master = masters.get(stream.name, (None, False))
         entry = entries.get(master, first_entry)
         chinfo = (info.get("channels") or {}).get(stream.name) or {}
-        group, fld, nx_class, role = _derive(stream.name, stream, info, is_master)
+        group, fld, nx_class, role = _derive(stream.name, stream, info, is_master, lima_dets)
         group, fld = safe_name(group), safe_name(fld)
         note = None
         data_path = stream.info.get("data_path")

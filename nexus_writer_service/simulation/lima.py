@@ -99,12 +99,19 @@ def add_lima(rec: ScanRecording, det: LimaDetector, images_dir: str, *,
     statuses = [{"last_index": i, "last_index_saved": min(i - 1, saved - 1)} for i in range(npoints)]
     statuses.append({"last_index": npoints - 1, "last_index_saved": saved - 1})
     rec.streams.append(StreamRecording(det.channel, definition.info, {"type": "json"}, statuses))
+    # a ROI counter, as lima's roi_counters plugin publishes it: one value per frame
+    roi = f"{det.name}:roi_counters:roi1_sum"
+    rec.streams.append(StreamRecording(roi, {"dtype": "float64", "shape": []},
+                                       {"type": "numeric", "dtype_str": "<f8", "shape": []},
+                                       images.reshape(npoints, -1).sum(axis=1).astype("f8")))
     rec.lima_frames = {det.channel: images}
     for info in (rec.info_created, rec.info_prepared, rec.info_final):
         dev = f"2:{det.name}"
-        info["devices"][dev] = {"name": det.name, "type": "lima", "channels": [det.channel], "metadata": {}}
+        info["devices"][dev] = {"name": det.name, "type": "lima", "channels": [det.channel, roi], "metadata": {}}
         info["channels"][det.channel] = {"device": dev, "display_name": "image", "dim": 2}
+        info["channels"][roi] = {"device": dev, "display_name": "roi1_sum", "dim": 0}
         chain = next(iter(info["acquisition_chain"].values()))
         chain["images"] = list(chain.get("images", [])) + [det.channel]
+        chain["scalars"] = list(chain.get("scalars", [])) + [roi]
         chain["devices"] = list(chain["devices"]) + [dev]
     return rec

@@ -147,7 +147,17 @@ class ScanWriter:
             resume = bool(existing) and self._own_unfinished(h5, existing, desc.key, path)
             writer = TreeWriter(specs, resume=resume)
             for entry in plan.entries:
-                writer.write(h5, entry.name, layout.start_tree(desc, entry))
+                tree = layout.start_tree(desc, entry)
+                if entry.name in h5:  # resumed: complete what is missing
+                    writer.write(h5, entry.name, tree)
+                else:
+                    # Built aside and moved into place in one link operation: a writer
+                    # killed meanwhile leaves a staging group, never a half entry.
+                    staging = _staging_name(entry.name)
+                    for leftover in [k for k in h5 if k.startswith(staging.rsplit("_", 1)[0] + "_")]:
+                        del h5[leftover]  # a crashed run's staging for this entry
+                    writer.write(h5, staging, tree)
+                    h5.move(staging, entry.name)
                 self.state.entries.append(entry.name)
             writer.finish_links()
             self._arrays = writer.streams
@@ -370,6 +380,10 @@ class ScanWriter:
                 self._handle.h5.flush()
         except Exception:
             self.log.debug("could not mark the file as %s", status, exc_info=True)
+
+
+def _staging_name(entry: str) -> str:
+    return f"_nxw_staging_{entry.replace('.', '_')}_{os.getpid()}"
 
 
 def _fill_points(array, n: int):
