@@ -220,10 +220,12 @@ class ScanWriter:
             if batches:
                 last_progress = time.monotonic()
                 self._append(batches)
-                if time.monotonic() - self._last_publish > 1.0:
-                    self.state.written = {n: a.length for n, a in self._arrays.items()}
+            if time.monotonic() - self._last_publish > 1.0:  # progress, at most once a second
+                written = {n: a.length for n, a in self._arrays.items()}
+                if written != self.state.written:
+                    self.state.written = written
                     self._publish()
-            else:
+            if not batches:
                 try:
                     if src.poll():
                         last_progress = time.monotonic()
