@@ -49,3 +49,28 @@ def test_points_trimmed_from_redis_are_marked_and_the_rest_kept(harness, redis_s
         assert entry["writer/status"][()] == b"INCOMPLETE"
         assert any(b"trimmed" in w for w in entry["writer/warnings"][()])
     assert "points trimmed from Redis" in harness.caplog.text
+
+
+class _RacedSource(ScanSource):
+    """What blissdata's load_scan returns when the publisher prepares in between:
+    a PREPARED scan whose stream list is still empty."""
+
+    def load(self, timeout: float = 10.0, period: float = 0.02) -> None:
+        self.scan = self.ds.load_scan(self.key)
+        self.scan._model.data_streams = {}
+        self.scan._streams = {}
+
+
+def test_a_scan_read_during_the_prepare_race_is_never_called_complete(harness, tmp_path):
+    harness.stop()
+    rec = harness.recording("03_ascan")
+    pub = ScanPublisher(harness.ds, rec)
+    pub.create().prepare().start()
+    pub.send_data()
+    pub.end()
+    writer = ScanWriter(_RacedSource(harness.ds, pub.key), FileRegistry(),
+                        WriterConfig(base_path=str(tmp_path), read_timeout=0.2),
+                        logging.getLogger("nexus_writer_service"), harness.session)
+    state = writer.run()
+    assert state.status == "INCOMPLETE"  # ESRF's writer says SUCCEEDED here, with an empty entry
+    assert any("5 stream(s) published but not written" in w for w in state.warnings), state.warnings

@@ -193,3 +193,20 @@ def test_lima_roi_and_bpm_counters_go_under_the_detector():
     assert plan.channel("cam:bpm:x").path == "instrument/cam/bpm_x"
     assert plan.channel("cam:roi_counters:roi1_sum").short_name == "cam_roi1_sum"
     assert plan.channel("cam:image").path == "instrument/cam/data"
+
+
+@pytest.mark.parametrize("fixture, signal, auxiliary", [
+    ("10_loopscan_mca", "diode1", None),        # not the 32 MCA statistics
+    ("03_ascan", "diode1", ["diode2"]),
+    ("12_ct_mca", "simu1_det0", ["simu1_det1", "simu1_det2", "simu1_det3"]),  # only an MCA: its spectra
+])
+def test_default_plot_signals(fixture, signal, auxiliary):
+    rec = load_recording(fixture)
+    desc = describe(rec)
+    plan = plan_scan(desc)
+    lengths = {s.name: len(s.data) for s in rec.streams}
+    tree = final_tree(desc, plan.entries[0], rec.info_final, lengths, "SUCCEEDED", [])
+    plot = tree.children[tree.attributes["default"]]
+    assert plot.attributes["signal"].root == signal
+    aux = plot.attributes.get("auxiliary_signals")
+    assert (None if aux is None else list(aux.root)) == auxiliary

@@ -12,7 +12,7 @@ import numpy as np
 from blissdata.h5map import SpaceSelection, VirtualDataset, VirtualSource
 
 from .channels import ChannelPlan
-from .nexus import Group, group, link
+from .nexus import PRIMARY_FIELDS, Group, group, link
 
 
 #: Up to this many points, 1D views map one source per point. HDF5 needs only one,
@@ -120,6 +120,10 @@ def plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str
     """NXdata groups for one entry and the name of the default one."""
     counters = [c for c in channels if c.role == "counter" and c.ndim == 0]
     spectra = [c for c in channels if c.role == "spectrum" and c.ndim == 1]
+    # a detector's own value (diode, counter) makes the plot; the sub-fields of a
+    # detector (MCA statistics, lima ROIs) do not: then the spectra are the plot
+    primary = [c for c in counters if c.field in PRIMARY_FIELDS]
+    counters = primary if primary or spectra else counters
     out: dict = {}
     mesh = mesh_shape(info)
     mesh_axes = _mesh_axes(info, channels) if mesh else None

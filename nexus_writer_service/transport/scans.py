@@ -51,15 +51,18 @@ class ScanSource:
         self._subscan_cursor = None
 
     # -- state -------------------------------------------------------------
-    def load(self, retries: int = 50, period: float = 0.02) -> None:
+    def load(self, timeout: float = 10.0, period: float = 0.02) -> None:
         """Load the scan, reloading while the PREPARED race hides its streams.
 
         blissdata's ``load_scan`` reads the scan document, then its state: a
         publisher preparing in between gives a PREPARED scan without streams.
+        A scan that really has none is caught at the end (all published streams
+        are compared with what was written).
         """
-        for _ in range(retries):
+        deadline = time.monotonic() + timeout
+        while True:
             self.scan = self.ds.load_scan(self.key)
-            if self.scan.state < PREPARED or self.scan.streams:
+            if self.scan.state < PREPARED or self.scan.streams or time.monotonic() > deadline:
                 return
             time.sleep(period)
 
@@ -134,8 +137,9 @@ class ScanSource:
         return out
 
     def published_lengths(self) -> dict[str, int]:
+        """Length of every stream of the scan, read afresh (not from a possibly stale load)."""
         lengths = {}
-        for name, stream in self.scan.streams.items():
+        for name, stream in self.ds.load_scan(self.key).streams.items():
             try:
                 lengths[name] = len(stream)
             except Exception:

@@ -281,6 +281,13 @@ class ScanWriter:
                 self._warn(f"{name}: {n} points written of {published[name]} published")
         ok = closed and streams_complete and not self._lost and all(
             lengths[n] >= published.get(n, 0) for n in lengths)
+        # never complete without every published stream accounted for (written,
+        # referenced, or skipped with a warning): a scan read too early shows fewer
+        known = set(lengths) | {c.stream for c in plan.lima} | set(plan.skipped) | set(plan.subscan_streams)
+        unknown = sorted(set(published) - known)
+        if unknown:
+            self._warn(f"{len(unknown)} stream(s) published but not written: {', '.join(unknown[:5])}")
+            ok = False
         frames = self._lima_frames()
         for name, fr in frames.items():
             lengths[name] = fr.saved
