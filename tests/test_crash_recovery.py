@@ -66,6 +66,19 @@ def snapshot(path) -> dict:
     return out
 
 
+def assert_same_files(ref_dir, ref_session, crash_dir, crash_session):
+    """Same files, same items, same values (what differs between two runs aside)."""
+    ref_files = sorted(p.relative_to(ref_dir) for p in ref_dir.rglob("*.h5"))
+    crash_files = sorted(p.relative_to(crash_dir) for p in crash_dir.rglob("*.h5"))
+    assert ([str(p).replace(ref_session, "S") for p in ref_files]
+            == [str(p).replace(crash_session, "S") for p in crash_files])
+    for a, b in zip(ref_files, crash_files):
+        expected, got = snapshot(ref_dir / a), snapshot(crash_dir / b)
+        assert sorted(got) == sorted(expected), f"{b}: entries or items differ"
+        for name in expected:
+            assert got[name] == expected[name], f"{b}:{name}"
+
+
 def start_cli(session, url, base):
     exe = os.path.join(os.path.dirname(sys.executable), "NexusSessionWriter")
     proc = subprocess.Popen([exe, session, "--redis-url", url, "--base-path", str(base), "--log=info"],
@@ -121,15 +134,7 @@ def test_sigkill_at_random_moments_loses_nothing(redis_server, tmp_path, caplog)
     assert sorted(s["number"] for s in states) == [r.number for r in recs]
     assert {s["status"] for s in states} == {"SUCCEEDED"}, [(s["number"], s["status"], s["error"], s["warnings"]) for s in states if s["status"] != "SUCCEEDED"]
 
-    ref_files = sorted(p.relative_to(ref.base / ref.session) for p in (ref.base / ref.session).rglob("*.h5"))
-    crash_files = sorted(p.relative_to(crash_base / session) for p in (crash_base / session).rglob("*.h5"))
-    assert [str(p).replace(ref.session, "S") for p in ref_files] == [str(p).replace(session, "S") for p in crash_files]
-    for a, b in zip(ref_files, crash_files):
-        expected = snapshot(ref.base / ref.session / a)
-        got = snapshot(crash_base / session / b)
-        assert sorted(got) == sorted(expected), f"{b}: entries or items differ"
-        for name in expected:
-            assert got[name] == expected[name], f"{b}:{name}"
+    assert_same_files(ref.base / ref.session, ref.session, crash_base / session, session)
 
 
 def _wait_written(reader, key, at_least, timeout=20):
@@ -176,15 +181,7 @@ def test_sigkill_mid_scan_and_between_scans(redis_server, tmp_path, caplog):
         proc.terminate()
         proc.wait(20)
     assert [s["status"] for s in states] == ["SUCCEEDED"] * 4, states
-    ref_dir, crash_dir = ref.base / ref.session, base / session
-    ref_files = sorted(p.relative_to(ref_dir) for p in ref_dir.rglob("*.h5"))
-    crash_files = sorted(p.relative_to(crash_dir) for p in crash_dir.rglob("*.h5"))
-    assert [str(p).replace(ref.session, "S") for p in ref_files] == [str(p).replace(session, "S") for p in crash_files]
-    for x, y in zip(ref_files, crash_files):
-        expected, got = snapshot(ref_dir / x), snapshot(crash_dir / y)
-        assert sorted(got) == sorted(expected), f"{y}: entries or items differ"
-        for name in expected:
-            assert got[name] == expected[name], f"{y}:{name}"
+    assert_same_files(ref.base / ref.session, ref.session, base / session, session)
 
 
 def _key_of(reader, session, number, timeout=20):
