@@ -9,6 +9,7 @@ import signal
 import sys
 
 from .. import __version__
+from ..metadata.config import load_raw
 from ..transport.connection import resolve_redis_url
 from ..writer.config import WriterConfig
 from ..writer.session import SessionWriter
@@ -35,6 +36,8 @@ def parser() -> argparse.ArgumentParser:
                    help="at start, write unfinished scans of the last this-many seconds (default: %(default)s; 0: none)")
     p.add_argument("--compression", default=defaults.compression,
                    help="filter for spectra and images: bitshuffle-lz4, gzip or none (default: %(default)s)")
+    p.add_argument("--config", help="beamline configuration (YAML: instrument, sample, detectors, "
+                                     "positioners, plots, techniques); see nexus_writer_service/metadata/config/examples")
     p.add_argument("--version", action="version", version=__version__)
     return p
 
@@ -58,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log, args.logfile)
     log = logging.getLogger("nexus_writer_service")
     try:
+        beamline = load_raw(args.config) if args.config else {}
         url = resolve_redis_url(args.redis_url)
     except Exception as e:
         log.error("%s", e)
@@ -68,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         stall_timeout=args.stall_timeout,
         recover_window=args.recover_window,
         compression="" if args.compression.lower() == "none" else args.compression,
+        beamline=beamline,
+        beamline_source=args.config or "",
     )
     writer = SessionWriter(args.session, url, config, log)
 

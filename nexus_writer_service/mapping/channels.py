@@ -11,7 +11,8 @@ unless it is unsafe or outside the scan's entries.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dc_field
+from typing import Mapping
 
 import numpy as np
 
@@ -52,6 +53,11 @@ class ChannelPlan:
     display_name: str = ""
     #: where BLISS's data_path was refused, why
     note: str | None = None
+    #: static fields of its group from the beamline configuration (type, description)
+    device_fields: dict = dc_field(default_factory=dict)
+    #: the group BLISS's data_path names when the configuration renamed it: a link keeps
+    #: the path valid for readers that fall back to the file (blissdata hdf5-fallback)
+    bliss_group: str | None = None
 
     @property
     def path(self) -> str:
@@ -138,8 +144,30 @@ def _derive(name: str, stream: StreamDescription, info: dict, is_master: bool,
     return display, "data", "NXdetector", role
 
 
-def plan_channels(desc: ScanDescription) -> tuple[list[ChannelPlan], dict[str, str]]:
-    """Channel plans for every numeric stream, and the streams left out with why."""
+def _configured(detectors: Mapping, stream: str, ctrl: str, display: str, grp: str):
+    """The beamline configuration of a channel: by channel, name, NeXus group, controller."""
+    for key in (stream, display, grp, ctrl):
+        if key and key in detectors:
+            return key, detectors[key]
+    return None, None
+
+
+def _apply_detector(cfg, key: str, ctrl: str, grp: str, units: str | None) -> tuple[str, str | None, dict]:
+    """(group, units, static fields): a controller's name also renames its sub-groups (mca_det0)."""
+    if cfg.name:
+        grp = cfg.name + grp[len(ctrl):] if key == ctrl and grp.startswith(ctrl) and grp != ctrl else cfg.name
+    static = {k: v for k, v in (("type", cfg.type), ("description", cfg.description)) if v}
+    return grp, units or cfg.units, static
+
+
+def plan_channels(desc: ScanDescription, detectors: Mapping | None = None
+                  ) -> tuple[list[ChannelPlan], dict[str, str]]:
+    """Channel plans for every numeric stream, and the streams left out with why.
+
+    ``detectors`` (beamline configuration: name -> DetectorConfig) renames groups and
+    gives units where BLISS has none; BLISS's own units win.
+    """
+    detectors = detectors or {}
     info = desc.info
     entries = dict((m, e) for e, m in entry_names(desc))
     first_entry = entry_names(desc)[0][0]
@@ -174,6 +202,14 @@ def plan_channels(desc: ScanDescription) -> tuple[list[ChannelPlan], dict[str, s
                 entry, group, fld = head, parts[1], parts[2]
             else:
                 note = f"announced data_path {data_path!r} is not usable; written elsewhere"
+        units, static, bliss_group = chinfo.get("unit"), {}, None
+        ctrl = stream.name.rpartition(":")[0].partition(":")[0]
+        key, cfg = _configured(detectors, stream.name, ctrl, chinfo.get("display_name") or "", group)
+        if cfg is not None:
+            named, units, static = _apply_detector(cfg, key, ctrl, group, units)
+            if data_path and named != group and not note:
+                bliss_group = group  # BLISS's data_path still leads there (a link)
+            group = safe_name(named)
         taken = groups_taken.setdefault(entry, set())
         if (entry, group) not in fields_taken:
             if group in taken:  # two devices with one display name
@@ -184,8 +220,9 @@ def plan_channels(desc: ScanDescription) -> tuple[list[ChannelPlan], dict[str, s
         plans.append(ChannelPlan(
             stream=stream.name, entry=entry, group=group, field=fld, nx_class=nx_class,
             short_name="", role=role, dtype=stream.dtype or "float64",
-            point_shape=tuple(stream.shape), units=chinfo.get("unit"),
+            point_shape=tuple(stream.shape), units=units,
             display_name=chinfo.get("display_name") or stream.name.rpartition(":")[2], note=note,
+            device_fields=static, bliss_group=bliss_group,
         ))
     _assign_short_names(plans)
     return plans, skipped

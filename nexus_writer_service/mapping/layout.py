@@ -12,7 +12,8 @@ from dataclasses import dataclass, field as dc_field
 from datetime import datetime, timezone
 
 from .. import __version__
-from . import images, metadata, plots
+from ..metadata.config import BeamlineConfig
+from . import beamline, images, metadata, plots
 from .channels import ChannelPlan, entry_names, plan_channels
 from .description import ScanDescription
 from .nexus import Group, field, group, insert, link, merge, stream_field
@@ -57,8 +58,8 @@ class ScanPlan:
         return [c for c in self.channels if c.role == "lima"]
 
 
-def plan_scan(desc: ScanDescription) -> ScanPlan:
-    channels, skipped = plan_channels(desc)
+def plan_scan(desc: ScanDescription, config: BeamlineConfig | None = None) -> ScanPlan:
+    channels, skipped = plan_channels(desc, config.detectors if config else None)
     entries = [EntryPlan(name, master) for name, master in entry_names(desc)]
     by_name = {e.name: e for e in entries}
     for ch in channels:
@@ -100,10 +101,14 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
             grp = group(ch.nx_class)
             root.children["instrument"].children[ch.group] = grp
         grp.children[ch.field] = stream_field(ch.stream, units=ch.units, interpretation=ch.interpretation)
+        for name, value in ch.device_fields.items():
+            grp.children.setdefault(name, field(value))
         root.children["measurement"].children[ch.short_name] = link(f"/{entry.name}/{ch.path}")
+        if ch.bliss_group:
+            root.children["instrument"].children.setdefault(ch.bliss_group, link(f"/{entry.name}/instrument/{ch.group}"))
     # ESRF tools read instrument/<detector>/data: link the primary field there
     for gname, grp in root.children["instrument"].children.items():
-        if "data" not in grp.children:
+        if isinstance(grp, Group) and "data" not in grp.children:
             for primary in ("signal", "spectrum", "image"):
                 if primary in grp.children:
                     grp.children["data"] = link(f"/{entry.name}/instrument/{gname}/{primary}")
@@ -112,31 +117,46 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
 
 
 def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, lengths: dict[str, int],
-               status: str, warnings: list[str], configured_instrument: dict | None = None,
+               status: str, warnings: list[str], config: BeamlineConfig | None = None,
                frames: dict[str, "images.Frames"] | None = None, file_dir: str = "") -> Group:
-    """What is added when the scan is over (or given up): metadata, plots, status."""
+    """What is added when the scan is over (or given up): metadata, plots, status.
+
+    ``warnings`` is extended with what the configuration asked for but could not be made.
+    """
     info = final_info
+    config = config or BeamlineConfig()
     root = group("NXentry")
     if info.get("end_time"):
         root.children["end_time"] = field(str(info["end_time"]))
     if info.get("end_reason"):
         root.children["end_reason"] = field(str(info["end_reason"]))
-    instrument = group("NXinstrument", metadata.instrument_name(info, configured_instrument))
+    instrument = group("NXinstrument", metadata.instrument_name(info))
     scanned = {c.display_name: f"/{entry.name}/{c.path}" for c in entry.channels if c.role == "axis"}
-    instrument.children.update(metadata.positioners(info, scanned))
-    user_inst = metadata.user_instrument(info)
-    if user_inst is not None:
-        merge(instrument, user_inst)
+    instrument.children.update(metadata.positioners(info, scanned, config.positioners))
+    # the scan's own metadata first: in a merge, what is already there wins
+    for defaults in (metadata.user_instrument(info), beamline.instrument(config)):
+        if defaults is not None:
+            merge(instrument, defaults)
     root.children["instrument"] = instrument
     for name, grp in metadata.user_categories(info).items():
         root.children.setdefault(name, grp)
+    sample_defaults = beamline.sample(config)
+    if sample_defaults is not None:
+        if "sample" in root.children:
+            merge(root.children["sample"], sample_defaults)
+        else:
+            root.children["sample"] = sample_defaults
     root.children.update(metadata.notes(info))
     for ch in entry.channels:
         if ch.role == "lima" and frames and ch.stream in frames:
             images.add_lima(root, entry.name, ch, frames[ch.stream], file_dir, info)
     nxdata, default = plots.plots(entry.name, info, entry.channels, lengths)
-    for name, grp in nxdata.items():
+    extra, technique_default, config_warnings = beamline.entry_plots(entry.name, info, entry.channels,
+                                                                     lengths, config)
+    warnings.extend(w for w in config_warnings if w not in warnings)
+    for name, grp in {**nxdata, **extra}.items():
         root.children.setdefault(name, grp)
+    default = technique_default or default
     if default is None and "images" in root.children:
         default = "images"
     if default:

@@ -76,18 +76,18 @@ def user_instrument(info: dict) -> Group | None:
     return grp
 
 
-def instrument_name(info: dict, configured: dict | None = None) -> dict:
-    cfg = configured or {}
+def instrument_name(info: dict) -> dict:
+    """The session's instrument name (BLISS config ``instrument``, via our generators)."""
     iinfo = ((info.get("nexuswriter") or {}).get("instrument_info") or {})
-    name = cfg.get("name") or iinfo.get("name") or ""
-    short = cfg.get("short_name") or iinfo.get("name@short_name") or ""
+    name = iinfo.get("name") or ""
+    short = iinfo.get("name@short_name") or ""
     if not name:
         return {}
     return {"name": field(name, short_name=short or None)}
 
 
-def positioners(info: dict, scanned: dict[str, str]) -> dict:
-    """instrument/positioners (+ _start/_end/_dial_*): every session motor.
+def positioners(info: dict, scanned: dict[str, str], only: list[str] | None = None) -> dict:
+    """instrument/positioners (+ _start/_end/_dial_*): every session motor, or ``only`` those.
 
     ``scanned`` maps a motor name to the absolute path of its scanned array:
     ``positioners/<motor>`` links there instead of holding the start value.
@@ -95,13 +95,19 @@ def positioners(info: dict, scanned: dict[str, str]) -> dict:
     pos = info.get("positioners") or {}
     units = pos.get("positioners_units") or {}
     out: dict = {}
+
+    def recorded(values):
+        if isinstance(values, dict) and only is not None:
+            return {m: v for m, v in values.items() if m in only}
+        return values
+
     for key in ("positioners_start", "positioners_end", "positioners_dial_start", "positioners_dial_end"):
-        values = pos.get(key)
+        values = recorded(pos.get(key))
         if isinstance(values, dict) and values:
             out[key] = group("NXcollection", {
                 safe_name(m): field(_scalar(v), units=units.get(m)) for m, v in values.items()
             })
-    start = pos.get("positioners_start") or {}
+    start = recorded(pos.get("positioners_start")) or {}
     if start or scanned:
         children = {safe_name(m): field(_scalar(v), units=units.get(m)) for m, v in start.items()}
         for motor, target in scanned.items():

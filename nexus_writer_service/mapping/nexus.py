@@ -2,8 +2,8 @@
 
 The plan is a ``blissdata.h5map`` tree (the model BLISS 2.4 itself publishes in
 ``scan_info["h5maps"]``), so one writing layer materialises both our layout and
-whatever BLISS sends. Nothing outside this module sets ``NX_class`` or decides
-what a valid item name is.
+whatever BLISS sends. Nothing outside this module sets ``NX_class``; the naming
+rules it applies come from ``nxrules`` (shared with the BLISS-side config check).
 """
 
 from __future__ import annotations
@@ -14,26 +14,11 @@ from typing import Any
 import numpy as np
 from blissdata.h5map import Dataset, Group, Inline, SoftLink, Stream, VirtualDataset
 
-#: NeXus item-name rule (NIAC), with "." allowed inside names so that entries are "N.M".
-NAME_RE = re.compile(r"^[a-zA-Z0-9_]([a-zA-Z0-9_.]*[a-zA-Z0-9_])?$")
+from ..nxrules import ALLOWED_GROUPS, NAME_RE
+
 _BAD_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 
 PRIMARY_FIELDS = ("value", "data", "signal", "spectrum", "image")
-
-#: group classes the NeXus definitions allow as children (NXDL, NeXus 2024).
-#: Both classes forbid others, and user metadata may ask for anything.
-ALLOWED_GROUPS = {
-    "NXentry": frozenset({
-        "NXcollection", "NXdata", "NXinstrument", "NXlog", "NXmonitor", "NXnote", "NXparameters",
-        "NXprocess", "NXsample", "NXsubentry", "NXuser"}),
-    "NXinstrument": frozenset({
-        "NXactuator", "NXaperture", "NXattenuator", "NXbeam", "NXbeam_stop", "NXbending_magnet",
-        "NXcapillary", "NXcollection", "NXcollimator", "NXcrystal", "NXdata", "NXdetector",
-        "NXdetector_group", "NXdisk_chopper", "NXenvironment", "NXevent_data", "NXfabrication",
-        "NXfermi_chopper", "NXfilter", "NXflipper", "NXguide", "NXhistory", "NXinsertion_device",
-        "NXlog", "NXmirror", "NXmoderator", "NXmonochromator", "NXnote", "NXparameters",
-        "NXpolarizer", "NXpositioner", "NXsensor", "NXsource", "NXvelocity_selector", "NXxraylens"}),
-}
 
 
 def safe_name(name: str, default: str = "unnamed") -> str:

@@ -12,7 +12,7 @@ import numpy as np
 from blissdata.h5map import SpaceSelection, VirtualDataset, VirtualSource
 
 from .channels import ChannelPlan
-from .nexus import PRIMARY_FIELDS, Group, group, link
+from .nexus import PRIMARY_FIELDS, Group, field, group, link
 
 
 #: Up to this many points, 1D views map one source per point. HDF5 needs only one,
@@ -152,8 +152,48 @@ def _curve_plot(entry: str, x: ChannelPlan | None, counters: list[ChannelPlan], 
     attrs = dict(signal=counters[0].short_name,
                  auxiliary_signals=[c.short_name for c in counters[1:]] or None)
     if x is not None:
-        attrs["axes"] = [x.short_name]
+        # one axis along the scan; a spectrum's own dimension keeps its index (".")
+        attrs["axes"] = [x.short_name] + ["."] * counters[0].ndim
     return group("NXdata", children, **attrs)
+
+
+def _resolver(channels: list[ChannelPlan]) -> dict[str, ChannelPlan]:
+    """Names a scientist may use for a channel: BLISS channel or counter, NeXus names.
+
+    Later names win: a measurement name (unique in the entry) beats a counter name.
+    """
+    out: dict[str, ChannelPlan] = {}
+    for c in channels:
+        if c.field in PRIMARY_FIELDS:
+            out[c.group] = c
+    for c in channels:
+        out[c.stream.rpartition(":")[2]] = c
+    for key in ("display_name", "stream", "short_name"):
+        for c in channels:
+            if getattr(c, key):
+                out[getattr(c, key)] = c
+    return out
+
+
+def configured_plot(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str, int],
+                    plot) -> tuple[Group | None, list[str]]:
+    """A plot the beamline configured (signal, axes, auxiliary signals by name)."""
+    by_name = _resolver(channels)
+    names = [plot.signal, *plot.auxiliary_signals, *plot.axes]
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        return None, missing
+    signals = [by_name[n] for n in (plot.signal, *plot.auxiliary_signals)]
+    axes = [by_name[n] for n in plot.axes]
+    mesh = mesh_shape(info)
+    mesh_axes = _mesh_axes(info, channels) if mesh else None
+    if mesh and mesh_axes and all(c.ndim == 0 for c in signals) and (not axes or set(axes) == set(mesh_axes)):
+        nxdata = _mesh_plot(entry, mesh, mesh_axes, signals, lengths)
+    else:
+        nxdata = _curve_plot(entry, axes[0] if axes else None, signals, lengths)
+    if nxdata is not None and plot.title:
+        nxdata.children["title"] = field(plot.title)
+    return nxdata, []
 
 
 def _mesh_plot(entry: str, shape: tuple[int, int], axes: tuple[ChannelPlan, ChannelPlan],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -28,3 +28,8 @@ class WriterConfig:
     recover_window: float = 24 * 3600.0
     #: filter for datasets of spectra and images: "bitshuffle-lz4", "gzip" or "" (none)
     compression: str = "bitshuffle-lz4"
+    #: beamline configuration (metadata.config), as validated raw data: the session's own
+    #: (published in scan_info) is merged over it, and the scan's metadata over both
+    beamline: dict = field(default_factory=dict)
+    #: where ``beamline`` came from, for messages
+    beamline_source: str = ""

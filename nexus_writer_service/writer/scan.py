@@ -27,6 +27,8 @@ from ..mapping.description import ScanDescription
 from ..mapping.images import Frames, is_hdf5
 from ..mapping.scaninfo import clean as clean_info
 from ..mapping.layout import ScanPlan
+from ..metadata.config import BeamlineConfig, ConfigError, merged
+from ..metadata.config import from_dict as config_from_dict
 from ..states import FAILED, FINAL_STATES, INCOMPLETE, PENDING, SKIPPED, SUCCEEDED, WRITING
 from ..mapping.nexus import group, link
 from ..transport.scans import CLOSED, PREPARED, ScanSource
@@ -123,7 +125,8 @@ class ScanWriter:
             return
         path, from_template = target_file(desc, self.config.base_path, self.config.default_path_template)
         self.state.file = path
-        plan = self._plan = layout.plan_scan(desc)
+        self._beamline = self._beamline_config(desc.info)
+        plan = self._plan = layout.plan_scan(desc, self._beamline)
         self.state.warnings.extend(plan.warnings)
         for w in plan.warnings:
             self.log.warning(w)
@@ -135,6 +138,17 @@ class ScanWriter:
         self._publish()
         complete = self._stream()
         self._finish(complete)
+
+    def _beamline_config(self, info: dict) -> BeamlineConfig:
+        """The writer's file, with the session's own configuration (from Beacon) over it."""
+        session_layer = (info.get("nexuswriter") or {}).get("configuration")
+        if isinstance(session_layer, dict):
+            try:
+                return config_from_dict(merged(self.config.beamline, session_layer),
+                                        "the session's configuration (scan_info nexuswriter.configuration)")
+            except ConfigError as exc:
+                self._warn(f"{exc}: ignored, using the writer's own configuration only")
+        return config_from_dict(self.config.beamline, self.config.beamline_source or "writer configuration")
 
     def _create(self, path: str, plan: ScanPlan, desc: ScanDescription) -> None:
         self._handle = self.files.acquire(path)
@@ -302,7 +316,7 @@ class ScanWriter:
             writer = TreeWriter()
             for entry in plan.entries:
                 tree = layout.final_tree(desc, entry, info, lengths, status, self.state.warnings,
-                                         frames=frames, file_dir=os.path.dirname(self.state.file))
+                                         self._beamline, frames, os.path.dirname(self.state.file))
                 if subscans is not None and entry is plan.entries[0]:
                     tree.children["subscans"] = subscans
                 writer.write(h5, entry.name, tree, replace=frozenset({f"{entry.name}/writer/status"}))

@@ -1,0 +1,70 @@
+"""The beamline configuration's part of an entry (pure): instrument and sample defaults,
+the technique a scan belongs to, and its plots.
+
+Precedence: what the scan itself says (scan_info) wins over the configuration, which
+only fills what the scan leaves out.
+"""
+
+from __future__ import annotations
+
+from ..metadata.config import BeamlineConfig, TechniqueConfig
+from ..metadata.config.tree import to_nxdict
+from . import plots
+from .channels import ChannelPlan
+from .metadata import nxdict_to_group
+from .nexus import Group, conform, field, group, link
+
+
+def instrument(cfg: BeamlineConfig) -> Group | None:
+    if not cfg.instrument:
+        return None
+    grp = nxdict_to_group(to_nxdict(cfg.instrument, "NXinstrument"), "NXinstrument")
+    conform("NXinstrument", grp.children)
+    return grp
+
+
+def sample(cfg: BeamlineConfig) -> Group | None:
+    return nxdict_to_group(to_nxdict(cfg.sample, "NXsample"), "NXsample") if cfg.sample else None
+
+
+def technique(info: dict, cfg: BeamlineConfig) -> tuple[str | None, TechniqueConfig | None, str | None]:
+    """(name, technique, warning): the scan's choice, else the configured default."""
+    chosen = (info.get("nexuswriter") or {}).get("technique") or cfg.technique
+    if not chosen:
+        return None, None, None
+    if chosen not in cfg.techniques:
+        return None, None, f"technique {chosen!r} is not configured (known: {', '.join(cfg.techniques) or 'none'})"
+    return chosen, cfg.techniques[chosen], None
+
+
+def entry_plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str, int],
+                cfg: BeamlineConfig) -> tuple[dict[str, Group], str | None, list[str]]:
+    """Configured NXdata groups, the default one when a technique asks, and warnings.
+
+    Without a technique every configured plot whose channels this entry has is made
+    (a plot of MCA channels in a diode scan is simply not there); a technique's own
+    plots that cannot be made are warned about.
+    """
+    name, tech, warning = technique(info, cfg)
+    warnings = [warning] if warning else []
+    wanted = tech.plots if tech else list(cfg.plots)
+    out: dict[str, Group] = {}
+    for plot_name in wanted:
+        nxdata, missing = plots.configured_plot(entry, info, channels, lengths, cfg.plots[plot_name])
+        if nxdata is not None:
+            out[plot_name] = nxdata
+        elif tech:
+            warnings.append(f"plot {plot_name!r} of technique {name!r} not made: "
+                            f"no channel {', '.join(map(repr, missing))} in this scan")
+    default = next((p for p in (tech.plots if tech else []) if p in out), None)
+    if tech:
+        children = {"title": field(name)}
+        if tech.definition:
+            children["definition"] = field(tech.definition)
+        if tech.description:
+            children["description"] = field(tech.description)
+        for plot_name in tech.plots:
+            if plot_name in out:
+                children[plot_name] = link(f"/{entry}/{plot_name}")
+        out[name] = group("NXsubentry", children)
+    return out, default, warnings
