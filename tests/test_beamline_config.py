@@ -235,3 +235,17 @@ def test_writer_applies_its_file_and_the_sessions_configuration(make_harness):
         assert any("detectors.diode1.units: 'Kev' is not a unit" in w and "ignored" in w for w in warnings)
         assert b["instrument/i0/data"].attrs["units"] == "counts"  # the writer's file only
     assert nexus_errors(path) == []
+
+
+def test_session_side_logs_one_error_line_and_publishes_nothing_for_a_wrong_file(tmp_path, caplog):
+    """What a session's setup script gets from a wrong file (BLISS shows the log line)."""
+    from nexus_writer_service.metadata.generators import _load_session_config
+
+    path = tmp_path / "nexus_writer.yaml"
+    path.write_text("instrument:\n  source:\n    NX_class: NXsource\n    energy: {value: 6, unit: GeV}\n")
+    assert _load_session_config(str(path)) == {}
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [f"nexus writer configuration not used: {path}:4: instrument.source.energy.unit: "
+                      "unknown key (a field has: value, units, long_name, description)"]
+    path.write_text("sample:\n  name: x\n")
+    assert _load_session_config(str(path)) == {"sample": {"name": "x"}}

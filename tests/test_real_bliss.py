@@ -116,7 +116,8 @@ def null_scans(stack):
     out = stack.bliss("scans_writer.py", stack.tmp / "data_null", "null")
     print(f"[real_bliss] null-writer scans in {time.monotonic() - t0:.1f} s")
     # the setup script registered the generators, scans_writer.py once more: no duplicates
-    assert _lines(out, "USM") == [{"nexuswriter": ["nxw_instrument_info", "nxw_devices", "nxw_filename"]}]
+    assert _lines(out, "USM") == [{"nexuswriter": ["nxw_instrument_info", "nxw_devices", "nxw_filename",
+                                                   "nxw_configuration", "nxw_writer_check"]}]
     scans = {s["label"]: s for s in _lines(out, "SCAN")}
     assert set(scans) == {"ct", "ascan", "a2scan", "amesh", "loopscan", "timescan", "aborted",
                           "sequence", "sequence_child1", "sequence_child2"}
@@ -270,8 +271,27 @@ def test_external_writer_file_named_by_bliss(stack):
     assert nexus_errors(expected) == []
 
 
+def test_null_writer_applies_the_sessions_beamline_configuration(stack, null_scans):
+    """The session's Beacon YAML names nexus_writer.yaml: checked and published by the
+    session, applied by our writer (which was given no configuration of its own)."""
+    line = null_scans["ascan"]
+    scan = _load(stack, line["key"])
+    assert scan.info["nexuswriter"]["configuration"]["technique"] == "transmission"
+    with h5py.File(line["nexuswriter"]["filename"], "r") as f:
+        entry = f[f"{line['number']}.1"]
+        assert entry["instrument/source/name"][()] == b"ESRF"
+        assert entry["instrument/source/energy"].attrs["units"] == "GeV"
+        assert entry["instrument/diode1/type"][()] == b"diode"
+        assert entry["sample/name"][()] == b"test sample"
+        assert entry.attrs["default"] == "diodes"
+        diodes = entry["diodes"]
+        assert diodes.attrs["signal"] == "diode2" and list(diodes.attrs["axes"]) == ["robx"]
+        assert np.array_equal(diodes["diode2"][()], np.asarray(scan.streams["simulation_diode_sampling_controller:diode2"][:]))
+        assert entry["transmission"].attrs["NX_class"] == "NXsubentry"
+
+
 def test_writer_status_from_inside_bliss(stack, null_scans):
-    """Last test of the module: it stops the writer."""
+    """Last test of the module: it stops the writer, then a saved scan warns."""
     status = _lines(stack.bliss("writer_status_check.py"), "STATUS")[0]
     assert status["alive"] is True and status["writer"]["pid"] == stack.writer.pid
     assert {s["key"] for s in status["scans"]} & {null_scans[l]["key"] for l in SAVED}
@@ -279,3 +299,6 @@ def test_writer_status_from_inside_bliss(stack, null_scans):
     status = _lines(stack.bliss("writer_status_check.py"), "STATUS")[0]
     assert status["alive"] is False and status["writer"] is None
     assert "NO WRITER ALIVE" in status["text"]
+    stack.bliss("scans_writer.py", stack.tmp / "data_nowriter", "null", "ascan")
+    warned = (stack.tmp / "scans_writer.py.stderr").read_text()
+    assert "no NeXus writer is alive for session 'test_session'" in warned

@@ -11,7 +11,15 @@ Every scan then carries ``scan_info["nexuswriter"]`` with
 * ``devices``: counter fullname -> ``{"device_type", "device_info", ...}``;
 * ``filename``: the file the 'hdf5'/'external' writer would have been given, published
   only when the scan is saved but BLISS names no file (writer ``'null'``): BLISS 2.x then
-  publishes ``path``/``filename`` null and our external writer has nothing else to go on.
+  publishes ``path``/``filename`` null and our external writer has nothing else to go on;
+* ``configuration``: the session's beamline configuration (metadata/config), when its
+  Beacon configuration names one: ``nexus_writer_config: ./nexus_writer.yaml`` in the
+  session's YAML (BLISS's file convention: ``./`` is relative to that YAML; not ``.yml``,
+  which Beacon would read as objects). Checked here, at registration, so a mistake shows
+  in the session's shell as one line with file, line and key.
+
+A saved scan that starts with no writer alive for the session (writer 'null' or
+'external') logs a warning: nothing would save it.
 
 Why through scan_meta: it is BLISS's only per-scan hook for adding to scan_info, and the
 category ``nexuswriter`` is the one ESRF's blisswriter fills, so existing readers find
@@ -27,16 +35,30 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import os
+import time
 
 CATEGORY = "nexuswriter"
+#: the session YAML key naming the beamline configuration file
+CONFIG_KEY = "nexus_writer_config"
+#: writers of BLISS that leave saving to an external writer
+_EXTERNAL_WRITERS = ("null", "external")
+#: a writer seen alive is not asked again for this long (scans may come every second)
+_ALIVE_CACHE_S = 5.0
+
+log = logging.getLogger("nexus_writer_service.session")
+_session_config: dict = {}
+_alive_seen: dict = {}
 #: extension of the file a NeXus writer ('hdf5', 'external') gets from BLISS
 _SAVING_WRITER = "hdf5"
 
 
-def register_all_metadata_generators() -> None:
+def register_all_metadata_generators(config: str | None = None) -> None:
     """Register our ``nexuswriter`` generators in the session's user scan metadata.
 
+    ``config``: a beamline configuration file, instead of the one the session's Beacon
+    configuration names (``nexus_writer_config``). Call again after editing it.
     Idempotent: ``set`` replaces a generator of the same name, and categories are a set.
     Raises RuntimeError when BLISS is missing or has no user scan metadata API.
     """
@@ -55,6 +77,75 @@ def register_all_metadata_generators() -> None:
     category.set("nxw_instrument_info", fill_instrument_info)
     category.set("nxw_devices", fill_devices)
     category.set("nxw_filename", fill_filename)
+    _session_config.clear()
+    _session_config.update(_load_session_config(config))
+    category.set("nxw_configuration", fill_configuration)
+    category.set("nxw_writer_check", check_writer_alive)
+
+
+def _load_session_config(path: str | None) -> dict:
+    """The validated configuration, raw; {} (and one error line logged) when invalid."""
+    from .config import ConfigError
+    from .config.schema import validate
+    from .config.yamlsource import parse, read
+
+    try:
+        if path is not None:
+            doc = read(path)
+        else:
+            found = _beacon_config_text()
+            if found is None:
+                return {}
+            doc = parse(*found)
+        validate(doc)
+    except ConfigError as exc:
+        log.error("nexus writer configuration not used: %s", exc)
+        return {}
+    return doc.data or {}
+
+
+def _beacon_config_text() -> tuple[str, str] | None:
+    """(text, file name) of the file the session's Beacon YAML names, if any."""
+    from bliss import current_session
+    from bliss.config.conductor.client import get_file
+    from bliss.config.static import get_config
+
+    if current_session is None:
+        return None
+    node = get_config().get_config(current_session.name)
+    name = node.get(CONFIG_KEY) if node is not None else None
+    if not name:
+        return None
+    source = os.path.normpath(os.path.join(os.path.dirname(node.filename), name)) if name.startswith(".") else name
+    with get_file(node, CONFIG_KEY, text=True) as f:
+        return f.read(), f"beacon:{source}"
+
+
+def fill_configuration(scan) -> dict:
+    return {"configuration": _session_config} if _session_config else {}
+
+
+def check_writer_alive(scan) -> dict:
+    """Warn (BLISS shows warnings in the shell) when no writer would save this scan."""
+    info = scan.scan_info
+    if not info.get("save") or getattr(scan.scan_saving, "writer", None) not in _EXTERNAL_WRITERS:
+        return {}
+    session = info.get("session_name") or ""
+    if time.monotonic() - _alive_seen.get(session, -_ALIVE_CACHE_S) < _ALIVE_CACHE_S:
+        return {}
+    from .status import writer_status
+
+    try:
+        alive = writer_status(session or None, count=0).alive
+    except Exception as exc:  # never stop a scan for this
+        log.warning("cannot tell whether a NeXus writer is alive for session %r: %s", session, exc)
+        return {}
+    if alive:
+        _alive_seen[session] = time.monotonic()
+    else:
+        log.warning("no NeXus writer is alive for session %r: this scan (%s) is not being saved; "
+                    "start one: NexusSessionWriter %s --log=info", session, info.get("title", ""), session)
+    return {}
 
 
 def fill_instrument_info(scan) -> dict:

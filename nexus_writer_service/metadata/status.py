@@ -63,7 +63,7 @@ def writer_status(session: str | None = None, redis_url: str | None = None, coun
     """Is a writer alive for this session, and what happened to its last scans?"""
     name = _session_name(session)
     reader = StatusReader(resolve_redis_url(redis_url))
-    return WriterStatus(name, reader.writer(name), reader.recent(name, count))
+    return WriterStatus(name, reader.writer(name), reader.recent(name, count) if count > 0 else [])
 
 
 def scan_key(scan) -> str:
