@@ -111,7 +111,7 @@ def test_service_configuration_errors_are_clear(tmp_path):
         load_config(str(bad))
     unknown = tmp_path / "unknown.yml"
     unknown.write_text("sesions: [a]\n")
-    with pytest.raises(ConfigError, match="unknown key.*sesions"):
+    with pytest.raises(ConfigError, match=r"unknown.yml:1: sesions: unknown key"):
         load_config(str(unknown))
     with pytest.raises(ConfigError, match="'args' must be a list"):
         session_specs([], {"sessions": [{"name": "x", "args": "--base-path /d"}]})

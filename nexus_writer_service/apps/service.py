@@ -18,33 +18,24 @@ import signal
 import sys
 import threading
 
-import yaml
-
+from ..metadata.config.yamlsource import ConfigError, read
 from ..service.supervisor import SessionSpec, Supervisor
 from ..service.web import serve
 from ..transport.connection import resolve_redis_url
 from ..transport.status import StatusReader
 from .session_writer import setup_logging
 
-
-class ConfigError(ValueError):
-    pass
+_KEYS = ("redis_url", "port", "sessions", "log_dir")
 
 
 def load_config(path: str) -> dict:
-    try:
-        with open(path) as f:
-            config = yaml.safe_load(f) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from e
+    doc = read(path)  # YAML errors name the file and line
+    config = doc.data or {}
     if not isinstance(config, dict):
-        raise ConfigError(f"{path}: expected a mapping with 'sessions'")
-    unknown = set(config) - {"redis_url", "port", "sessions", "log_dir"}
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))} "
-                          "(expected redis_url, port, sessions, log_dir)")
+        raise doc.error((), "expected a mapping with 'sessions'")
+    for key in config:
+        if key not in _KEYS:
+            raise doc.error((key,), f"unknown key (expected one of: {', '.join(_KEYS)})")
     return config
 
 
@@ -56,10 +47,10 @@ def session_specs(names: list[str], config: dict) -> list[SessionSpec]:
         elif isinstance(item, dict) and isinstance(item.get("name"), str):
             args = item.get("args") or []
             if not isinstance(args, list):
-                raise ConfigError(f"session {item['name']}: 'args' must be a list of options")
+                raise ConfigError("sessions", None, f"session {item['name']}: 'args' must be a list of options")
             specs.append(SessionSpec(item["name"], [str(a) for a in args]))
         else:
-            raise ConfigError(f"sessions: {item!r} is neither a name nor a mapping with 'name'")
+            raise ConfigError("sessions", None, f"{item!r} is neither a name nor a mapping with 'name'")
     seen, unique = set(), []
     for s in specs:
         if s.name not in seen:
@@ -85,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config) if args.config else {}
         specs = session_specs(args.sessions, config)
         if not specs:
-            raise ConfigError("no session given (command line or --config)")
+            raise ConfigError("NexusWriterService", None, "no session given (command line or --config)")
         url = resolve_redis_url(args.redis_url or config.get("redis_url"))
     except Exception as e:
         log.error("%s", e)
