@@ -4,7 +4,7 @@ Two child processes (so that neither shares an interpreter with the benchmark):
 
 ``read``: a plain read of the same Redis streams with blissdata (one ``CursorGroup``
 over every data stream of each scan, ``get_data()`` of each view, nothing else).
-Runs while the writer is paused, right after publishing.
+Runs while the writer is paused, right after publishing; best of two passes.
 
 ``write``: plain h5py appending the same arrays to chunked datasets, created with the
 same chunk shape, filters (e.g. bitshuffle-LZ4 through hdf5plugin) and fill value as
@@ -37,12 +37,21 @@ READ_GRANULARITY = 100
 
 
 def plain_read(url: str, keys: list[str]) -> dict:
-    from blissdata.exceptions import EndOfStream
     from blissdata.redis_engine.store import DataStore
+
+    ds = DataStore(url)
+    best, npoints = None, 0
+    for _ in range(2):  # best of two: a bound, not a first-touch measurement
+        t, npoints = _read_once(ds, keys)
+        best = t if best is None else min(best, t)
+    return {"seconds": best, "points": npoints}
+
+
+def _read_once(ds, keys: list[str]) -> tuple[float, int]:
+    from blissdata.exceptions import EndOfStream
     from blissdata.streams import CursorGroup
     from blissdata.streams.default import Stream
 
-    ds = DataStore(url)
     t0 = time.perf_counter()
     npoints = 0
     for key in keys:
@@ -58,26 +67,51 @@ def plain_read(url: str, keys: list[str]) -> dict:
                 break
             for view in views.values():
                 npoints += len(view.get_data())
-    return {"seconds": time.perf_counter() - t0, "points": npoints}
+    return time.perf_counter() - t0, npoints
 
 
-def _creation_kwargs(ref: h5py.Dataset | None, dtype, point_shape) -> dict:
-    """chunks/filters/fill value of our writer's dataset for the channel."""
-    if ref is None:  # no reference: contiguous-in-chunks, unfiltered
-        return {"chunks": True}
-    kw = {"chunks": ref.chunks, "fillvalue": ref.fillvalue}
-    filters = dict(ref._filters)
-    if "gzip" in filters:
-        kw.update(compression="gzip", compression_opts=filters.pop("gzip"))
-    if "lzf" in filters:
-        filters.pop("lzf")
-        kw.update(compression="lzf")
-    if filters.pop("shuffle", None) is not None:
-        kw["shuffle"] = True
-    for fid, opts in filters.items():  # plugin filters (bitshuffle: 32008)
-        import hdf5plugin  # noqa: F401  registers them
-        kw.update(compression=int(fid), compression_opts=tuple(opts))
-    return kw
+def _create(grp: h5py.Group, name: str, dtype, point_shape: tuple, ref: h5py.Dataset | None) -> h5py.Dataset:
+    """An empty growing dataset with OUR writer's creation properties for the channel.
+
+    The dataset creation property list (chunks, filter pipeline with its options,
+    fill value) is copied as is from our writer's dataset, so both compress alike.
+    """
+    shape = (0,) + tuple(point_shape)
+    maxshape = (None,) + tuple(point_shape)
+    if ref is None:  # no reference: default chunks, unfiltered
+        return grp.create_dataset(name, shape=shape, maxshape=maxshape, dtype=dtype, chunks=True)
+    import hdf5plugin  # noqa: F401  registers plugin filters (bitshuffle...)
+
+    dcpl = _user_dcpl(ref)
+    space = h5py.h5s.create_simple(shape, tuple(h5py.h5s.UNLIMITED if m is None else m for m in maxshape))
+    dsid = h5py.h5d.create(grp.id, name.encode(), h5py.h5t.py_create(np.dtype(dtype)), space, dcpl=dcpl)
+    return h5py.Dataset(dsid)
+
+
+#: filters whose stored parameters start with values their set_local callback prepends
+#: (bitshuffle: major, minor, element size), which must not be given again
+_PREPENDED = {32008: 3}
+
+
+def _user_dcpl(ref: h5py.Dataset):
+    """A creation property list equal to ``ref``'s as a user would have asked for it.
+
+    Copying the list as stored is not enough: HDF5 runs the filters' ``set_local``
+    callbacks again at creation, and bitshuffle would prepend its version and element
+    size a second time (and silently lose LZ4).
+    """
+    ref_dcpl = ref.id.get_create_plist()
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_chunk(ref_dcpl.get_chunk())
+    fill = np.zeros((1,), dtype=ref.dtype)
+    ref_dcpl.get_fill_value(fill)
+    dcpl.set_fill_value(fill)
+    dcpl.set_fill_time(ref_dcpl.get_fill_time())
+    dcpl.set_alloc_time(ref_dcpl.get_alloc_time())
+    for i in range(ref_dcpl.get_nfilters()):
+        code, flags, values, _ = ref_dcpl.get_filter(i)
+        dcpl.set_filter(code, flags, tuple(values[_PREPENDED.get(code, 0):]))
+    return dcpl
 
 
 def _arrays(plan: dict) -> list[dict]:
@@ -97,17 +131,14 @@ def _arrays(plan: dict) -> list[dict]:
 
 def _write(path: str, plan: dict, arrays: list[dict], batch: int) -> float:
     ref = h5py.File(plan["reference"], "r", locking=False) if plan.get("reference") else None
-    kwargs = []
+    refs = []
     for a in arrays:
         rd = ref.get(a["ref"]) if (ref is not None and a.get("ref")) else None
-        kwargs.append(_creation_kwargs(rd if isinstance(rd, h5py.Dataset) else None,
-                                       a["dtype"], a["point_shape"]))
-    if ref is not None:
-        ref.close()
+        refs.append(rd if isinstance(rd, h5py.Dataset) else None)
     if os.path.exists(path):
         os.unlink(path)
     t0 = time.perf_counter()
-    with h5py.File(path, "w") as f:
+    with h5py.File(path, "w") as f:  # the reference stays open: reading its properties is not timed
         by_entry: dict[str, list[int]] = {}
         for i, a in enumerate(arrays):
             by_entry.setdefault(a["entry"], []).append(i)
@@ -116,9 +147,7 @@ def _write(path: str, plan: dict, arrays: list[dict], batch: int) -> float:
             dsets = []
             for i in idx:
                 a = arrays[i]
-                shape = tuple(a["point_shape"])
-                dsets.append(grp.create_dataset(
-                    f"d{i}", shape=(0,) + shape, maxshape=(None,) + shape, dtype=a["dtype"], **kwargs[i]))
+                dsets.append(_create(grp, f"d{i}", a["dtype"], a["point_shape"], refs[i]))
             n = max(arrays[i]["npoints"] for i in idx)
             for start in range(0, n, batch):
                 for dset, i in zip(dsets, idx):
@@ -136,7 +165,10 @@ def _write(path: str, plan: dict, arrays: list[dict], batch: int) -> float:
                                          shape=(per,) + tuple(lima["shape"]))
                 layout[k * per:k * per + n] = src[:n]
             f[arrays[0]["entry"]].create_virtual_dataset("image", layout, fillvalue=0)
-    return time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
+    if ref is not None:
+        ref.close()
+    return elapsed
 
 
 def plain_write(plan: dict) -> dict:
@@ -146,7 +178,12 @@ def plain_write(plan: dict) -> dict:
     per_send = _write(plan["out"] + ".pub.h5", plan, arrays, batch)
     size = os.path.getsize(plan["out"]) / 2**20
     os.unlink(plan["out"] + ".pub.h5")
-    return {"seconds": drained, "write_pub_batch_s": per_send, "size_mb": size}
+    filters: dict[str, int] = {}
+    with h5py.File(plan["out"], "r") as f:
+        f.visititems(lambda name, obj: filters.__setitem__(
+            k := (",".join(obj._filters) or "none") + f" chunks={obj.chunks}", filters.get(k, 0) + 1)
+            if isinstance(obj, h5py.Dataset) and not obj.is_virtual else None)
+    return {"seconds": drained, "write_pub_batch_s": per_send, "size_mb": size, "filters": filters}
 
 
 def main(argv: list[str]) -> int:

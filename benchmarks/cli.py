@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -89,7 +90,11 @@ class Bench:
             if kind == "ours" and sc.compare:
                 read = self._child("benchmarks.bound", "read", self.url, *keys)
             t0 = w.resume()
+            spy = self._profile(sc, kind, repeat, w)
             t1, done = w.wait_done(keys, self.idle_timeout)
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
             rec["cpu_s"] = w.cpu_since_resume()
             rec["rss_mb"] = w.peak_rss_mb()
             w.stop()
@@ -112,6 +117,18 @@ class Bench:
             w.stop()
             self._flush()
         return records
+
+    def _profile(self, sc: Scenario, kind: str, repeat: int, w: WriterProcess):
+        """py-spy on our writer while it drains (``--profile``): collapsed stacks, all threads."""
+        if not self.args.profile or kind != "ours":
+            return None
+        out = Path(self.args.profile) / f"{sc.name}-{repeat}.txt"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(w.proc.pid),
+                                "--rate", "250", "--format", "raw", "--threads", "--output", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.2)  # attached before the writer has much to do
+        return spy
 
     def _bound(self, sc: Scenario, repeat: int, recs: list, v: dict, wdir: Path, read: dict) -> dict:
         plan = {"batch": sc.batch, "out": str(wdir / "bound.h5"), "reference": v["path"], "datasets": []}
@@ -144,7 +161,7 @@ class Bench:
                 "check": "ok" if ok else f"read {read['points']} of {expected} points",
                 "seconds": read["seconds"] + write["seconds"], "read_s": read["seconds"],
                 "write_s": write["seconds"], "write_pub_batch_s": write["write_pub_batch_s"],
-                "size_mb": write["size_mb"], "per_scan_ms": (read["seconds"] + write["seconds"]) / len(recs) * 1000}
+                "size_mb": write["size_mb"], "filters": write["filters"], "per_scan_ms": (read["seconds"] + write["seconds"]) / len(recs) * 1000}
 
     # -- S4: live ---------------------------------------------------------------------------
     def live(self, sc: Scenario, kind: str, repeat: int) -> list[dict]:
@@ -228,6 +245,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--compression", help="our writer's --compression (default: its own default)")
     p.add_argument("--workdir", help="where files are written (default: a temporary folder, removed)")
     p.add_argument("--keep", action="store_true", help="keep the written files")
+    p.add_argument("--profile", metavar="DIR", help="record py-spy profiles of our writer's drains in DIR "
+                   "(pip install py-spy into .venv; adds sampling overhead: time figures are then not comparable)")
     p.add_argument("--out", help="JSON file (default: benchmarks/results/<date>-<git sha>[-quick].json)")
     args = p.parse_args(argv)
     args.repeat = args.repeat or (1 if args.quick else 3)
