@@ -137,6 +137,7 @@ def _write(path: str, plan: dict, arrays: list[dict], batch: int) -> float:
         refs.append(rd if isinstance(rd, h5py.Dataset) else None)
     if os.path.exists(path):
         os.unlink(path)
+    os.sync()  # as before the writer's drain: no earlier run's writeback in the way
     t0 = time.perf_counter()
     with h5py.File(path, "w") as f:  # the reference stays open: reading its properties is not timed
         by_entry: dict[str, list[int]] = {}

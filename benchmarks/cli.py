@@ -89,7 +89,9 @@ class Bench:
             read = None
             if kind == "ours" and sc.compare:
                 read = self._child("benchmarks.bound", "read", self.url, *keys)
+            os.sync()  # dirty pages of earlier runs must not slow this one's writes
             t0 = w.resume()
+            rec["cpu_while_paused"] = w.cpu_while_paused
             spy = self._profile(sc, kind, repeat, w)
             t1, done = w.wait_done(keys, self.idle_timeout)
             if spy is not None:
@@ -108,6 +110,10 @@ class Bench:
                 rec["seconds"] = t1 - t0
                 rec["per_scan_ms"] = rec["seconds"] / len(keys) * 1000
             rec["ok"] = bool(v["ok"] and t1 is not None)
+            if w.cpu_while_paused > 0.05 or w.state_before_resume != "T":
+                rec["ok"] = False  # it wrote before the clock started: no figure
+                rec["check"] = (f"pause did not hold (state {w.state_before_resume}, "
+                                f"{w.cpu_while_paused:.2f} s CPU while paused); " + rec["check"])
             if read is not None:
                 records.append(self._bound(sc, repeat, recs, v, wdir, read))
         except (WriterFailed, RuntimeError) as e:

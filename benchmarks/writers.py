@@ -64,6 +64,9 @@ class WriterProcess:
         self._peak_rss = 0
         self._sampling = threading.Event()
         self._cpu0 = 0.0
+        self._cpu_paused = 0.0
+        self.cpu_while_paused = 0.0
+        self.state_before_resume = ""
 
     # -- life ------------------------------------------------------------------
     def start(self) -> "WriterProcess":
@@ -110,10 +113,27 @@ class WriterProcess:
 
     def pause(self) -> None:
         os.kill(self.proc.pid, signal.SIGSTOP)
+        deadline = time.time() + 5
+        while self._state() != "T" and time.time() < deadline:
+            time.sleep(0.01)
+        self._cpu_paused = self.cpu_seconds()
+
+    def _state(self) -> str:
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                return next(line.split()[1] for line in f if line.startswith("State:"))
+        except (OSError, StopIteration):
+            return "?"
 
     def resume(self) -> float:
-        """SIGCONT; returns the time it was resumed (the start of a drain)."""
+        """SIGCONT; returns the time it was resumed (the start of a drain).
+
+        ``cpu_while_paused`` says whether the pause held: anything above a few
+        hundredths of a second means the writer ran before the clock started.
+        """
         self._cpu0 = self.cpu_seconds()
+        self.cpu_while_paused = self._cpu0 - self._cpu_paused
+        self.state_before_resume = self._state()
         t = time.time()
         os.kill(self.proc.pid, signal.SIGCONT)
         return t
