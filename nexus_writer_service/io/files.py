@@ -44,9 +44,14 @@ class FileHandle:
 
 
 class FileRegistry:
-    def __init__(self, lock_timeout: float = 10.0, retry_period: float = 0.2):
+    def __init__(self, lock_timeout: float = 10.0, retry_period: float = 0.2,
+                 on_open=None, on_close=None):
         self.lock_timeout = lock_timeout
         self.retry_period = retry_period
+        #: told before a file is opened and after it is closed (crash recovery checks
+        #: the files a killed writer had open: HDF5 is not crash-safe)
+        self._on_open = on_open or (lambda path: None)
+        self._on_close = on_close or (lambda path: None)
         self._handles: dict[str, FileHandle] = {}
         self._lock = threading.Lock()
         #: handles whose writes failed (disk full...): never closed, see release()
@@ -57,6 +62,7 @@ class FileRegistry:
         with self._lock:
             handle = self._handles.get(path)
             if handle is None:
+                self._on_open(path)
                 handle = FileHandle(path, self._open(path))
                 self._handles[path] = handle
             handle.users += 1
@@ -72,6 +78,7 @@ class FileRegistry:
                 try:
                     with handle.lock:
                         handle.h5.close()
+                    self._on_close(handle.path)
                 except Exception:  # a failing close must not hide the scan's own result
                     _logger.exception("closing %s failed", handle.path)
 

@@ -8,6 +8,8 @@ Keys (JSON strings):
   nexus_writer:<session>:heartbeat   the writer's pid, host, version; expires after TTL
   nexus_writer:scan:<scan key>       one scan's state; expires with the scan (7 days)
   nexus_writer:<session>:scans       sorted set of scan keys by last update (recent ones)
+  nexus_writer:<session>:open_files  set of the files the writer has open (a writer that
+                                     starts checks those a killed one left behind)
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ def scan_state_key(scan_key: str) -> str:
 
 def recent_key(session: str) -> str:
     return f"{PREFIX}:{session}:scans"
+
+
+def open_files_key(session: str) -> str:
+    return f"{PREFIX}:{session}:open_files"
 
 
 class StatusPublisher:
@@ -91,6 +97,24 @@ class StatusPublisher:
             pass  # the file keeps the state; Redis gets it on the next change
 
 
+    def file_opening(self, path: str) -> None:
+        """Said before a file is opened for writing: a kill from now on may damage it."""
+        try:
+            self._redis.sadd(open_files_key(self.session), path)
+        except redis.RedisError:
+            pass  # the files of unfinished scans are checked anyway
+
+    def file_closed(self, path: str) -> None:
+        try:
+            self._redis.srem(open_files_key(self.session), path)
+        except redis.RedisError:
+            pass
+
+    def forget_open_files(self, paths) -> None:
+        if paths:
+            self._redis.srem(open_files_key(self.session), *paths)
+
+
 class StatusReader:
     """Reader side: BLISS, the status command, the service."""
 
@@ -110,6 +134,9 @@ class StatusReader:
         keys = [k.decode() for k in self._redis.zrevrange(recent_key(session), 0, count - 1)]
         states = [self.scan(k) for k in keys]
         return [s for s in states if s]
+
+    def open_files(self, session: str) -> set[str]:
+        return {p.decode() for p in self._redis.smembers(open_files_key(session))}
 
     def sessions(self) -> list[str]:
         names = set()

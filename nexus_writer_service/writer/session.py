@@ -23,6 +23,7 @@ from ..transport.scans import ScanSource, scans_since
 from ..states import FINAL_STATES
 from ..transport.status import StatusPublisher, StatusReader
 from .config import WriterConfig
+from .salvage import salvage
 from .scan import ScanState, ScanWriter
 
 _logger = logging.getLogger("nexus_writer_service")
@@ -35,7 +36,9 @@ class SessionWriter:
         self.redis_url = redis_url
         self.config = config or WriterConfig()
         self.log = logger
-        self.files = FileRegistry(lock_timeout=self.config.lock_timeout)
+        self.files = FileRegistry(lock_timeout=self.config.lock_timeout,
+                                  on_open=lambda path: self.status.file_opening(path),
+                                  on_close=lambda path: self.status.file_closed(path))
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._threads: dict[str, threading.Thread] = {}
@@ -105,10 +108,11 @@ class SessionWriter:
         """
         timetag, keys = scans_since(ds, self.config.recover_window)
         reader = StatusReader(self.redis_url)
+        states = {key: reader.scan(key) or {} for key in keys}
+        rewrite = self._salvage_files(states, reader.open_files(self.session))
         todo = []
         for key in keys:
-            state = reader.scan(key)
-            if state is not None and state.get("status") in FINAL_STATES:
+            if states[key].get("status") in FINAL_STATES and key not in rewrite:
                 continue
             try:
                 if ds.load_scan(key).session == self.session:
@@ -120,6 +124,23 @@ class SessionWriter:
         for key in todo:  # in creation order
             self._dispatch(ds, key)
         return timetag
+
+    def _salvage_files(self, states: dict[str, dict], left_open: set[str]) -> set[str]:
+        """Files a killed writer had open, checked; keys of the scans to write again."""
+        suspects = left_open | {s["file"] for s in states.values()
+                                if s.get("file") and s.get("status") not in FINAL_STATES}
+        rewrite: set[str] = set()
+        for path in sorted(suspects):
+            try:
+                kept = salvage(path, self.log)
+            except Exception as exc:  # leave it to the scans themselves (they fail clearly)
+                self.log.error("[%s] could not check %s after a crash: %s", self.session, path, exc)
+                continue
+            if kept is not None:
+                rewrite |= {key for key, s in states.items()
+                            if s.get("file") == path and not set(s.get("entries") or ["?"]) <= kept}
+        self.status.forget_open_files(left_open)
+        return rewrite
 
     def _dispatch(self, ds, key: str) -> None:
         try:

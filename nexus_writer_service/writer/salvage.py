@@ -1,0 +1,36 @@
+"""After a crash: a file the killed writer left damaged is moved aside, never patched.
+
+What can still be read whole (finished entries) is copied into a fresh file at the
+same path; everything else is written again from Redis by the recovery. The damaged
+file stays beside it (``<name>.damaged-<time>.h5``): nothing is thrown away.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from ..io.integrity import check_in_subprocess, copy_finished
+from ..states import FINAL_STATES
+
+def salvage(path: str, log: logging.Logger | logging.LoggerAdapter) -> set[str] | None:
+    """None when ``path`` is whole (or absent); else the entries carried over intact."""
+    if not os.path.exists(path):
+        return None
+    report = check_in_subprocess(path)
+    damaged = {name: err for name, err in report["entries"].items() if err}
+    if report["open_error"] is None and not damaged:
+        return None
+    stem, ext = os.path.splitext(path)
+    aside = f"{stem}.damaged-{time.strftime('%Y%m%d-%H%M%S')}{ext}"
+    os.replace(path, aside)
+    why = report["open_error"] or "; ".join(f"{n}: {e}" for n, e in list(damaged.items())[:3])
+    kept: set[str] = set()
+    if report["open_error"] is None:
+        intact = [name for name in report["entries"] if name not in damaged]
+        kept = copy_finished(aside, path, intact, FINAL_STATES)
+    log.warning("%s was left damaged by a writer that was killed (%s): moved to %s; %d finished "
+                "entries copied back, the others are written again from Redis",
+                path, why, os.path.basename(aside), len(kept))
+    return kept
