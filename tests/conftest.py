@@ -40,10 +40,10 @@ class WriterHarness:
 
     _numbers = itertools.count(1000)
 
-    def __init__(self, url: str, base: Path, caplog, **config):
+    def __init__(self, url: str, base: Path, caplog, session: str | None = None, **config):
         self.url = url
         self.base = base
-        self.session = f"test_{uuid.uuid4().hex[:8]}"
+        self.session = session or f"test_{uuid.uuid4().hex[:8]}"
         self.ds = DataStore(url)
         self.caplog = caplog
         cfg = dict(base_path=str(base), read_timeout=0.2, stall_timeout=30, lock_timeout=2)

@@ -197,3 +197,45 @@ def _key_of(reader, session, number, timeout=20):
                 return state["key"]
         time.sleep(0.1)
     raise AssertionError(f"scan {number} never reported")
+
+
+def _damage(path, obj_path: str) -> None:
+    """Overwrite an object's header on disk, as a kill inside a flush can leave it."""
+    with h5py.File(path, "r", locking=False) as f:
+        addr = h5py.h5o.get_info(f[obj_path].id).addr
+    with open(path, "r+b") as raw:
+        raw.seek(addr)
+        raw.write(b"\xff" * 16)
+
+
+def test_a_file_left_damaged_is_moved_aside_and_rebuilt_from_what_is_intact_and_redis(
+        redis_server, tmp_path, caplog):
+    """Deterministic version of what the random kills hit: a file the killed writer had
+    open is damaged. The next writer keeps it aside, copies its intact entries back and
+    writes the damaged scan again from Redis: the result equals the undamaged file."""
+    from nexus_writer_service.transport.status import StatusPublisher
+
+    first = WriterHarness(redis_server.url, tmp_path / "run", caplog)
+    a, b = recordings(first.base, first.session, 2)
+    states = first.states([first.publish(a), first.publish(b)])
+    first.stop()
+    assert {s.status for s in states.values()} == {"SUCCEEDED"}
+    path = a.identity["path"]
+    expected = snapshot(path)
+    _damage(path, f"{b.number}.1/instrument")
+    with pytest.raises(Exception):
+        snapshot(path)
+    # what a writer killed with the file open leaves in Redis
+    StatusPublisher(redis_server.url, first.session).file_opening(os.path.abspath(path))
+
+    again = WriterHarness(redis_server.url, tmp_path / "run", caplog, session=first.session)
+    try:
+        rewritten = again.state(next(k for k, s in states.items() if s.number == b.number))
+        assert rewritten.status == "SUCCEEDED"
+    finally:
+        again.stop()
+    assert snapshot(path) == expected
+    aside = [p for p in os.listdir(os.path.dirname(path)) if ".damaged-" in p]
+    assert len(aside) == 1  # kept, never deleted
+    assert any("was left damaged by a writer that was killed" in r.getMessage() and "1 finished entries copied back"
+               in r.getMessage() for r in caplog.records)

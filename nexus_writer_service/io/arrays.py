@@ -1,6 +1,8 @@
 """Datasets that grow while a scan runs.
 
-Chunks of roughly ``CHUNK_BYTES`` keep appends cheap and reads efficient.
+Chunks of roughly ``CHUNK_BYTES`` keep appends cheap and reads efficient, but never
+longer than the scan is expected to be: HDF5 allocates an uncompressed chunk whole, so a
+5-point scan with 64k-point chunks would cost half a megabyte per counter.
 Points of one channel that vary in length (ragged spectra) are padded with the
 fill value, which the dataset declares, so nothing is dropped.
 """
@@ -13,6 +15,8 @@ import h5py
 import numpy as np
 
 CHUNK_BYTES = 1 << 20
+#: chunk length of uncompressed data when the scan's length is not known (timescan ...)
+UNKNOWN_LENGTH_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,8 @@ class ArraySpec:
     fillvalue: float | int | bool = 0
     #: compression for points with at least one dimension (None: no filter)
     compression: str | None = "bitshuffle-lz4"
+    #: points the scan announces (scan_info npoints); 0: unknown
+    expected_points: int = 0
 
 
 def _compression_kwargs(name: str | None) -> dict:
@@ -49,9 +55,13 @@ class GrowingDataset:
         point = tuple(0 if d == -1 else int(d) for d in spec.point_shape)
         maxshape = (None,) + tuple(None if d == -1 else int(d) for d in spec.point_shape)
         point_bytes = dtype.itemsize * int(np.prod([d if d > 0 else 256 for d in point] or [1]))
-        nchunk = max(1, min(CHUNK_BYTES // max(point_bytes, 1), 1 << 16))
-        chunks = (nchunk,) + tuple(d if d > 0 else 256 for d in point)
         kwargs = _compression_kwargs(spec.compression) if point else {}
+        nchunk = max(1, min(CHUNK_BYTES // max(point_bytes, 1), 1 << 16))
+        if spec.expected_points > 0:
+            nchunk = min(nchunk, spec.expected_points)
+        elif not kwargs:
+            nchunk = min(nchunk, UNKNOWN_LENGTH_ROWS)
+        chunks = (nchunk,) + tuple(d if d > 0 else 256 for d in point)
         dset = parent.create_dataset(
             name, shape=(0,) + point, maxshape=maxshape, dtype=dtype, chunks=chunks,
             fillvalue=spec.fillvalue, **kwargs,

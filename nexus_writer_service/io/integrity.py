@@ -10,6 +10,8 @@ that a file bad enough to crash the HDF5 library cannot take the writer down.
 from __future__ import annotations
 
 import json
+import os
+import struct
 import subprocess
 import sys
 
@@ -59,6 +61,31 @@ def check(path: str) -> dict:
     return {"open_error": None, "entries": entries}
 
 
+_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def extend_allocation(path: str) -> tuple[int, int] | None:
+    """Set the superblock's end-of-file address to the file's size (what ``h5clear -i`` does).
+
+    After failed or interrupted writes, objects written past the superblock's last
+    recorded end of allocation make HDF5 refuse the whole file ("address of object past
+    end of allocation"). Only superblock versions 0 and 1 with 8-byte addresses (h5py's
+    default) are handled. Returns (old, new) end address, or None when nothing changed.
+    """
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        head = f.read(56)
+        if len(head) < 56 or head[:8] != _SIGNATURE or head[8] not in (0, 1) or head[13] != 8:
+            return None
+        offset = 40 if head[8] == 0 else 44
+        (eoa,) = struct.unpack_from("<Q", head, offset)
+        if eoa >= size:
+            return None
+        f.seek(offset)
+        f.write(struct.pack("<Q", size))
+    return eoa, size
+
+
 def _status(entry) -> str | None:
     if not isinstance(entry, h5py.Group) or "writer" not in entry:
         return None
@@ -84,14 +111,33 @@ def copy_finished(src_path: str, dst_path: str, names: list[str], final_states) 
     return kept
 
 
-def check_in_subprocess(path: str, timeout: float = 600.0) -> dict:
-    proc = subprocess.run([sys.executable, "-m", __name__, path], capture_output=True, text=True,
+def _run(*args: str, timeout: float) -> dict | list:
+    proc = subprocess.run([sys.executable, "-m", __name__, *args], capture_output=True, text=True,
                           timeout=timeout)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
-        return {"open_error": f"checking crashed: {tail[0]}", "entries": {}}
+        raise RuntimeError(tail[0])
     return json.loads(proc.stdout)
 
 
+def check_in_subprocess(path: str, timeout: float = 600.0) -> dict:
+    try:
+        return _run("check", path, timeout=timeout)
+    except RuntimeError as exc:
+        return {"open_error": f"checking crashed: {exc}", "entries": {}}
+
+
+def copy_finished_in_subprocess(src_path: str, dst_path: str, names: list[str], final_states,
+                                timeout: float = 3600.0) -> set[str]:
+    """In another process: this one may still hold ``src_path`` open (HDF5 refuses a
+    second open of one file with other flags, and the file may crash the library)."""
+    return set(_run("copy", src_path, dst_path, json.dumps(list(names)), json.dumps(sorted(final_states)),
+                    timeout=timeout))
+
+
 if __name__ == "__main__":
-    print(json.dumps(check(sys.argv[1])))
+    if sys.argv[1] == "check":
+        print(json.dumps(check(sys.argv[2])))
+    else:
+        _, _, src, dst, names, states = sys.argv
+        print(json.dumps(sorted(copy_finished(src, dst, json.loads(names), set(json.loads(states))))))

@@ -18,7 +18,7 @@ from .channels import ChannelPlan, entry_names, plan_channels
 from .description import ScanDescription
 from .nexus import Group, field, group, insert, link, merge, stream_field
 
-from ..states import WRITING
+from ..states import FAILED, WRITING
 
 
 @dataclass
@@ -163,6 +163,20 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
         root.attributes["default"] = default
     root.children["writer"] = writer_note(entry, lengths, status, warnings)
     return root
+
+
+def failed_tree(info: dict, error: str | None) -> Group:
+    """What remains of an entry whose file broke under it (its data stay in Redis)."""
+    note = {"status": field(FAILED), "writer": field("nexus_writer_service"),
+            "writer_version": field(__version__), "type": field("text/plain"), "date": field(_now())}
+    if error:
+        note["error"] = field(error)
+    children = {"writer": group("NXnote", note)}
+    if info.get("title"):
+        children["title"] = field(str(info["title"]))
+    if info.get("start_time"):
+        children["start_time"] = field(str(info["start_time"]))
+    return group("NXentry", children)
 
 
 def writer_note(entry: EntryPlan, lengths: dict[str, int], status: str, warnings: list[str]) -> Group:

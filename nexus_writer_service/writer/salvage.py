@@ -11,26 +11,37 @@ import logging
 import os
 import time
 
-from ..io.integrity import check_in_subprocess, copy_finished
+from ..io.integrity import check_in_subprocess, copy_finished_in_subprocess, extend_allocation
 from ..states import FINAL_STATES
 
-def salvage(path: str, log: logging.Logger | logging.LoggerAdapter) -> set[str] | None:
-    """None when ``path`` is whole (or absent); else the entries carried over intact."""
+def salvage(path: str, log: logging.Logger | logging.LoggerAdapter,
+            cause: str = "by a writer that was killed", force: bool = False) -> set[str] | None:
+    """None when ``path`` is whole (or absent); else the entries carried over intact.
+
+    ``force``: move it aside even if it reads well (this process still holds it open
+    after failed writes, and HDF5 would hand the broken handle to the next scan).
+    """
     if not os.path.exists(path):
         return None
     report = check_in_subprocess(path)
     damaged = {name: err for name, err in report["entries"].items() if err}
-    if report["open_error"] is None and not damaged:
+    if report["open_error"] is None and not damaged and not force:
         return None
     stem, ext = os.path.splitext(path)
     aside = f"{stem}.damaged-{time.strftime('%Y%m%d-%H%M%S')}{ext}"
     os.replace(path, aside)
-    why = report["open_error"] or "; ".join(f"{n}: {e}" for n, e in list(damaged.items())[:3])
+    why = report["open_error"] or "; ".join(f"{n}: {e}" for n, e in list(damaged.items())[:3]) or "reads well"
+    if report["open_error"] or damaged:
+        extended = extend_allocation(aside)
+        if extended:
+            log.info("%s: end of allocation %d -> %d (h5clear -i), to read what was written",
+                     os.path.basename(aside), *extended)
+            report = check_in_subprocess(aside)
+            damaged = {name: err for name, err in report["entries"].items() if err}
     kept: set[str] = set()
     if report["open_error"] is None:
         intact = [name for name in report["entries"] if name not in damaged]
-        kept = copy_finished(aside, path, intact, FINAL_STATES)
-    log.warning("%s was left damaged by a writer that was killed (%s): moved to %s; %d finished "
-                "entries copied back, the others are written again from Redis",
-                path, why, os.path.basename(aside), len(kept))
+        kept = copy_finished_in_subprocess(aside, path, intact, FINAL_STATES)
+    log.warning("%s was left damaged %s (%s): moved to %s; %d finished entries copied back",
+                path, cause, why, os.path.basename(aside), len(kept))
     return kept

@@ -35,6 +35,7 @@ from ..transport.scans import CLOSED, PREPARED, ScanSource
 from .config import WriterConfig
 from .masterfiles import master_links, update_master_files
 from .paths import target_file
+from .salvage import salvage
 
 
 class EntryExistsError(RuntimeError):
@@ -100,6 +101,8 @@ class ScanWriter:
             self.log.error("FAILED: %s", self.state.error, exc_info=self.log.isEnabledFor(logging.DEBUG))
             if self._handle is None or not self.files.quarantine(self._handle):
                 self._mark(FAILED)
+            else:
+                self._rebuild_after_failed_writes()
         finally:
             if self._handle is not None:
                 self.files.release(self._handle)
@@ -153,7 +156,9 @@ class ScanWriter:
     def _create(self, path: str, plan: ScanPlan, desc: ScanDescription) -> None:
         self._handle = self.files.acquire(path)
         compression = self.config.compression or None
-        specs = {c.stream: ArraySpec(c.dtype, c.point_shape, c.fill_value, compression)
+        npoints = desc.info.get("npoints")
+        expected = npoints if isinstance(npoints, int) and 0 < npoints < 1 << 31 else 0
+        specs = {c.stream: ArraySpec(c.dtype, c.point_shape, c.fill_value, compression, expected)
                  for c in plan.streamed}
         with self._handle.lock:
             h5 = self._handle.h5
@@ -385,6 +390,31 @@ class ScanWriter:
     def _note_warnings(self, warnings: list[str]) -> None:
         for w in warnings:
             self._warn(w)
+
+    def _rebuild_after_failed_writes(self) -> None:
+        """The file cannot be written any more (disk full...): readers get a readable one.
+
+        The broken file moves aside; its intact finished entries go into a fresh file at
+        the same path, with this scan's entries marked FAILED (its data stay in Redis
+        and in the file aside). If even that cannot be written, the log says so.
+        """
+        path = self._handle.path
+        try:
+            kept = salvage(path, self.log, cause="after failed writes", force=True) or set()
+            handle = self.files.acquire(path)
+            try:
+                with handle.lock:
+                    writer = TreeWriter()
+                    for entry in self.state.entries:
+                        if entry not in kept and entry not in handle.h5:
+                            writer.write(handle.h5, entry, layout.failed_tree(
+                                self._desc.info if self._desc else {}, self.state.error))
+                    writer.finish_links()
+                handle.flush()
+            finally:
+                self.files.release(handle)
+        except Exception as exc:
+            self.log.error("could not make %s readable again: %s: %s", path, type(exc).__name__, exc)
 
     def _mark(self, status: str) -> None:
         """Best effort: say in the file that this scan's entries failed."""
