@@ -74,3 +74,42 @@ def test_a_scan_read_during_the_prepare_race_is_never_called_complete(harness, t
     state = writer.run()
     assert state.status == "INCOMPLETE"  # ESRF's writer says SUCCEEDED here, with an empty entry
     assert any("5 stream(s) published but not written" in w for w in state.warnings), state.warnings
+
+
+class _StaleOnceStore:
+    """A DataStore whose first load of a closed scan comes with the document of before
+    the close: what ``load_scan`` returns when the scan closes between its two reads."""
+
+    def __init__(self, ds, stale_info: dict):
+        self._ds, self._stale, self.loads = ds, stale_info, 0
+
+    def load_scan(self, key):
+        scan = self._ds.load_scan(key)
+        self.loads += 1
+        if self.loads == 1:
+            scan._model.info = dict(self._stale)
+        return scan
+
+    def __getattr__(self, name):
+        return getattr(self._ds, name)
+
+
+def test_a_scan_read_during_the_close_race_gets_its_end_metadata(harness, tmp_path):
+    harness.stop()
+    rec = harness.recording("03_ascan")
+    pub = ScanPublisher(harness.ds, rec)
+    pub.create().prepare().start()
+    stale = dict(harness.ds.load_scan(pub.key).info)
+    pub.send_data()
+    pub.end()
+    assert "end_reason" not in stale
+    store = _StaleOnceStore(harness.ds, stale)
+    writer = ScanWriter(ScanSource(store, pub.key), FileRegistry(),
+                        WriterConfig(base_path=str(tmp_path), read_timeout=0.2),
+                        logging.getLogger("nexus_writer_service"), harness.session)
+    state = writer.run()
+    assert state.status == "SUCCEEDED", state
+    with read_file(state.file) as f:
+        entry = f[f"{rec.number}.1"]
+        assert entry["end_reason"][()].decode() == rec.info_final["end_reason"]
+        assert "positioners_end" in entry["instrument"]

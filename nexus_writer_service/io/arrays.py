@@ -43,6 +43,17 @@ def _compression_kwargs(name: str | None) -> dict:
     raise ValueError(f"unknown compression {name!r} (use 'bitshuffle-lz4', 'gzip' or none)")
 
 
+def _chunk_cache(chunk_bytes: int, filtered: bool):
+    """Dataset access: no chunk cache for plain data (appends write whole rows, and HDF5's
+    default 1 MB cache per dataset adds up to hundreds of MB over a hundred counters);
+    filtered data keep one chunk cached, or each append would recompress the chunk.
+    h5py's ``rdcc_nbytes=0`` keyword is ignored (0 is falsy), hence the property list.
+    """
+    dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+    dapl.set_chunk_cache(521, 2 * chunk_bytes if filtered else 0, 1.0)
+    return dapl
+
+
 class GrowingDataset:
     def __init__(self, dset: h5py.Dataset, spec: ArraySpec):
         self.dset = dset
@@ -64,7 +75,8 @@ class GrowingDataset:
         chunks = (nchunk,) + tuple(d if d > 0 else 256 for d in point)
         dset = parent.create_dataset(
             name, shape=(0,) + point, maxshape=maxshape, dtype=dtype, chunks=chunks,
-            fillvalue=spec.fillvalue, **kwargs,
+            fillvalue=spec.fillvalue, dapl=_chunk_cache(int(np.prod(chunks)) * dtype.itemsize, bool(kwargs)),
+            **kwargs,
         )
         if -1 in spec.point_shape:
             dset.attrs["fill_value"] = spec.fillvalue

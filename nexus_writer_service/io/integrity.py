@@ -64,13 +64,15 @@ def check(path: str) -> dict:
 _SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-def extend_allocation(path: str) -> tuple[int, int] | None:
-    """Set the superblock's end-of-file address to the file's size (what ``h5clear -i`` does).
+def match_allocation_to_size(path: str) -> tuple[int, int] | None:
+    """Set the superblock's end-of-file address to the file's real size.
 
-    After failed or interrupted writes, objects written past the superblock's last
-    recorded end of allocation make HDF5 refuse the whole file ("address of object past
-    end of allocation"). Only superblock versions 0 and 1 with 8-byte addresses (h5py's
-    default) are handled. Returns (old, new) end address, or None when nothing changed.
+    After failed or interrupted writes the two disagree and HDF5 refuses the whole file:
+    objects written past the recorded end ("address of object past end of allocation":
+    ``h5clear -i`` repairs this one), or a recorded end the disk never received
+    ("truncated file"). With the end at the real size, every object that was written
+    reads again and the others fail alone. Only superblock versions 0 and 1 with 8-byte
+    addresses (h5py's default) are handled. Returns (old, new), or None if unchanged.
     """
     size = os.path.getsize(path)
     with open(path, "r+b") as f:
@@ -79,7 +81,7 @@ def extend_allocation(path: str) -> tuple[int, int] | None:
             return None
         offset = 40 if head[8] == 0 else 44
         (eoa,) = struct.unpack_from("<Q", head, offset)
-        if eoa >= size:
+        if eoa == size:
             return None
         f.seek(offset)
         f.write(struct.pack("<Q", size))

@@ -57,11 +57,16 @@ class ScanSource:
         blissdata's ``load_scan`` reads the scan document, then its state: a
         publisher preparing in between gives a PREPARED scan without streams.
         A scan that really has none is caught at the end (all published streams
-        are compared with what was written).
+        are compared with what was written). Same race at the other end: a scan
+        closing in between comes CLOSED with the document of before (no end_reason,
+        no end positioners); CLOSED is final, so one more load gets the final one.
         """
         deadline = time.monotonic() + timeout
         while True:
             self.scan = self.ds.load_scan(self.key)
+            if self.scan.state >= CLOSED:
+                self.scan = self.ds.load_scan(self.key)
+                return
             if self.scan.state < PREPARED or self.scan.streams or time.monotonic() > deadline:
                 return
             time.sleep(period)
@@ -116,7 +121,11 @@ class ScanSource:
     # -- data --------------------------------------------------------------
     def follow(self, names: list[str]) -> None:
         streams = [self.scan.streams[n] for n in names]
-        self._cursors = CursorGroup(streams) if streams else None
+        self._cursors = BoundedCursorGroup(streams) if streams else None
+
+    def close(self) -> None:
+        """Forget the cursors (and what they buffer): the scan is done with."""
+        self._cursors = None
 
     def read(self, timeout: float) -> dict[str, Batch]:
         """New data of the followed streams; raises EndOfStream when all are sealed and read."""
@@ -124,9 +133,11 @@ class ScanSource:
             raise EndOfStream
         views = self._cursors.read(block=True, timeout=timeout)
         out = {}
+        nbytes = 0
         for stream, view in views.items():
             try:
                 out[stream.name] = Batch(view.get_data())
+                nbytes += getattr(out[stream.name].data, "nbytes", 0)
             except (IndexNoMoreThereError, OSError, KeyError):
                 # Trimmed from Redis before we read it. Hdf5BackedStream then reads
                 # its fallback file, which is the very file we are writing: the
@@ -134,6 +145,7 @@ class ScanSource:
                 lost = getattr(getattr(view, "_events", None), "nb_expired", len(view))
                 data = view.get_data(lost, None) if lost < len(view) else []
                 out[stream.name] = Batch(data, lost)
+        self._cursors.adapt(nbytes)
         return out
 
     def published_lengths(self) -> dict[str, int]:
@@ -176,6 +188,43 @@ class ScanSource:
     def child_path(self, key: str) -> tuple[str | None, int]:
         child = self.ds.load_scan(key)
         return child.path, child.number
+
+
+class BoundedCursorGroup(CursorGroup):
+    """blissdata's CursorGroup, reading at most about ``READ_BYTES`` per call.
+
+    blissdata asks Redis for up to 100 entries of every stream in one call: with
+    spectra published in batches that is hundreds of MB in one reply, plus its decoded
+    copy (S2 of benchmarks/: 737 MB peak). The entry count per call adapts to what
+    the last reads returned. Relies on blissdata's (private) multi-stream read; where
+    that is missing, reading is blissdata's own.
+    """
+
+    READ_BYTES = 32 << 20
+    MAX_ENTRIES = 100  # blissdata's own limit
+
+    def __init__(self, streams):
+        super().__init__(streams)
+        self.count = self.MAX_ENTRIES
+        self._bounded = hasattr(self, "_read_next_events_multi") and hasattr(self, "_create_data_views")
+
+    def adapt(self, nbytes: int) -> None:
+        if nbytes > self.READ_BYTES:
+            self.count = max(1, int(self.count * self.READ_BYTES / nbytes))
+        elif nbytes < self.READ_BYTES // 4 and self.count < self.MAX_ENTRIES:
+            self.count = min(self.MAX_ENTRIES, self.count * 2)
+
+    def read(self, block: bool = True, timeout: float = 0, last_only: bool = False):
+        if not self._bounded or last_only:
+            return super().read(block=block, timeout=timeout, last_only=last_only)
+        if not self._active_cursors:
+            raise EndOfStream("All streams have been read until the end")
+        ranges = self._read_next_events_multi(self._active_cursors, int(timeout * 1000) if block else None,
+                                              self.count, set())
+        views = self._create_data_views(ranges, False)
+        if not views and not self._active_cursors:
+            raise EndOfStream("All streams have been read until the end")
+        return views
 
 
 def scans_since(ds: DataStore, seconds: float) -> tuple[str, list[str]]:

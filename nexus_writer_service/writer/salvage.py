@@ -11,7 +11,7 @@ import logging
 import os
 import time
 
-from ..io.integrity import check_in_subprocess, copy_finished_in_subprocess, extend_allocation
+from ..io.integrity import check_in_subprocess, copy_finished_in_subprocess, match_allocation_to_size
 from ..states import FINAL_STATES
 
 def salvage(path: str, log: logging.Logger | logging.LoggerAdapter,
@@ -32,9 +32,9 @@ def salvage(path: str, log: logging.Logger | logging.LoggerAdapter,
     os.replace(path, aside)
     why = report["open_error"] or "; ".join(f"{n}: {e}" for n, e in list(damaged.items())[:3]) or "reads well"
     if report["open_error"] or damaged:
-        extended = extend_allocation(aside)
+        extended = match_allocation_to_size(aside)
         if extended:
-            log.info("%s: end of allocation %d -> %d (h5clear -i), to read what was written",
+            log.info("%s: end of allocation %d -> %d (the real size), to read what was written",
                      os.path.basename(aside), *extended)
             report = check_in_subprocess(aside)
             damaged = {name: err for name, err in report["entries"].items() if err}

@@ -108,6 +108,9 @@ class ScanWriter:
                 self.files.release(self._handle)
                 self._handle = None
             self._publish()
+            # the session keeps finished writers for their state: not their datasets and buffers
+            self._arrays = {}
+            self.source.close()
         return self.state
 
     # -- steps -------------------------------------------------------------
@@ -186,7 +189,8 @@ class ScanWriter:
             if resume:
                 self.log.info("resuming %s (%d points already in the file)", ", ".join(existing),
                               max(self._skip.values(), default=0))
-        self._handle.flush()
+        # visible to readers with the next periodic flush (back-to-back scans share the file)
+        self._handle.flush(self.config.flush_period)
 
     def _own_unfinished(self, h5, entries: list[str], key: str, path: str) -> bool:
         """True if these entries are this scan's, left unfinished by a writer that died."""
