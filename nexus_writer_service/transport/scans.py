@@ -202,10 +202,12 @@ class BoundedCursorGroup(CursorGroup):
 
     READ_BYTES = 32 << 20
     MAX_ENTRIES = 100  # blissdata's own limit
+    #: where the entry count starts: an entry can hold a whole batch of points
+    FIRST_ENTRIES = 8
 
     def __init__(self, streams):
         super().__init__(streams)
-        self.count = self.MAX_ENTRIES
+        self.count = self.FIRST_ENTRIES
         self._bounded = hasattr(self, "_read_next_events_multi") and hasattr(self, "_create_data_views")
 
     def adapt(self, nbytes: int) -> None:
