@@ -58,20 +58,23 @@ class TreeWriter:
         self._links: list[tuple[h5py.Group, str, str]] = []
         self.warnings: list[str] = []
 
-    def write(self, parent: h5py.Group, name: str, node, replace: frozenset = frozenset(), _path: str = "") -> None:
+    def write(self, parent: h5py.Group, name: str, node, replace: frozenset = frozenset(), _path: str = "",
+              _new: bool = False) -> None:
+        """``_new``: ``parent`` was created by this call, nothing to merge with (faster)."""
         path = f"{_path}/{name}" if _path else name
-        existing = parent.get(name, getlink=True)
+        existing = None if _new else parent.get(name, getlink=True)
         if isinstance(node, Group):
             if existing is None:
                 grp = parent.create_group(name, track_order=True)
+                _set_attrs(grp, node.attributes)
             else:
                 grp = parent[name]
                 if not isinstance(grp, h5py.Group):
                     self.warnings.append(f"{grp.name} exists and is not a group: kept as it is")
                     return
-            _set_attrs(grp, {k: v for k, v in node.attributes.items() if k not in grp.attrs or k == "default"})
+                _set_attrs(grp, {k: v for k, v in node.attributes.items() if k not in grp.attrs or k == "default"})
             for cname, child in node.children.items():
-                self.write(grp, cname, child, replace, path)
+                self.write(grp, cname, child, replace, path, existing is None)
             return
         if existing is not None:
             if self.resume and isinstance(node, Dataset) and isinstance(node.value, Stream):

@@ -43,10 +43,12 @@ class Batch:
 
 
 class ScanSource:
-    def __init__(self, data_store: DataStore, key: str):
+    def __init__(self, data_store: DataStore, key: str, loaded=None):
         self.ds = data_store
         self.key = key
         self.scan = None
+        #: a load the caller (the listener) just made: the first load() starts from it
+        self._loaded = loaded
         self._cursors: CursorGroup | None = None
         self._subscan_cursor = None
 
@@ -63,7 +65,7 @@ class ScanSource:
         """
         deadline = time.monotonic() + timeout
         while True:
-            self.scan = self.ds.load_scan(self.key)
+            self.scan, self._loaded = self._loaded or self.ds.load_scan(self.key), None
             if self.scan.state >= CLOSED:
                 self.scan = self.ds.load_scan(self.key)
                 return
@@ -148,10 +150,17 @@ class ScanSource:
         self._cursors.adapt(nbytes)
         return out
 
-    def published_lengths(self) -> dict[str, int]:
-        """Length of every stream of the scan, read afresh (not from a possibly stale load)."""
+    def published_lengths(self, known: dict[str, int] | None = None) -> dict[str, int]:
+        """Length of every stream of the scan, read afresh (not from a possibly stale load).
+
+        ``known``: lengths already certain (streams read to their sealed end), not asked again.
+        """
+        known = known or {}
         lengths = {}
         for name, stream in self.ds.load_scan(self.key).streams.items():
+            if name in known:
+                lengths[name] = known[name]
+                continue
             try:
                 lengths[name] = len(stream)
             except Exception:

@@ -26,6 +26,9 @@ class WriterConfig:
     #: at start, write this session's scans of the last this-many seconds that no writer
     #: finished (a crash, a restart): 0 looks back at nothing
     recover_window: float = 24 * 3600.0
+    #: scans written at the same time (more wait, PENDING); a sequence and its children
+    #: are written together, so keep this above the deepest nesting of sequences
+    max_active_scans: int = 8
     #: filter for datasets of spectra and images: "bitshuffle-lz4", "gzip" or "" (none)
     compression: str = "bitshuffle-lz4"
     #: beamline configuration (metadata.config), as validated raw data: the session's own

@@ -80,6 +80,7 @@ class ScanWriter:
         self.log = ScanLogger(logger, {"session": session, "scan": source.key})
         self._handle: FileHandle | None = None
         self._arrays: dict = {}
+        self._drained = False
         self._lost: dict[str, int] = {}
         self._skip: dict[str, int] = {}
         self._plan: ScanPlan | None = None
@@ -233,6 +234,7 @@ class ScanWriter:
                     self.log.warning("Redis is back: reading again")
                     redis_down = False
             except EndOfStream:
+                self._drained = True  # every stream sealed and read to its end
                 return True
             except (redis.ConnectionError, redis.TimeoutError) as e:
                 if not redis_down:
@@ -292,8 +294,9 @@ class ScanWriter:
         for problem in problems:
             if problem not in self.state.warnings:
                 self._warn(problem)
-        published = src.published_lengths()
         lengths = {name: a.length for name, a in self._arrays.items()}
+        # streams read to their sealed end hold what was published: no need to ask again
+        published = src.published_lengths(known=lengths if self._drained and not self._lost else None)
         self.state.written = dict(lengths)
         if not closed:
             self._warn("the scan was never closed by its publisher")

@@ -44,6 +44,7 @@ class SessionWriter:
         self._threads: dict[str, threading.Thread] = {}
         self._writers: dict[str, ScanWriter] = OrderedDict()
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max(1, self.config.max_active_scans))
         self.status = StatusPublisher(redis_url, session, __version__)
 
     # -- control -----------------------------------------------------------
@@ -142,6 +143,15 @@ class SessionWriter:
         self.status.forget_open_files(left_open)
         return rewrite
 
+    def _run_writer(self, writer: ScanWriter) -> None:
+        """At most ``max_active_scans`` scans write at once; the others wait (PENDING).
+
+        A burst of scans (a writer catching up, hundreds of short scans) would otherwise
+        be hundreds of threads fighting for the GIL and h5py's lock, each slower.
+        """
+        with self._slots:
+            writer.run()
+
     def _dispatch(self, ds, key: str) -> None:
         try:
             scan = ds.load_scan(key)
@@ -150,11 +160,12 @@ class SessionWriter:
             return
         if scan.session != self.session:
             return
-        writer = ScanWriter(ScanSource(ds, key), self.files, self.config, self.log, self.session,
+        writer = ScanWriter(ScanSource(ds, key, loaded=scan), self.files, self.config, self.log, self.session,
                             publish=self.status.scan)
         writer.state.name, writer.state.number = scan.name, scan.number
         self.status.scan(writer.state)  # PENDING: BLISS can see the writer took it
-        thread = threading.Thread(target=writer.run, name=f"scan-{scan.number}", daemon=True)
+        thread = threading.Thread(target=self._run_writer, args=(writer,), name=f"scan-{scan.number}",
+                                  daemon=True)
         with self._lock:
             self._writers[key] = writer
             self._threads[key] = thread
