@@ -22,7 +22,7 @@ def lima_scan(harness, fixture, det, saved=None, number=None):
     return add_lima(rec, det, images, saved=saved)
 
 
-@pytest.mark.parametrize("file_format, frames_per_file", [("HDF5", 1), ("HDF5", 4), ("EDF", 1), ("EDF", 3)])
+@pytest.mark.parametrize("file_format, frames_per_file", [("hdf5", 1), ("HDF5", 4), ("edf", 1), ("EDF", 3)])
 def test_frames_are_referenced_and_read_back(harness, file_format, frames_per_file):
     det = LimaDetector(file_format=file_format, frames_per_file=frames_per_file)
     rec = lima_scan(harness, "03_ascan", det)
@@ -37,7 +37,7 @@ def test_frames_are_referenced_and_read_back(harness, file_format, frames_per_fi
         assert data.shape == expected.shape == (6, 8, 10)
         assert np.array_equal(data[()], expected)
         assert np.array_equal(entry[f"measurement/{det.name}"][()], expected)
-        if file_format == "HDF5":
+        if file_format.upper() == "HDF5":
             assert data.is_virtual
             files = {s.file_name for s in data.virtual_sources()}
             assert all(not os.path.isabs(name) for name in files)  # relative: the folder can move
@@ -45,7 +45,7 @@ def test_frames_are_referenced_and_read_back(harness, file_format, frames_per_fi
         else:
             assert data.external  # HDF5 external raw storage over the EDF pixels
         uris = [u.decode() for u in detector["frame_uris"][()]]
-        assert len(uris) == 6 and uris[0].startswith("silx:" if file_format == "HDF5" else "fabio:")
+        assert len(uris) == 6 and uris[0].startswith("silx:" if file_format.upper() == "HDF5" else "fabio:")
         images = entry["images"]
         assert images.attrs["signal"] == det.name
         assert images.attrs["interpretation"] == "image"

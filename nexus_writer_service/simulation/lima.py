@@ -28,7 +28,7 @@ class LimaDetector:
     #: one frame: (height, width)
     shape: tuple = (8, 10)
     dtype: str = "uint16"
-    file_format: str = "HDF5"  # or "EDF"
+    file_format: str = "hdf5"  # or "edf": BLISS 2.2.1 publishes lowercase (any case is read)
     frames_per_file: int = 2
 
     @property
