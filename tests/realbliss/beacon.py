@@ -5,8 +5,8 @@ This module runs with the main venv's python (it needs only the standard library
 ``scripts/bliss_env.sh`` (default ``<repo>/.bliss_venv``, or ``$BLISS_VENV``).
 
     with running_beacon(tmpdir, bliss_venv) as beacon:
-        result = run_bliss_script("tests/realbliss/scans_basic.py", beacon, timeout=300,
-                                  args=[str(tmpdir / "data")])
+        result = run_bliss_script("tests/realbliss/scans_writer.py", beacon, timeout=300,
+                                  args=[str(tmpdir / "data"), "null"])
         # beacon.redis_data_url is where BLISS publishes its scans (blissdata)
 
 Everything listens on 127.0.0.1 or on unix sockets in a short private folder.

@@ -5,7 +5,7 @@ Builds nothing: run ``scripts/bliss_env.sh`` first. Then, with the main venv:
 
     .venv/bin/python tests/realbliss/smoke.py [--bliss-venv DIR] [--writer null|external] [--keep]
 
-It starts Beacon (with its Redis servers) from the BLISS venv, runs ``scans_basic.py``
+It starts Beacon (with its Redis servers) from the BLISS venv, runs ``scans_writer.py``
 there, lists the session's scans in the data Redis with ``DataStore.search_existing_scans``
 and checks each scan BLISS reported: found, CLOSED, streams sealed at the expected length.
 Exit code 0 when all is well.
@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from beacon import DEFAULT_BLISS_VENV, HERE, run_bliss_script, running_beacon  # noqa: E402
 
 SESSION = "test_session"
+#: the scans of scans_writer.py this check runs
+SCANS = "ct,ascan,amesh,loopscan"
 
 
 def parse_scan_lines(stdout: str) -> list[dict]:
@@ -49,19 +51,19 @@ def main(argv=None) -> int:
         print(f"[smoke] beacon up at {beacon.host_port} in {time.monotonic() - t0:.1f} s; "
               f"data Redis {beacon.redis_data_url}", flush=True)
         t1 = time.monotonic()
-        result = run_bliss_script(HERE / "scans_basic.py", beacon, timeout=args.timeout,
-                                  args=[str(tmp / "data"), args.writer], cwd=tmp)
-        (tmp / "scans_basic.stdout").write_text(result.stdout)
-        (tmp / "scans_basic.stderr").write_text(result.stderr)
-        print(f"[smoke] scans_basic.py ({args.writer!r} writer) exited {result.returncode} "
+        result = run_bliss_script(HERE / "scans_writer.py", beacon, timeout=args.timeout,
+                                  args=[str(tmp / "data"), args.writer, SCANS], cwd=tmp)
+        (tmp / "scans_writer.stdout").write_text(result.stdout)
+        (tmp / "scans_writer.stderr").write_text(result.stderr)
+        print(f"[smoke] scans_writer.py ({args.writer!r} writer) exited {result.returncode} "
               f"in {time.monotonic() - t1:.1f} s", flush=True)
         reported = parse_scan_lines(result.stdout)
         if result.returncode != 0:
-            problems.append(f"scans_basic.py exited {result.returncode}")
+            problems.append(f"scans_writer.py exited {result.returncode}")
             print(result.stdout[-3000:])
             print(result.stderr[-5000:], file=sys.stderr)
-        if len(reported) != 4:
-            problems.append(f"scans_basic.py reported {len(reported)} scans, expected 4")
+        if len(reported) != len(SCANS.split(",")):
+            problems.append(f"scans_writer.py reported {len(reported)} scans, expected {SCANS}")
 
         # "?protocol=2": redis-py 8 (our venv) speaks RESP3 by default, and blissdata 2.4.5's
         # search_existing_scans cannot parse RESP3 search replies (KeyError: 0).
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
                 continue
             if scan.number != line["number"] or scan.name != line["name"]:
                 problems.append(f"reported {line} but Redis has {scan.number} {scan.name}")
-            if args.writer == "null" and line["path"]:
+            if args.writer == "null" and line["filename"]:
                 problems.append(f"writer 'null' but scan {scan.number} names a file")
 
     print()
