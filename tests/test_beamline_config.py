@@ -120,7 +120,7 @@ def test_detectors_are_renamed_typed_and_given_units_bliss_did_not_publish():
     assert _value(get(start, "instrument/it/description")) == "transmitted flux"
     # the field keeps the name BLISS's data_path gives, and that path still leads there
     assert get(start, "measurement/it").target_path.endswith("/instrument/it/signal")
-    assert get(start, "instrument/diode2").target_path.endswith("/instrument/it")
+    assert get(start, "instrument/diode2/signal").target_path.endswith("/instrument/it/signal")
 
 
 def test_a_controller_name_renames_every_element_of_a_multi_element_detector():
@@ -148,14 +148,14 @@ def test_instrument_sample_positioners_plots_and_technique_from_the_configuratio
     assert final.attributes["default"] == "transmission_curve"  # the technique's first plot
     sub = final.children["transmission"]
     assert nx_class(sub) == "NXsubentry" and _value(sub.children["title"]) == "transmission"
-    assert get(sub, "transmission_curve").target_path == "/24.1/transmission_curve"
+    assert list(_value(get(sub, "plots"))) == ["transmission_curve"]
     assert warnings == []
 
 
 def test_the_scan_may_choose_another_technique_and_is_warned_of_what_it_lacks():
     _, _, final, warnings = _trees("03_ascan", load(str(ID00)), {"technique": "xrf"})
     assert nx_class(final.children["xrf"]) == "NXsubentry"
-    assert "xrf_spectra" not in final.children["xrf"].children  # its plot could not be made
+    assert "plots" not in final.children["xrf"].children  # its plot could not be made
     assert warnings == ["plot 'xrf_spectra' of technique 'xrf' not made: no channel 'fluo_det0', "
                         "'fluo_det1' in this scan"]
     assert final.attributes["default"] == "plotselect"
@@ -224,7 +224,7 @@ def test_writer_applies_its_file_and_the_sessions_configuration(make_harness):
         m = f[f"{mca.number}.1"]
         assert m.attrs["default"] == "xrf_spectra"
         assert m["xrf_spectra/fluo_det0"].shape == mca.stream("simu1:spectrum_det0").data.shape
-        assert m["xrf/xrf_spectra"].attrs["NX_class"] == "NXdata"
+        assert list(m["xrf/plots"].asstr()[()]) == ["xrf_spectra"]
         assert m["instrument/fluo_det0/type"][()] == b"MCA"
         s = f[f"{session.number}.1"]
         assert s["instrument/name"][()] == b"ESRF-ID00B"
@@ -249,3 +249,11 @@ def test_session_side_logs_one_error_line_and_publishes_nothing_for_a_wrong_file
                       "unknown key (a field has: value, units, long_name, description)"]
     path.write_text("sample:\n  name: x\n")
     assert _load_session_config(str(path)) == {"sample": {"name": "x"}}
+
+
+def test_a_configured_plot_of_a_mesh_has_the_mesh_shape():
+    _, _, final, warnings = _trees("07_amesh", load(str(ID00)))
+    assert warnings == []
+    plot = final.children["transmission_curve"]
+    assert list(_value(plot.attributes["axes"])) == ["roby", "robx"]  # slow, fast
+    assert list(plot.children["it"].shape) == [3, 4]  # 3 lines of 4 points (npoints2 x npoints1)

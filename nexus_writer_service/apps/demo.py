@@ -27,9 +27,15 @@ SCANS = ["02_sct", "03_ascan", "04_a2scan", "07_amesh", "10_loopscan_mca", "13_t
 SEQUENCE = ["26_sequence", "27_sequence_child1", "28_sequence_child2"]
 
 
-def start_writer(url: str, base: Path, log_lines: list[str]) -> subprocess.Popen:
+#: the documented beamline configuration (instrument, sample, detector names, plots, techniques)
+EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "metadata" / "config" / "examples" / "id00.yml"
+
+
+def start_writer(url: str, base: Path, log_lines: list[str], config: str | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "nexus_writer_service.apps.session_writer", SESSION,
            "--redis-url", url, "--log=info", "--base-path", str(base)]
+    if config:
+        cmd += ["--config", config]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     ready = threading.Event()
 
@@ -92,6 +98,9 @@ def wait_finished(base: Path, expected: int, timeout: float = 60) -> list[tuple]
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--output", default="demo_output", help="folder for the files (default: %(default)s)")
+    p.add_argument("--config", default=str(EXAMPLE_CONFIG),
+                   help="beamline configuration given to the writer (default: the documented example "
+                        "id00.yml; '' for none)")
     args = p.parse_args(argv)
     base = Path(args.output).absolute()
     if base.exists() and any(base.rglob("*.h5")):
@@ -101,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     log_lines: list[str] = []
     with RedisServer() as redis_server:
         print(f"Redis with ReJSON + RediSearch on {redis_server.url}")
-        writer = start_writer(redis_server.url, base, log_lines)
+        if args.config:
+            print(f"Beamline configuration: {args.config}")
+        writer = start_writer(redis_server.url, base, log_lines, args.config or None)
         try:
             print(f"Replaying a BLISS session ({SESSION}) ...")
             replay_session(redis_server.url, base)

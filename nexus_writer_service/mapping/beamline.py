@@ -12,7 +12,7 @@ from ..metadata.config.tree import to_nxdict
 from . import plots
 from .channels import ChannelPlan
 from .metadata import nxdict_to_group
-from .nexus import Group, conform, field, group, link
+from .nexus import Group, conform, field, group
 
 
 def instrument(cfg: BeamlineConfig) -> Group | None:
@@ -63,8 +63,10 @@ def entry_plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: di
             children["definition"] = field(tech.definition)
         if tech.description:
             children["description"] = field(tech.description)
-        for plot_name in tech.plots:
-            if plot_name in out:
-                children[plot_name] = link(f"/{entry}/{plot_name}")
+        # its plots by name, not as links: nexusformat (a validator users run) cannot read
+        # a virtual dataset (mesh, trimmed plots) through a link to its group
+        made = [p for p in tech.plots if p in out]
+        if made:
+            children["plots"] = field(made)
         out[name] = group("NXsubentry", children)
     return out, default, warnings

@@ -16,7 +16,7 @@ from ..metadata.config import BeamlineConfig
 from . import beamline, images, metadata, plots
 from .channels import ChannelPlan, entry_names, plan_channels
 from .description import ScanDescription
-from .nexus import Group, field, group, insert, link, merge, stream_field
+from .nexus import Group, field, group, insert, link, merge, nx_class, stream_field
 
 from ..states import FAILED, WRITING
 
@@ -105,10 +105,15 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
             grp.children.setdefault(name, field(value))
         root.children["measurement"].children[ch.short_name] = link(f"/{entry.name}/{ch.path}")
         if ch.bliss_group:
-            root.children["instrument"].children.setdefault(ch.bliss_group, link(f"/{entry.name}/instrument/{ch.group}"))
+            # where BLISS's data_path points (readers falling back to the file look there):
+            # a plain group holding a link to the field, not a link to the renamed group,
+            # which nexusformat cannot follow inside a linked entry (sequences' subscans)
+            alias = root.children["instrument"].children.setdefault(ch.bliss_group, group("NXcollection"))
+            if isinstance(alias, Group):
+                alias.children.setdefault(ch.field, link(f"/{entry.name}/{ch.path}"))
     # ESRF tools read instrument/<detector>/data: link the primary field there
     for gname, grp in root.children["instrument"].children.items():
-        if isinstance(grp, Group) and "data" not in grp.children:
+        if isinstance(grp, Group) and nx_class(grp) != "NXcollection" and "data" not in grp.children:
             for primary in ("signal", "spectrum", "image"):
                 if primary in grp.children:
                     grp.children["data"] = link(f"/{entry.name}/instrument/{gname}/{primary}")

@@ -187,7 +187,9 @@ def configured_plot(entry: str, info: dict, channels: list[ChannelPlan], lengths
     axes = [by_name[n] for n in plot.axes]
     mesh = mesh_shape(info)
     mesh_axes = _mesh_axes(info, channels) if mesh else None
-    if mesh and mesh_axes and all(c.ndim == 0 for c in signals) and (not axes or set(axes) == set(mesh_axes)):
+    # a mesh is plotted in its real shape whenever the axes asked for are its own
+    if (mesh and mesh_axes and all(c.ndim == 0 for c in signals)
+            and {c.stream for c in axes} <= {c.stream for c in mesh_axes}):
         nxdata = _mesh_plot(entry, mesh, mesh_axes, signals, lengths)
     else:
         nxdata = _curve_plot(entry, axes[0] if axes else None, signals, lengths)

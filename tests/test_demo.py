@@ -1,0 +1,30 @@
+"""The README's first command: the demo, as a user runs it (embedded Redis, replayed
+session, the writer as its own process with the documented beamline configuration)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import h5py
+
+from nxvalidation import nexus_errors
+
+
+def test_demo_writes_every_scan_with_the_example_configuration(tmp_path):
+    out = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "nexus_writer_service.apps.demo", "--output", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "14 entries in 2 files" in proc.stdout and ": 14 SUCCEEDED" in proc.stdout
+    files = sorted(out.rglob("data.h5"))
+    assert len(files) == 1
+    with h5py.File(files[0], "r") as f:
+        ascan = f["24.1"]
+        assert ascan["instrument/source/name"][()] == b"ESRF"  # from the example configuration
+        assert ascan["instrument/i0/type"][()] == b"diode"
+        assert ascan.attrs["default"] == "transmission_curve"
+        assert f["31.1"]["instrument/fluo_det0/spectrum"].shape[0] == 5
+        assert list(f["28.1/transmission_curve/it"].shape) == [3, 4]  # the mesh, in its shape
+    for path in out.rglob("*.h5"):
+        assert nexus_errors(str(path)) == [], path
