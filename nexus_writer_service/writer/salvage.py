@@ -1,8 +1,10 @@
-"""After a crash: a file the killed writer left damaged is moved aside, never patched.
+"""After a crash or failed writes: a damaged file is moved aside, not repaired in place.
 
 What can still be read whole (finished entries) is copied into a fresh file at the
 same path; everything else is written again from Redis by the recovery. The damaged
-file stays beside it (``<name>.damaged-<time>.h5``): nothing is thrown away.
+file stays beside it (``<name>.damaged-<time>.h5``): nothing is thrown away. The one
+change made to it is its superblock's end of allocation, set to its real size, without
+which HDF5 reads none of it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,16 @@ import time
 
 from ..io.integrity import check_in_subprocess, copy_finished_in_subprocess, match_allocation_to_size
 from ..states import FINAL_STATES
+
+
+def _aside_name(path: str) -> str:
+    stem, ext = os.path.splitext(path)
+    base = f"{stem}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, n = f"{base}{ext}", 2
+    while os.path.exists(candidate):  # never replace an earlier damaged file
+        candidate, n = f"{base}-{n}{ext}", n + 1
+    return candidate
+
 
 def salvage(path: str, log: logging.Logger | logging.LoggerAdapter,
             cause: str = "by a writer that was killed", force: bool = False) -> set[str] | None:
@@ -27,9 +39,8 @@ def salvage(path: str, log: logging.Logger | logging.LoggerAdapter,
     damaged = {name: err for name, err in report["entries"].items() if err}
     if report["open_error"] is None and not damaged and not force:
         return None
-    stem, ext = os.path.splitext(path)
-    aside = f"{stem}.damaged-{time.strftime('%Y%m%d-%H%M%S')}{ext}"
-    os.replace(path, aside)
+    aside = _aside_name(path)
+    os.rename(path, aside)
     why = report["open_error"] or "; ".join(f"{n}: {e}" for n, e in list(damaged.items())[:3]) or "reads well"
     if report["open_error"] or damaged:
         extended = match_allocation_to_size(aside)
