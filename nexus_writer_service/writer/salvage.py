@@ -52,7 +52,13 @@ def salvage(path: str, log: logging.Logger | logging.LoggerAdapter,
     kept: set[str] = set()
     if report["open_error"] is None:
         intact = [name for name in report["entries"] if name not in damaged]
-        kept = copy_finished_in_subprocess(aside, path, intact, FINAL_STATES)
+        try:
+            kept = copy_finished_in_subprocess(aside, path, intact, FINAL_STATES)
+        except Exception:
+            # a half-made copy (the disk still full) holds nothing the file aside lacks
+            if os.path.exists(path):
+                os.remove(path)
+            raise
     log.warning("%s was left damaged %s (%s): moved to %s; %d finished entries copied back",
                 path, cause, why, os.path.basename(aside), len(kept))
     return kept
