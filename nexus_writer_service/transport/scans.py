@@ -49,6 +49,8 @@ class ScanSource:
         self.scan = None
         #: a load the caller (the listener) just made: the first load() starts from it
         self._loaded = loaded
+        #: ``scan`` was read after CLOSED was seen: its document and streams are final
+        self._final = False
         self._cursors: CursorGroup | None = None
         self._subscan_cursor = None
 
@@ -68,6 +70,7 @@ class ScanSource:
             self.scan, self._loaded = self._loaded or self.ds.load_scan(self.key), None
             if self.scan.state >= CLOSED:
                 self.scan = self.ds.load_scan(self.key)
+                self._final = True
                 return
             if self.scan.state < PREPARED or self.scan.streams or time.monotonic() > deadline:
                 return
@@ -88,14 +91,21 @@ class ScanSource:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            self.scan.update(block=True, timeout=min(remaining, 1.0))
+            self._update(block=True, timeout=min(remaining, 1.0))
             if self.scan.state >= PREPARED and not self.scan.streams:
                 self.load()
         return True
 
     def poll(self) -> bool:
         """Non-blocking state refresh; True if the state changed."""
-        return self.scan.update(block=False)
+        return self._update(block=False)
+
+    def _update(self, **kwargs) -> bool:
+        # blissdata re-reads the document when it sees a new state: after CLOSED, the final one
+        changed = self.scan.update(**kwargs)
+        if changed and self.scan.state >= CLOSED:
+            self._final = True
+        return changed
 
     # -- description -------------------------------------------------------
     def description(self) -> ScanDescription:
@@ -151,13 +161,15 @@ class ScanSource:
         return out
 
     def published_lengths(self, known: dict[str, int] | None = None) -> dict[str, int]:
-        """Length of every stream of the scan, read afresh (not from a possibly stale load).
+        """Length of every stream of the scan, from a load made after it closed (a stale
+        one may lack streams).
 
         ``known``: lengths already certain (streams read to their sealed end), not asked again.
         """
         known = known or {}
         lengths = {}
-        for name, stream in self.ds.load_scan(self.key).streams.items():
+        scan = self.scan if self._final else self.ds.load_scan(self.key)
+        for name, stream in scan.streams.items():
             if name in known:
                 lengths[name] = known[name]
                 continue
