@@ -85,6 +85,8 @@ class ScanWriter:
         self._skip: dict[str, int] = {}
         self._plan: ScanPlan | None = None
         self._desc: ScanDescription | None = None
+        #: the beamline configuration in force for this scan (writer's file + the session's)
+        self._beamline: BeamlineConfig | None = None
         #: called with the ScanState at every change (completeness protocol)
         self._on_change = publish
         self._last_publish = 0.0
