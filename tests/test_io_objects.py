@@ -1,0 +1,128 @@
+"""The low-level object creation (io/objects.py, io/arrays.py) makes what h5py's
+high-level calls make: same HDF5 types, shapes, values, link encodings and order
+tracking, so that readers cannot tell which path wrote a file."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from nexus_writer_service.io.arrays import ArraySpec, GrowingDataset
+from nexus_writer_service.io.objects import mark_target, new_attr, new_field, new_group, new_soft_link
+
+VALUES = [
+    "NXentry",
+    "é unicode ✓",
+    np.asarray(1.5),
+    np.asarray(7),
+    np.asarray(np.uint16(3)),
+    np.asarray(True),
+    np.arange(6, dtype=np.int32).reshape(2, 3),
+    np.asarray([0.5, np.nan, np.inf]),
+    np.asarray(["a", "bb", "ccc"], dtype=h5py.string_dtype()),
+]
+
+
+@pytest.fixture
+def h5(tmp_path):
+    with h5py.File(tmp_path / "objects.h5", "w", track_order=True) as f:
+        yield f
+
+
+def _same(a, b):
+    assert a.id.get_type().equal(b.id.get_type()), (a.id.get_type().dtype, b.id.get_type().dtype)
+    assert a.shape == b.shape
+    assert type(a[()]) is type(b[()])
+    np.testing.assert_array_equal(a[()], b[()])
+
+
+@pytest.mark.parametrize("value", VALUES, ids=lambda v: repr(v)[:20])
+def test_field_as_h5py_makes_it(h5, value):
+    kind = {"dtype": h5py.string_dtype()} if isinstance(value, str) else {}
+    ref = h5.create_dataset("ref", data=value, **kind)
+    ours = new_field(h5, "ours", value)
+    _same(ours, ref)
+    assert ours.chunks is None and ref.chunks is None
+    assert ours.id.get_create_plist().get_obj_track_times() == ref.id.get_create_plist().get_obj_track_times()
+
+
+@pytest.mark.parametrize("value", VALUES, ids=lambda v: repr(v)[:20])
+def test_attribute_as_h5py_makes_it(h5, value):
+    h5.attrs["ref"] = value
+    assert new_attr(h5, "ours", value)
+    ref, ours = h5.attrs.get_id("ref"), h5.attrs.get_id("ours")
+    assert ours.get_type().equal(ref.get_type())
+    assert ours.shape == ref.shape
+    got, want = h5.attrs["ours"], h5.attrs["ref"]
+    assert type(got) is type(want)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_values_left_to_h5py(h5):
+    # empty arrays and types other than numbers and strings: the caller uses h5py
+    for value in (np.zeros(0), np.asarray([1 + 2j]), object(), b"bytes"):
+        assert new_field(h5, "x", value) is None
+        assert not new_attr(h5, "x", value)
+    assert "x" not in h5 and "x" not in h5.attrs
+    assert not new_attr(h5, "é", "non-ASCII attribute names go through h5py")
+
+
+def test_groups_and_links_as_h5py_makes_them(h5):
+    ref = h5.create_group("réf", track_order=True)
+    ours = new_group(h5, "ours_é")
+    for grp in (ref, ours):
+        for name in ("b", "a", "c"):
+            grp.create_group(name)
+        grp.attrs["z"], grp.attrs["y"] = 1, 2
+    assert list(ours) == list(ref) == ["b", "a", "c"]  # creation order kept
+    assert list(ours.attrs) == list(ref.attrs) == ["z", "y"]
+    assert h5.id.links.get_info("ours_é".encode()).cset == h5.id.links.get_info("réf".encode()).cset
+    with pytest.raises(ValueError):
+        new_group(h5, "ours_é")  # never over an existing name
+
+    new_soft_link(ours, "to_a", "/réf/a")
+    h5["réf"]["to_a"] = h5py.SoftLink("/réf/a")
+    assert ours.get("to_a", getlink=True).path == "/réf/a"
+    assert ours["to_a"] == h5["réf/a"]
+
+
+def test_mark_target(h5):
+    h5.create_group("a/b")
+    assert mark_target(h5, "/a/b")
+    assert h5["a/b"].attrs["target"] == "/a/b"
+    h5["a/b"].attrs["target"] = "/kept"
+    assert mark_target(h5, "/a/b") and h5["a/b"].attrs["target"] == "/kept"
+    assert not mark_target(h5, "/a/missing") and not mark_target(h5, "/nowhere/x")
+
+
+@pytest.mark.parametrize("dtype,point,fill", [
+    ("float64", (), np.nan), ("int32", (), -1), ("bool", (), False), ("uint16", (3, 2), 0),
+    ("float32", (-1,), np.nan),  # ragged spectra: padded with the fill value
+])
+def test_growing_plain_dataset_as_h5py_makes_it(h5, dtype, point, fill):
+    spec = ArraySpec(dtype, point, fill, None, 10)
+    array = GrowingDataset.create(h5, "ours", spec)
+    shape = tuple(0 if d == -1 else d for d in point)
+    ref = h5.create_dataset("ref", shape=(0,) + shape, maxshape=(None,) + tuple(None if d == -1 else d for d in point),
+                            dtype=dtype, chunks=array.dset.chunks, fillvalue=fill)
+    assert array.dset.id.get_type().equal(ref.id.get_type())
+    assert array.dset.maxshape == ref.maxshape
+    assert np.array_equal(array.dset.fillvalue, ref.fillvalue, equal_nan=dtype.startswith("float"))
+    rng = np.random.default_rng(1)
+    pts = []
+    for n in (1, 4, 2):
+        if -1 in point:
+            batch = [rng.random(rng.integers(1, 5)).astype(dtype) for _ in range(n)]
+            pts.extend(batch)
+        else:
+            batch = (rng.random((n,) + shape) * 10).astype(np.float64)  # converted to the dataset's type
+            pts.extend(batch.astype(dtype))
+        assert array.append(batch) == n
+    assert array.length == len(pts) == array.dset.shape[0] == 7
+    got = array.dset[()]
+    for i, p in enumerate(pts):
+        p = np.asarray(p)
+        np.testing.assert_array_equal(got[(i,) + tuple(slice(0, d) for d in p.shape)], p)
+        if -1 in point:
+            assert np.isnan(got[i, p.shape[0]:]).all()
