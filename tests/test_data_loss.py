@@ -113,3 +113,22 @@ def test_a_scan_read_during_the_close_race_gets_its_end_metadata(harness, tmp_pa
         entry = f[f"{rec.number}.1"]
         assert entry["end_reason"][()].decode() == rec.info_final["end_reason"]
         assert "positioners_end" in entry["instrument"]
+
+
+def test_a_closed_scan_is_loaded_once_when_its_document_is_final(harness, tmp_path):
+    # the second load above costs ~1 ms (redis-om): only a document that changed gets one
+    harness.stop()
+    rec = harness.recording("03_ascan")
+    pub = ScanPublisher(harness.ds, rec)
+    pub.create().prepare().start()
+    pub.send_data()
+    pub.end()
+    store = _StaleOnceStore(harness.ds, dict(harness.ds.load_scan(pub.key).info))  # "stale" = final
+    writer = ScanWriter(ScanSource(store, pub.key), FileRegistry(),
+                        WriterConfig(base_path=str(tmp_path), read_timeout=0.2),
+                        logging.getLogger("nexus_writer_service"), harness.session)
+    state = writer.run()
+    assert state.status == "SUCCEEDED", state
+    assert store.loads == 1
+    with read_file(state.file) as f:
+        assert f[f"{rec.number}.1/end_reason"][()].decode() == rec.info_final["end_reason"]

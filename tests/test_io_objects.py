@@ -4,11 +4,14 @@ tracking, so that readers cannot tell which path wrote a file."""
 
 from __future__ import annotations
 
+import hashlib
+
 import h5py
 import numpy as np
 import pytest
 
 from nexus_writer_service.io.arrays import ArraySpec, GrowingDataset
+from nexus_writer_service.io.files import TRIM_CACHE_ABOVE, FileRegistry, trim_metadata_cache
 from nexus_writer_service.io.objects import mark_target, new_attr, new_field, new_group, new_soft_link
 
 VALUES = [
@@ -126,3 +129,27 @@ def test_growing_plain_dataset_as_h5py_makes_it(h5, dtype, point, fill):
         np.testing.assert_array_equal(got[(i,) + tuple(slice(0, d) for d in p.shape)], p)
         if -1 in point:
             assert np.isnan(got[i, p.shape[0]:]).all()
+
+
+def test_a_flush_keeps_the_metadata_cache_small_without_writing_outside_it(tmp_path):
+    path = tmp_path / "kept_open.h5"
+    files = FileRegistry()
+    handle = files.acquire(str(path))
+    with handle.lock:
+        for e in range(120):  # back-to-back scans in one file kept open
+            grp = new_group(handle.h5, f"{e}.1")
+            for i in range(40):
+                new_attr(new_field(grp, f"d{i}", np.asarray(float(e * 100 + i))), "units", "mm")
+    entries = handle.h5.id.get_mdc_size()[3]
+    assert entries > TRIM_CACHE_ABOVE  # evictions are off (crash safety): everything stays cached
+    handle.flush()
+    assert handle.h5.id.get_mdc_size()[3] < TRIM_CACHE_ABOVE / 2
+    # trimming drops clean entries only: the file on disk does not change
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    trim_metadata_cache(handle.h5)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    assert not handle.h5.id.get_mdc_config().evictions_enabled
+    files.release(handle)
+    with h5py.File(path, "r") as f:
+        assert len(f) == 120
+        assert f["119.1/d39"][()] == 119 * 100 + 39 and f["0.1/d0"].attrs["units"] == "mm"

@@ -39,6 +39,8 @@ class FileHandle:
             return False
         with self.lock:
             self.h5.flush()
+            if self.h5.id.get_mdc_size()[3] > TRIM_CACHE_ABOVE:
+                trim_metadata_cache(self.h5)
         self._last_flush = now
         return True
 
@@ -143,6 +145,36 @@ def _no_evictions(h5: h5py.File) -> None:
     config.flash_incr_mode = 0  # H5C_flash_incr__off
     config.decr_mode = 0  # H5C_decr__off
     h5.id.set_mdc_config(config)
+
+
+#: metadata cache entries (HDF5 objects, B-tree nodes...) above which a flush trims the cache
+TRIM_CACHE_ABOVE = 4000
+TRIM_CACHE_TO = 256 << 10  # bytes
+
+
+def trim_metadata_cache(h5: h5py.File) -> None:
+    """Drop clean metadata from the cache; only right after a flush (nothing is dirty then).
+
+    With evictions off the cache keeps every object the file has seen since it was
+    opened, and HDF5's flush walks all of them: a file kept open by back-to-back scans
+    or a long sequence got slower to flush with every scan (0.35 ms with 50 entries in
+    the file, 4.3 ms with 400; 200 short scans spent more time flushing than writing)
+    and grew in memory. Evictions are allowed for one read of the root group, which
+    makes HDF5 shrink the cache to ``TRIM_CACHE_TO``; clean entries are dropped
+    without writing anything, so the file on disk still changes only when we flush.
+    """
+    config = h5.id.get_mdc_config()
+    initial, minimum = config.initial_size, config.min_size
+    config.evictions_enabled = True
+    config.set_initial_size = True
+    config.initial_size = config.min_size = min(TRIM_CACHE_TO, config.max_size)
+    h5.id.set_mdc_config(config)
+    try:
+        h5.attrs.get("NX_class")  # any cache access: HDF5 makes room then
+    finally:
+        config.evictions_enabled = False
+        config.initial_size, config.min_size = initial, minimum
+        h5.id.set_mdc_config(config)
 
 
 def _root_attributes(h5: h5py.File, path: str) -> None:
