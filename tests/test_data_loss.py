@@ -61,17 +61,27 @@ class _RacedSource(ScanSource):
         self.scan._streams = {}
 
 
-def test_a_scan_read_during_the_prepare_race_is_never_called_complete(harness, tmp_path):
+def _published(harness, before_data=lambda pub: None):
+    """An ascan published whole while no writer listens; ``before_data`` runs once it started."""
     harness.stop()
     rec = harness.recording("03_ascan")
     pub = ScanPublisher(harness.ds, rec)
     pub.create().prepare().start()
+    before_data(pub)
     pub.send_data()
     pub.end()
-    writer = ScanWriter(_RacedSource(harness.ds, pub.key), FileRegistry(),
-                        WriterConfig(base_path=str(tmp_path), read_timeout=0.2),
+    return rec, pub
+
+
+def _write_alone(harness, source, tmp_path):
+    writer = ScanWriter(source, FileRegistry(), WriterConfig(base_path=str(tmp_path), read_timeout=0.2),
                         logging.getLogger("nexus_writer_service"), harness.session)
-    state = writer.run()
+    return writer.run()
+
+
+def test_a_scan_read_during_the_prepare_race_is_never_called_complete(harness, tmp_path):
+    rec, pub = _published(harness)
+    state = _write_alone(harness, _RacedSource(harness.ds, pub.key), tmp_path)
     assert state.status == "INCOMPLETE"  # ESRF's writer says SUCCEEDED here, with an empty entry
     assert any("5 stream(s) published but not written" in w for w in state.warnings), state.warnings
 
@@ -95,19 +105,11 @@ class _StaleOnceStore:
 
 
 def test_a_scan_read_during_the_close_race_gets_its_end_metadata(harness, tmp_path):
-    harness.stop()
-    rec = harness.recording("03_ascan")
-    pub = ScanPublisher(harness.ds, rec)
-    pub.create().prepare().start()
-    stale = dict(harness.ds.load_scan(pub.key).info)
-    pub.send_data()
-    pub.end()
+    stale = {}
+    rec, pub = _published(harness, lambda pub: stale.update(harness.ds.load_scan(pub.key).info))
     assert "end_reason" not in stale
     store = _StaleOnceStore(harness.ds, stale)
-    writer = ScanWriter(ScanSource(store, pub.key), FileRegistry(),
-                        WriterConfig(base_path=str(tmp_path), read_timeout=0.2),
-                        logging.getLogger("nexus_writer_service"), harness.session)
-    state = writer.run()
+    state = _write_alone(harness, ScanSource(store, pub.key), tmp_path)
     assert state.status == "SUCCEEDED", state
     with read_file(state.file) as f:
         entry = f[f"{rec.number}.1"]
@@ -117,17 +119,9 @@ def test_a_scan_read_during_the_close_race_gets_its_end_metadata(harness, tmp_pa
 
 def test_a_closed_scan_is_loaded_once_when_its_document_is_final(harness, tmp_path):
     # the second load above costs ~1 ms (redis-om): only a document that changed gets one
-    harness.stop()
-    rec = harness.recording("03_ascan")
-    pub = ScanPublisher(harness.ds, rec)
-    pub.create().prepare().start()
-    pub.send_data()
-    pub.end()
+    rec, pub = _published(harness)
     store = _StaleOnceStore(harness.ds, dict(harness.ds.load_scan(pub.key).info))  # "stale" = final
-    writer = ScanWriter(ScanSource(store, pub.key), FileRegistry(),
-                        WriterConfig(base_path=str(tmp_path), read_timeout=0.2),
-                        logging.getLogger("nexus_writer_service"), harness.session)
-    state = writer.run()
+    state = _write_alone(harness, ScanSource(store, pub.key), tmp_path)
     assert state.status == "SUCCEEDED", state
     assert store.loads == 1
     with read_file(state.file) as f:
