@@ -27,6 +27,7 @@ The steps:
 import argparse
 import json
 import os
+import signal
 import threading
 
 import h5py
@@ -139,29 +140,30 @@ class ScanSaver(threading.Thread):
 
 def listen(session, output, redis_url):
     """Step 1: wait for each new scan of ``session``, hand it to a :class:`ScanSaver`."""
+    # Ctrl-C (or kill) asks the loop to stop; a KeyboardInterrupt could land anywhere,
+    # e.g. inside h5py, and leave the file unclosed
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     data_store = DataStore(redis_url)
     since = data_store.get_last_scan_timetag()  # from now on, without missing one
     lock = threading.Lock()
     savers = []
     with h5py.File(output, "a") as h5file:
         print(f"LISTENING {json.dumps({'session': session, 'output': output})}", flush=True)
-        try:
-            while True:
-                try:
-                    since, key = data_store.get_next_scan(since=since, timeout=1)
-                except NoScanAvailable:
-                    continue  # wake up once a second: Ctrl-C stays responsive
-                scan = data_store.load_scan(key)
-                if scan.session != session:
-                    continue
-                saver = ScanSaver(scan, h5file, lock)
-                saver.start()
-                savers.append(saver)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            for saver in savers:  # let the scans under way finish (a few seconds at most)
-                saver.join(10)
+        while not stop.is_set():
+            try:
+                since, key = data_store.get_next_scan(since=since, timeout=1)
+            except NoScanAvailable:
+                continue  # wake up once a second to see a stop request
+            scan = data_store.load_scan(key)
+            if scan.session != session:
+                continue
+            saver = ScanSaver(scan, h5file, lock)
+            saver.start()
+            savers.append(saver)
+        for saver in savers:  # let the scans under way finish (a few seconds at most)
+            saver.join(10)
 
 
 def main(argv=None):

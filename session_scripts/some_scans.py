@@ -30,18 +30,25 @@ _report("amesh", amesh(robx, 0, 1, 3, roby, 0, 1, 2, 0.01, diode1))
 _report("loopscan_mca", loopscan(5, 0.01, diode1, simu1))
 _report("timescan", timescan(0.01, diode1, npoints=5))
 
-# user metadata (in every scan while it is set) and a comment (this scan only)
+# user metadata (in every scan while it is set) and a comment (this scan only).
+# Metadata reaches the file through scan_meta categories (entry/<category>, "sample" as
+# NXsample, "instrument" inside NXinstrument); other keys of a scan's scan_info={...}
+# argument stay in Redis only (as with ESRF's writer).
 _usm = get_user_scan_meta()
+_usm.add_categories(["sample"])
+# a category keeps its class; BLISS 2.2.1 also fails to remove the last key of a category
+_usm.sample.set("@NX_class", {"@NX_class": "NXsample"})
 _usm.instrument.set("my_metadata", {"my_metadata": {"@NX_class": "NXcollection",
                                                     "operator": "some_scans", "value": 42}})
+_usm.sample.set("some_scans", {"name": "some_scans_sample", "description": "some_scans.py sample"})
 try:
-    _scan = ascan(robx, 0, 1, 3, 0.01, diode1, run=False,
-                  scan_info={"sample_description": "some_scans.py sample"})
+    _scan = ascan(robx, 0, 1, 3, 0.01, diode1, run=False)
     _scan.add_comment("a comment from some_scans.py")
     _scan.run()
     _report("user_metadata", _scan)
 finally:
     _usm.instrument.remove("my_metadata")
+    _usm.sample.remove("some_scans")
 
 # aborted: stopped after about one second
 _scan = loopscan(200, 0.02, diode1, diode2, run=False)

@@ -141,6 +141,26 @@ def test_our_writer_finishes_every_scan(run, label):
 
 
 @real
+def test_user_metadata_and_comment_reach_the_file(run):
+    state = run["states"]["user_metadata"]
+    with h5py.File(state["file"], "r", locking=False) as f:
+        entry = f[state["entries"][0]]
+        assert entry["instrument/my_metadata"].attrs["NX_class"] == "NXcollection"
+        assert entry["instrument/my_metadata/value"][()] == 42
+        assert entry["sample"].attrs["NX_class"] == "NXsample"
+        assert entry["sample/name"][()].decode() == "some_scans_sample"
+        assert entry["sample/description"][()].decode() == "some_scans.py sample"
+        assert entry["notes"].attrs["NX_class"] == "NXnote"
+        assert [m.decode() for m in entry["notes/messages"][()]] == ["a comment from some_scans.py"]
+    # set for that scan only: the next one has neither
+    later = run["states"]["aborted"]
+    with h5py.File(later["file"], "r", locking=False) as f:
+        entry = f[later["entries"][0]]
+        assert "my_metadata" not in entry["instrument"] and "notes" not in entry
+        assert "description" not in entry.get("sample", {})
+
+
+@real
 def test_example_saves_the_ascan_as_published(run):
     from blissdata.redis_engine.store import DataStore
 
