@@ -12,7 +12,9 @@ import pytest
 
 from nexus_writer_service.io.arrays import ArraySpec, GrowingDataset
 from nexus_writer_service.io.files import TRIM_CACHE_ABOVE, FileRegistry, trim_metadata_cache
-from nexus_writer_service.io.objects import mark_target, new_attr, new_field, new_group, new_soft_link
+from nexus_writer_service.io.objects import (
+    mark_target, new_attr, new_field, new_group, new_soft_link, new_virtual, selection_extent,
+)
 
 VALUES = [
     "NXentry",
@@ -153,3 +155,33 @@ def test_a_flush_keeps_the_metadata_cache_small_without_writing_outside_it(tmp_p
     with h5py.File(path, "r") as f:
         assert len(f) == 120
         assert f["119.1/d39"][()] == 119 * 100 + 39 and f["0.1/d0"].attrs["units"] == "mm"
+
+
+def test_virtual_dataset_as_h5py_makes_it(tmp_path):
+    from blissdata.h5map import SpaceSelection as Sel
+
+    src = tmp_path / "frames.h5"
+    frames = np.arange(6 * 2 * 3, dtype=np.uint16).reshape(6, 2, 3)
+    with h5py.File(src, "w") as f:
+        f["entry/data"] = frames
+    # frames 1..4 of the file (one source) into a (2, 2) mesh of frames, line by line
+    pieces = [(Sel(start=[0, 0, 0, 0], count=[1, 2, 2, 3]), Sel(start=[1, 0, 0], count=[2, 2, 3])),
+              (Sel(start=[1, 0, 0, 0], count=[1, 2, 2, 3]), Sel(start=[3, 0, 0], count=[2, 2, 3]))]
+    strided = (Sel(start=[0, 0, 0], count=[3, 2, 3]), Sel(start=[0, 0, 0], count=[3, 2, 3], stride=[2, 1, 1]))
+    with h5py.File(tmp_path / "vds.h5", "w") as f:
+        mesh = new_virtual(f, "mesh", np.dtype("uint16"), (2, 2, 2, 3),
+                           [(v, "frames.h5", "entry/data", (6, 2, 3), s) for v, s in pieces], 0)
+        even = new_virtual(f, "even", np.dtype("uint16"), (3, 2, 3),
+                           [(strided[0], "frames.h5", "entry/data", (6, 2, 3), strided[1])], 0)
+        layout = h5py.VirtualLayout((3, 2, 3), "uint16")
+        layout[0:3] = h5py.VirtualSource("frames.h5", "entry/data", shape=(6, 2, 3))[0:6:2]
+        ref = f.create_virtual_dataset("ref", layout, fillvalue=0)
+        assert mesh.is_virtual and even.is_virtual
+        np.testing.assert_array_equal(mesh[()], frames[1:5].reshape(2, 2, 2, 3))
+        np.testing.assert_array_equal(even[()], frames[0:6:2])
+        np.testing.assert_array_equal(even[()], ref[()])
+        assert even.id.get_type().equal(ref.id.get_type()) and even.fillvalue == ref.fillvalue
+        assert [(m.file_name, m.dset_name) for m in even.virtual_sources()] == \
+            [(m.file_name, m.dset_name) for m in ref.virtual_sources()]
+    assert selection_extent(strided[1]) == (5, 2, 3)
+    assert selection_extent(Sel(start=[2], count=[3], stride=[4], block=[2])) == (12,)

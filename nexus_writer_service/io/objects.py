@@ -86,6 +86,38 @@ def new_field(parent: h5py.Group, name: str, value) -> h5py.Dataset | None:
     return h5py.Dataset(dset)
 
 
+def _select(space: h5s.SpaceID, sel) -> h5s.SpaceID:
+    """``space`` with a blissdata.h5map ``SpaceSelection`` (start, count, stride, block) selected."""
+    n = len(sel.start)
+    space.select_hyperslab(tuple(sel.start), tuple(sel.count), tuple(sel.stride or (1,) * n),
+                           tuple(sel.block or (1,) * n))
+    return space
+
+
+def selection_extent(sel) -> tuple[int, ...]:
+    """The smallest dataset shape that contains the selection."""
+    n = len(sel.start)
+    stride, block = sel.stride or [1] * n, sel.block or [1] * n
+    return tuple(s + (c - 1) * t + b for s, c, t, b in zip(sel.start, sel.count, stride, block))
+
+
+def new_virtual(parent: h5py.Group, name: str, dtype: np.dtype, shape: tuple, sources, fill) -> h5py.Dataset:
+    """A virtual dataset; ``sources``: (vspace selection, file, dataset, its shape, selection).
+
+    h5py's ``VirtualSource[...]`` deep-copies the source for every selection: 14 ms for a
+    scan's 100 lima files, more than HDF5's own work.
+    """
+    dcpl = h5p.create(h5p.DATASET_CREATE)
+    dcpl.set_fill_value(np.array(fill, dtype=dtype))
+    vspace = h5s.create_simple(shape)
+    for vsel, src_file, src_dataset, src_shape, ssel in sources:
+        dcpl.set_virtual(_select(vspace.copy(), vsel), src_file.encode("utf-8"), src_dataset.encode("utf-8"),
+                         _select(h5s.create_simple(tuple(src_shape)), ssel))
+    encoded, lcpl = link_name(name)
+    return h5py.Dataset(h5d.create(parent.id, encoded, h5t.py_create(dtype, logical=True), vspace,
+                                   dcpl=dcpl, lcpl=lcpl))
+
+
 def new_soft_link(parent: h5py.Group, name: str, target: str) -> None:
     encoded, lcpl = link_name(name)
     parent.id.links.create_soft(encoded, target.encode("utf-8"), lcpl=lcpl)
@@ -102,4 +134,5 @@ def mark_target(h5: h5py.File, target: str) -> bool:
     return True
 
 
-__all__ = ["new_group", "new_attr", "new_field", "new_soft_link", "mark_target", "link_name"]
+__all__ = ["new_group", "new_attr", "new_field", "new_virtual", "new_soft_link", "mark_target",
+           "link_name", "selection_extent"]

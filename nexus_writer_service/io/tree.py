@@ -24,7 +24,7 @@ from blissdata.h5map import (
 )
 
 from .arrays import ArraySpec, GrowingDataset
-from .objects import mark_target, new_attr, new_field, new_group, new_soft_link
+from .objects import mark_target, new_attr, new_field, new_group, new_soft_link, new_virtual, selection_extent
 
 _logger = logging.getLogger(__name__)
 
@@ -127,18 +127,15 @@ class TreeWriter:
 
     def _virtual(self, parent: h5py.Group, name: str, node: VirtualDataset) -> None:
         dtype = np.dtype(node.dtype)
-        layout = h5py.VirtualLayout(shape=tuple(node.shape), dtype=dtype)
+        sources = []
         for vs in node.virtual_sources:
             if vs.src_file == ".":
                 shape = parent.file[vs.src_dataset].shape
             else:  # another file (lima's): the selection tells how large it is at least
-                stride = vs.src_space.stride or [1] * len(vs.src_space.start)
-                shape = tuple(s + (c - 1) * t + 1 for s, c, t in
-                              zip(vs.src_space.start, vs.src_space.count, stride))
-            source = h5py.VirtualSource(vs.src_file, vs.src_dataset, shape=shape)
-            layout[_selection(vs.vspace)] = source[_selection(vs.src_space)]
+                shape = selection_extent(vs.src_space)
+            sources.append((vs.vspace, vs.src_file, vs.src_dataset, shape, vs.src_space))
         fill = np.nan if dtype.kind in "fc" else 0
-        dset = parent.create_virtual_dataset(name, layout, fillvalue=fill)
+        dset = new_virtual(parent, name, dtype, tuple(node.shape), sources, fill)
         dset.attrs["fill_value"] = fill
         _set_attrs(dset, node.attributes)
         if node.virtual_sources and node.virtual_sources[0].src_file == ".":
@@ -154,17 +151,3 @@ class TreeWriter:
     def _target(self, h5: h5py.File, target: str, mark: bool = True) -> None:
         if not (mark_target(h5, target) if mark else target in h5):
             self.warnings.append(f"link to {target} has no destination")
-
-
-def _selection(sel) -> tuple:
-    stride = sel.stride or [1] * len(sel.start)
-    block = sel.block or [1] * len(sel.start)
-    if any(b != 1 for b in block):
-        raise ValueError("VDS blocks other than 1 are not supported")
-    out = []
-    for start, count, step in zip(sel.start, sel.count, stride):
-        if count == 1 and step == 1:
-            out.append(slice(start, start + 1))
-        else:
-            out.append(slice(start, start + (count - 1) * step + 1, step))
-    return tuple(out)

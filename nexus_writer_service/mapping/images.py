@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field as dc_field
+from functools import lru_cache
 
 import numpy as np
 from blissdata.h5map import (
@@ -52,7 +53,9 @@ def is_hdf5(fmt: str) -> bool:
     return str(fmt).upper().startswith("HDF5")
 
 
+@lru_cache(maxsize=1024)
 def relative(path: str, file_dir: str) -> str:
+    # cached: every frame names its file, thousands of frames share a few files
     rel = os.path.relpath(path, file_dir) if file_dir else path
     return path if rel.startswith("..") else rel
 
