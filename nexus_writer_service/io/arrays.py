@@ -65,7 +65,7 @@ def _plain_chunked(parent, name, dtype, shape, maxshape, chunks, fillvalue, dapl
     short scans create many of these, see objects.py)."""
     dcpl = h5p.create(h5p.DATASET_CREATE)
     dcpl.set_chunk(chunks)
-    dcpl.set_fill_value(np.array(fillvalue, dtype=dtype))
+    dcpl.set_fill_value(np.array(fillvalue))  # HDF5 converts (and clamps), as with h5py
     dcpl.set_obj_track_times(False)
     space = h5s.create_simple(shape, tuple(h5s.UNLIMITED if m is None else m for m in maxshape))
     encoded, lcpl = link_name(name)

@@ -11,8 +11,10 @@ tracking, no time stamps on datasets), so readers cannot tell.
 
 Only for objects known to be new (the tree writer checked, or created the
 parent itself): HDF5 refuses to create over an existing name, which raises
-here too. Values these functions do not handle return None/False, and the
-caller uses h5py's high-level call.
+here too. Names are single path components (no "/": the plan's names are
+checked NeXus names); non-ASCII names are flagged UTF-8 (h5py flags dataset
+links ASCII whatever their bytes). Values these functions do not handle return
+None/False, and the caller uses h5py's high-level call.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ _TRACKED = h5p.CRT_ORDER_TRACKED | h5p.CRT_ORDER_INDEXED
 _GCPL = h5p.create(h5p.GROUP_CREATE)
 _GCPL.set_link_creation_order(_TRACKED)  # as h5py's create_group(track_order=True)
 _GCPL.set_attr_creation_order(_TRACKED)
+_GCPL.set_obj_track_times(False)  # as h5py's create_group (no time stamps: reproducible files)
 _DCPL = h5p.create(h5p.DATASET_CREATE)
 _DCPL.set_obj_track_times(False)  # as h5py's create_dataset (track_times=False)
 _LCPL_UTF8 = h5p.create(h5p.LINK_CREATE)
@@ -48,7 +51,8 @@ def _typed(value) -> tuple[np.ndarray, h5t.TypeID] | None:
         return None
     if value.dtype.kind in _PLAIN_KINDS and value.size:
         return value, h5t.py_create(value.dtype, logical=True)
-    if value.dtype.kind == "O" and h5t.check_string_dtype(value.dtype) is not None and value.size:
+    info = h5t.check_string_dtype(value.dtype) if value.dtype.kind == "O" else None
+    if info is not None and info.encoding == "utf-8" and info.length is None and value.size:
         return value, _STR
     return None
 
@@ -70,7 +74,12 @@ def new_attr(obj: h5py.HLObject | h5o.ObjectID, name: str, value) -> bool:
     array, tid = typed
     loc = obj.id if isinstance(obj, h5py.HLObject) else obj
     attr = h5a.create(loc, name.encode(), tid, _space(array))
-    attr.write(np.ascontiguousarray(array), mtype=h5t.py_create(array.dtype))
+    try:
+        attr.write(np.ascontiguousarray(array), mtype=h5t.py_create(array.dtype))
+    except BaseException:  # e.g. a string HDF5 cannot encode: no empty attribute left behind
+        attr.close()
+        h5a.delete(loc, name.encode())
+        raise
     return True
 
 

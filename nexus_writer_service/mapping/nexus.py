@@ -54,7 +54,9 @@ def group(nx_class: str | None = None, children: dict | None = None, **attrs: An
 
 @lru_cache(maxsize=4096)
 def _validated(kind: type, value) -> InlineRaw:
-    return InlineRaw(value)
+    item = InlineRaw(value)
+    item.root.setflags(write=False)  # shared by every plan that uses it
+    return item
 
 
 def _item(value: Any):

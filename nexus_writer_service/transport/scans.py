@@ -89,7 +89,7 @@ class ScanSource:
         try:
             raw = self.ds._redis.json().get(self.key, "$.info", "$.data_streams")
             info, streams = raw["$.info"], raw["$.data_streams"]
-        except (redis.RedisError, KeyError, TypeError):
+        except (redis.RedisError, KeyError, TypeError, AttributeError):  # AttributeError: blissdata changed
             return False
         return (len(info) == 1 and info[0] == self.scan.info
                 and len(streams) == 1 and set(streams[0]) == set(self.scan.streams))
