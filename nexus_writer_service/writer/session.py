@@ -116,14 +116,15 @@ class SessionWriter:
             if states[key].get("status") in FINAL_STATES and key not in rewrite:
                 continue
             try:
-                if ds.load_scan(key).session == self.session:
-                    todo.append(key)
+                scan = ds.load_scan(key)
             except ScanLoadError:
                 continue  # deleted or expired meanwhile
+            if scan.session == self.session:
+                todo.append((key, scan))
         if todo:
             self.log.info("[%s] recovering %d scan(s) not finished by a previous writer", self.session, len(todo))
-        for key in todo:  # in creation order
-            self._dispatch(ds, key)
+        for key, scan in todo:  # in creation order
+            self._dispatch(ds, key, scan)
         return timetag
 
     def _salvage_files(self, states: dict[str, dict], left_open: set[str]) -> set[str]:
@@ -152,9 +153,10 @@ class SessionWriter:
         with self._slots:
             writer.run()
 
-    def _dispatch(self, ds, key: str) -> None:
+    def _dispatch(self, ds, key: str, scan=None) -> None:
+        """``scan``: already loaded by the caller (recovery)."""
         try:
-            scan = ds.load_scan(key)
+            scan = scan or ds.load_scan(key)
         except ScanLoadError as e:
             self.log.warning("[%s] cannot load scan %s: %s", self.session, key, e)
             return
