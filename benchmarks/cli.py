@@ -131,7 +131,8 @@ class Bench:
         out = Path(self.args.profile) / f"{sc.name}-{repeat}.txt"
         out.parent.mkdir(parents=True, exist_ok=True)
         spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(w.proc.pid),
-                                "--rate", "250", "--format", "raw", "--threads", *(["--gil"] if os.environ.get("NXW_PROFILE_GIL") else []), "--output", str(out)],
+                                "--rate", "250", "--format", "raw", "--threads", "--output", str(out),
+                                *(["--gil"] if os.environ.get("NXW_PROFILE_GIL") else [])],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.2)  # attached before the writer has much to do
         return spy

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 from h5py import h5d, h5p, h5s, h5t
 
-from .objects import link_name
+from .objects import PLAIN_KINDS, link_name
 
 CHUNK_BYTES = 1 << 20
 #: chunk length of uncompressed data when the scan's length is not known (timescan ...)
@@ -57,9 +57,6 @@ def _chunk_cache(chunk_bytes: int, filtered: bool):
     return dapl
 
 
-_PLAIN_KINDS = "biuf"
-
-
 def _plain_chunked(parent, name, dtype, shape, maxshape, chunks, fillvalue, dapl) -> h5py.Dataset:
     """What ``create_dataset`` makes without filters, through the low-level API (3x faster:
     short scans create many of these, see objects.py)."""
@@ -94,7 +91,7 @@ class GrowingDataset:
             nchunk = min(nchunk, UNKNOWN_LENGTH_ROWS)
         chunks = (nchunk,) + tuple(d if d > 0 else 256 for d in point)
         dapl = _chunk_cache(int(np.prod(chunks)) * dtype.itemsize, bool(kwargs))
-        if kwargs or dtype.kind not in _PLAIN_KINDS:  # h5py checks the filter is available
+        if kwargs or dtype.kind not in PLAIN_KINDS:  # h5py checks the filter is available
             dset = parent.create_dataset(
                 name, shape=(0,) + point, maxshape=maxshape, dtype=dtype, chunks=chunks,
                 fillvalue=spec.fillvalue, dapl=dapl, **kwargs)
@@ -123,7 +120,7 @@ class GrowingDataset:
             if shape[i] < d:  # only ragged dimensions can grow
                 shape[i] = d
         batch = np.ascontiguousarray(batch, dtype=self.dset.dtype)
-        if batch.dtype.kind in _PLAIN_KINDS:
+        if batch.dtype.kind in PLAIN_KINDS:
             # h5py's resize() and slicing cost ~100 us per call in Python: with hundreds
             # of channels per scan that is the writer's time, so the selection is made here
             dsid = self.dset.id

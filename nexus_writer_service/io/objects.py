@@ -35,7 +35,8 @@ _LCPL_UTF8 = h5p.create(h5p.LINK_CREATE)
 _LCPL_UTF8.set_char_encoding(h5t.CSET_UTF8)
 _STR = h5t.py_create(h5py.string_dtype(), logical=True)  # variable-length UTF-8, as h5py
 _SCALAR = h5s.create(h5s.SCALAR)
-_PLAIN_KINDS = "biuf"
+#: numpy kinds HDF5 stores as plain numbers (bool as h5py's enum)
+PLAIN_KINDS = "biuf"
 
 
 def link_name(name: str) -> tuple[bytes, h5p.PropLCID | None]:
@@ -49,7 +50,7 @@ def _typed(value) -> tuple[np.ndarray, h5t.TypeID] | None:
         return np.array(value, dtype=h5py.string_dtype()), _STR
     if not isinstance(value, np.ndarray):
         return None
-    if value.dtype.kind in _PLAIN_KINDS and value.size:
+    if value.dtype.kind in PLAIN_KINDS and value.size:
         return value, h5t.py_create(value.dtype, logical=True)
     info = h5t.check_string_dtype(value.dtype) if value.dtype.kind == "O" else None
     if info is not None and info.encoding == "utf-8" and info.length is None and value.size:
@@ -117,7 +118,7 @@ def new_virtual(parent: h5py.Group, name: str, dtype: np.dtype, shape: tuple, so
     scan's 100 lima files, more than HDF5's own work.
     """
     dcpl = h5p.create(h5p.DATASET_CREATE)
-    dcpl.set_fill_value(np.array(fill, dtype=dtype))
+    dcpl.set_fill_value(np.array(fill))  # HDF5 converts, as with h5py
     vspace = h5s.create_simple(shape)
     for vsel, src_file, src_dataset, src_shape, ssel in sources:
         dcpl.set_virtual(_select(vspace.copy(), vsel), src_file.encode("utf-8"), src_dataset.encode("utf-8"),
@@ -144,4 +145,4 @@ def mark_target(h5: h5py.File, target: str) -> bool:
 
 
 __all__ = ["new_group", "new_attr", "new_field", "new_virtual", "new_soft_link", "mark_target",
-           "link_name", "selection_extent"]
+           "link_name", "selection_extent", "PLAIN_KINDS"]

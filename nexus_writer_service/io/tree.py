@@ -114,7 +114,7 @@ class TreeWriter:
                 array = GrowingDataset.create(parent, name, spec)
                 self.streams[node.value.stream] = array
                 dset = array.dset
-                fresh = not len(dset.attrs)
+                fresh = -1 not in spec.point_shape  # ragged data got @fill_value already
             else:
                 value = _decoded(node.value)
                 dset = new_field(parent, name, value)

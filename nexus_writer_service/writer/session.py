@@ -156,7 +156,8 @@ class SessionWriter:
     def _dispatch(self, ds, key: str, scan=None) -> None:
         """``scan``: already loaded by the caller (recovery)."""
         try:
-            scan = scan or ds.load_scan(key)
+            if scan is None:
+                scan = ds.load_scan(key)
         except ScanLoadError as e:
             self.log.warning("[%s] cannot load scan %s: %s", self.session, key, e)
             return
