@@ -204,6 +204,23 @@ def test_broken_scan_info(harness, variant):
     _assert_still_writing(harness, 32)
 
 
+def test_strings_with_nul_characters_are_written_escaped(harness):
+    # HDF5 strings end at a NUL; a user's title or metadata can hold one (the fuzz test found it)
+    def edit(info):
+        info["title"] = "before\x00after"
+        info["instrument"] = {**info.get("instrument", {}), "note": "a\x00b"}
+        return info
+
+    rec = harness.recording("03_ascan", number=33)
+    _edit_info(rec, edit)
+    state = _state(harness, harness.publish(rec))
+    assert state.status == "SUCCEEDED", state
+    with read_file(state.file) as f:
+        entry = f[state.entries[0]]
+        assert entry["title"][()].decode() == "before\\x00after"
+        assert entry["instrument/note"][()].decode() == "a\\x00b"
+
+
 # -- b. a stream of an unknown kind ------------------------------------------
 def _add_future_stream(pub: ScanPublisher, name: str, info: dict, encoder) -> Stream:
     """A stream made by a newer publisher whose blissdata plugin we do not have.

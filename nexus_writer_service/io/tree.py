@@ -39,10 +39,16 @@ def _decoded(item):
         value = item.decode() if hasattr(item, "model_dump") else np.asarray(item)
     if isinstance(value, np.ndarray) and value.dtype.kind in "OUS":
         if value.ndim == 0:
-            return str(value.item().decode() if isinstance(value.item(), bytes) else value.item())
-        return np.asarray([v.decode() if isinstance(v, bytes) else str(v) for v in value.ravel()],
-                          dtype=h5py.string_dtype()).reshape(value.shape)
+            return _text(value.item())
+        return np.asarray([_text(v) for v in value.ravel()], dtype=h5py.string_dtype()).reshape(value.shape)
     return value
+
+
+def _text(v) -> str:
+    """HDF5 variable-length strings end at a NUL: an embedded one (any user string in
+    scan_info can hold one) would fail the write, so it is kept visibly as \\x00."""
+    text = v.decode() if isinstance(v, bytes) else str(v)
+    return text.replace("\x00", "\\x00") if "\x00" in text else text
 
 
 def _set_attrs(obj, attributes: dict, new: bool = False) -> None:
