@@ -210,3 +210,12 @@ def test_default_plot_signals(fixture, signal, auxiliary):
     assert plot.attributes["signal"].root == signal
     aux = plot.attributes.get("auxiliary_signals")
     assert (None if aux is None else list(aux.root)) == auxiliary
+
+
+def test_user_metadata_attributes_without_a_name_are_dropped():
+    # "energy@" parses as an attribute with an empty name, which HDF5 refuses (fuzz test)
+    from nexus_writer_service.mapping.metadata import nxdict_to_group
+
+    grp = nxdict_to_group({"energy": 7.0, "energy@": "keV", "energy@units": "keV", "@": 1, "@kind": "x"})
+    assert set(grp.attributes) == {"NX_class", "kind"}
+    assert set(grp.children["energy"].attributes) == {"units"}

@@ -42,6 +42,8 @@ def _h5dict_group(h5dict: dict, default_class: str) -> Group:
     for key, value in h5dict.items():
         if isinstance(key, tuple):
             name, attr = key
+            if not attr:  # "energy@": HDF5 has no nameless attributes
+                continue
             target = attrs if name == "" else field_attrs.setdefault(safe_name(name), {})
             target[attr] = _scalar(value)
     children: dict = {}
