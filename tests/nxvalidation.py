@@ -139,3 +139,28 @@ def nexus_errors(path: str) -> list[str]:
     """Errors from both validators. An empty list means the file is valid.
     Warnings are not included."""
     return nexus_report(path)["errors"]
+
+
+def empty_groups(path: str, allowed: dict[str, str] | None = None) -> list[str]:
+    """Paths of the groups without any member in the file at ``path``.
+
+    A scientist opening the file meets an empty group as a dead end ("technique/" with
+    nothing in it), so the writer writes a group when it has content, or not at all.
+    ``allowed`` maps a path (or a name, matching any group of that name) to the reason
+    NeXus wants that group even when empty; those are not reported. Groups reached
+    through links are checked where they are, once.
+    """
+    import h5py
+
+    allowed = allowed or {}
+    found = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Group) and len(obj) == 0:
+            where = "/" + name
+            if where not in allowed and name.rsplit("/", 1)[-1] not in allowed:
+                found.append(where)
+
+    with h5py.File(path, "r", locking=False) as f:
+        f.visititems(visit)
+    return found

@@ -8,7 +8,7 @@ import sys
 
 import h5py
 
-from nxvalidation import nexus_errors
+from nxvalidation import empty_groups, nexus_errors
 
 
 def test_demo_writes_every_scan_with_the_example_configuration(tmp_path):
@@ -28,3 +28,4 @@ def test_demo_writes_every_scan_with_the_example_configuration(tmp_path):
         assert list(f["28.1/transmission_curve/it"].shape) == [3, 4]  # the mesh, in its shape
     for path in out.rglob("*.h5"):
         assert nexus_errors(str(path)) == [], path
+        assert empty_groups(str(path)) == [], path  # a group is written with content, or not at all

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import read_file
 from nexus_writer_service.simulation.recording import fixture_names
-from nxvalidation import nexus_errors
+from nxvalidation import empty_groups, nexus_errors
 
 SEQUENCE = ["26_sequence", "27_sequence_child1", "28_sequence_child2"]
 SINGLE = [n for n in fixture_names() if n not in SEQUENCE]
@@ -134,6 +134,7 @@ def test_fixture(harness, fixture):
         check_entry(f, entry_name, rec)
         check_default_plot(f, entry_name, rec)
     assert nexus_errors(state.file) == []
+    assert empty_groups(state.file) == []
 
 
 def test_sequence_links_its_children(harness):
@@ -152,6 +153,7 @@ def test_sequence_links_its_children(harness):
             assert seq["subscans"][name]["title"][()].decode() == child.info_final["title"]
             check_entry(f, name, child)
     assert nexus_errors(path) == []
+    assert empty_groups(path) == []
 
 
 def test_aborted_scan_keeps_partial_data_of_unequal_lengths(harness):
@@ -170,3 +172,4 @@ def test_aborted_scan_keeps_partial_data_of_unequal_lengths(harness):
         # the plot is trimmed to the common length, the data are not
         assert plot["diode1"].shape == plot["diode2"].shape == plot["robx"].shape == (3,)
     assert nexus_errors(state.file) == []
+    assert empty_groups(state.file) == []

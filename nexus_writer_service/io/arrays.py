@@ -5,6 +5,14 @@ longer than the scan is expected to be: HDF5 allocates an uncompressed chunk who
 5-point scan with 64k-point chunks would cost half a megabyte per counter.
 Points of one channel that vary in length (ragged spectra) are padded with the
 fill value, which the dataset declares, so nothing is dropped.
+
+Filters: bitshuffle-LZ4 (HDF5 filter 32008) is the fast default, but only readers with
+the plugin open it (h5py needs ``import hdf5plugin``; h5dump, HDFView and MATLAB need
+``HDF5_PLUGIN_PATH``). ``gzip`` (deflate + shuffle) is built into every HDF5: the preset
+for files that must open everywhere. ``required_plugins`` says which plugin a filter
+needs, so the file can state it. BLISS's ``writer_options["chunk_options"]`` (chunk
+size, compression threshold, chunk split, scheme; meaning as in ESRF's blisswriter
+2.0 ``io/h5_config.py``) become ``StorageOptions``.
 """
 
 from __future__ import annotations
@@ -21,6 +29,73 @@ CHUNK_BYTES = 1 << 20
 #: chunk length of uncompressed data when the scan's length is not known (timescan ...)
 UNKNOWN_LENGTH_ROWS = 4096
 
+#: filters this writer applies -> the HDF5 filter plugin a reader needs for it (None: built in)
+FILTER_PLUGINS: dict[str, str | None] = {
+    "": None, "gzip": None, "deflate": None, "shuffle": None,
+    "bitshuffle-lz4": "bitshuffle (HDF5 filter 32008; e.g. pip install hdf5plugin)",
+    "bitshuffle": "bitshuffle (HDF5 filter 32008; e.g. pip install hdf5plugin)",
+}
+#: BLISS's compression_scheme names (SCAN_SAVING.writer_object) -> ours
+BLISS_SCHEMES = {"none": "", "gzip": "deflate", "byteshuffle": "shuffle", "gzip-byteshuffle": "gzip",
+                 "bitshuffle": "bitshuffle", "lz4-bitshuffle": "bitshuffle-lz4"}
+
+
+def check_compression(name: str | None) -> str:
+    """Our name for a filter (``none``/None -> ""); ValueError naming the choices."""
+    name = (name or "").lower()
+    name = "" if name == "none" else {"lz4-bitshuffle": "bitshuffle-lz4"}.get(name, name)
+    if name not in FILTER_PLUGINS:
+        raise ValueError(f"unknown compression {name!r} (use 'bitshuffle-lz4' (fast, needs the plugin), "
+                         f"'gzip' (every HDF5 reader opens it) or 'none')")
+    return name
+
+
+def required_plugins(compressions) -> list[str]:
+    """The filter plugins a reader needs for data written with these filters (sorted, unique)."""
+    return sorted({FILTER_PLUGINS[check_compression(c)] for c in compressions} - {None})
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """How growing datasets are chunked and filtered (BLISS ``writer_options``).
+
+    ``None`` everywhere: this writer's own choices. Sizes are bytes, as BLISS publishes them.
+    """
+
+    #: largest uncompressed chunk
+    chunk_nbytes: int | None = None
+    #: filter only data whose expected size exceeds this (None: filter every point with dimensions)
+    compression_limit_nbytes: int | None = None
+    #: split every dimension into this many parts (until a chunk fits ``chunk_nbytes``)
+    chunk_split: int | None = None
+    #: the filter (our name, see FILTER_PLUGINS)
+    compression: str | None = None
+
+    @classmethod
+    def from_writer_options(cls, writer_options) -> "tuple[StorageOptions, list[str]]":
+        """(options, problems) from ``scan_info["writer_options"]``; a bad value is a problem, not fatal."""
+        chunk = (writer_options or {}).get("chunk_options") if isinstance(writer_options, dict) else None
+        if not isinstance(chunk, dict):
+            return cls(), []
+        values, problems = {}, []
+        for key in ("chunk_nbytes", "compression_limit_nbytes", "chunk_split"):
+            value = chunk.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < (1 if key != "compression_limit_nbytes" else 0):
+                problems.append(f"writer_options.chunk_options.{key}: {value!r} ignored (expected a positive number)")
+            else:
+                values[key] = int(value)
+        scheme = chunk.get("compression_scheme")
+        if scheme is not None:
+            ours = BLISS_SCHEMES.get(str(scheme).lower())
+            if ours is None:
+                problems.append(f"writer_options.chunk_options.compression_scheme: {scheme!r} ignored "
+                                f"(BLISS names: {', '.join(BLISS_SCHEMES)})")
+            else:
+                values["compression"] = ours
+        return cls(**values), problems
+
 
 @dataclass(frozen=True)
 class ArraySpec:
@@ -32,18 +107,49 @@ class ArraySpec:
     compression: str | None = "bitshuffle-lz4"
     #: points the scan announces (scan_info npoints); 0: unknown
     expected_points: int = 0
+    #: BLISS's chunk options for this scan (compression there wins over ``compression``)
+    storage: StorageOptions = StorageOptions()
+
+    @property
+    def filter(self) -> str:
+        """The filter this dataset gets ("" none), from the compression asked and the limits."""
+        if not [d for d in self.point_shape]:
+            return ""  # scalars: plain appends are cheapest, and nothing to gain
+        name = check_compression(self.storage.compression if self.storage.compression is not None
+                                 else self.compression)
+        limit = self.storage.compression_limit_nbytes
+        if name and limit is not None and self.expected_points > 0:
+            point = int(np.prod([d if d > 0 else 256 for d in self.point_shape]))
+            if self.expected_points * point * np.dtype(self.dtype).itemsize <= limit:
+                return ""
+        return name
 
 
 def _compression_kwargs(name: str | None) -> dict:
+    name = check_compression(name)
     if not name:
         return {}
     if name == "gzip":
         return {"compression": "gzip", "shuffle": True}
-    if name == "bitshuffle-lz4":
-        import hdf5plugin  # registers the filter with HDF5
+    if name == "deflate":
+        return {"compression": "gzip"}
+    if name == "shuffle":
+        return {"shuffle": True}
+    import hdf5plugin  # registers the filter with HDF5
 
-        return dict(hdf5plugin.Bitshuffle(cname="lz4"))
-    raise ValueError(f"unknown compression {name!r} (use 'bitshuffle-lz4', 'gzip' or none)")
+    return dict(hdf5plugin.Bitshuffle(cname="lz4" if name == "bitshuffle-lz4" else "none"))
+
+
+def _split_chunks(shape: tuple, itemsize: int, nbytes: int, split: int) -> tuple:
+    """blisswriter's rule: from the innermost dimension out, each is cut into ``split`` parts
+    until a chunk holds ``nbytes``; outer dimensions then get 1."""
+    max_size = max(1, nbytes // itemsize)
+    current, out = 1, []
+    for n in reversed(shape):
+        c = 1 if current >= max_size else min(-(-n // split), -(-max_size // current))
+        out.append(max(1, c))
+        current *= out[-1]
+    return tuple(reversed(out))
 
 
 def _chunk_cache(chunk_bytes: int, filtered: bool):
@@ -82,14 +188,20 @@ class GrowingDataset:
         dtype = np.dtype(spec.dtype)
         point = tuple(0 if d == -1 else int(d) for d in spec.point_shape)
         maxshape = (None,) + tuple(None if d == -1 else int(d) for d in spec.point_shape)
-        point_bytes = dtype.itemsize * int(np.prod([d if d > 0 else 256 for d in point] or [1]))
-        kwargs = _compression_kwargs(spec.compression) if point else {}
-        nchunk = max(1, min(CHUNK_BYTES // max(point_bytes, 1), 1 << 16))
-        if spec.expected_points > 0:
-            nchunk = min(nchunk, spec.expected_points)
-        elif not kwargs:
-            nchunk = min(nchunk, UNKNOWN_LENGTH_ROWS)
-        chunks = (nchunk,) + tuple(d if d > 0 else 256 for d in point)
+        inner = tuple(d if d > 0 else 256 for d in point)
+        point_bytes = dtype.itemsize * int(np.prod(inner or [1]))
+        kwargs = _compression_kwargs(spec.filter)
+        chunk_bytes = spec.storage.chunk_nbytes or CHUNK_BYTES
+        if spec.storage.chunk_split and inner:
+            rows = spec.expected_points if spec.expected_points > 0 else UNKNOWN_LENGTH_ROWS
+            chunks = _split_chunks((rows,) + inner, dtype.itemsize, chunk_bytes, spec.storage.chunk_split)
+        else:
+            nchunk = max(1, min(chunk_bytes // max(point_bytes, 1), 1 << 16))
+            if spec.expected_points > 0:
+                nchunk = min(nchunk, spec.expected_points)
+            elif not kwargs:
+                nchunk = min(nchunk, UNKNOWN_LENGTH_ROWS)
+            chunks = (nchunk,) + inner
         dapl = _chunk_cache(int(np.prod(chunks)) * dtype.itemsize, bool(kwargs))
         if kwargs or dtype.kind not in PLAIN_KINDS:  # h5py checks the filter is available
             dset = parent.create_dataset(

@@ -4,6 +4,11 @@ Datasets whose value is a blissdata ``Stream`` reference become growing
 datasets (the caller gets them back to append to). Every soft link gets the
 NeXus ``@target`` attribute on its destination, so validators and tools can
 tell a link from a copy.
+
+A reader without the filter plugin of a dataset gets an error, not the data: so
+the file says which plugins its data need, in the root attribute
+``required_filter_plugins`` (all entries of the file) and in each entry's
+``writer/required_filter_plugins`` ("none": every HDF5 reader opens it).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from blissdata.h5map import (
     VirtualDataset,
 )
 
-from .arrays import ArraySpec, GrowingDataset
+from ..fillvalues import fill_value
+from .arrays import ArraySpec, GrowingDataset, required_plugins
 from .objects import mark_target, new_attr, new_field, new_group, new_soft_link, new_virtual, selection_extent
 
 _logger = logging.getLogger(__name__)
@@ -73,6 +79,8 @@ class TreeWriter:
         self.streams: dict[str, GrowingDataset] = {}
         self._links: list[tuple[h5py.Group, str, str]] = []
         self.warnings: list[str] = []
+        #: filters of the growing datasets this writer created (see required_filter_plugins)
+        self.filters: set[str] = set()
 
     def write(self, parent: h5py.Group, name: str, node, replace: frozenset = frozenset(), _path: str = "",
               _new: bool = False) -> None:
@@ -91,6 +99,8 @@ class TreeWriter:
                 _set_attrs(grp, {k: v for k, v in node.attributes.items() if k not in grp.attrs or k == "default"})
             for cname, child in node.children.items():
                 self.write(grp, cname, child, replace, path, existing is None)
+            if not _path and self.filters:
+                self._declare_filters(grp)
             return
         if existing is not None:
             if self.resume and isinstance(node, Dataset) and isinstance(node.value, Stream):
@@ -118,6 +128,7 @@ class TreeWriter:
             if isinstance(node.value, Stream):
                 spec = self.specs[node.value.stream]
                 array = GrowingDataset.create(parent, name, spec)
+                self.filters.add(spec.filter)
                 self.streams[node.value.stream] = array
                 dset = array.dset
                 fresh = -1 not in spec.point_shape  # ragged data got @fill_value already
@@ -131,6 +142,21 @@ class TreeWriter:
         else:
             self.warnings.append(f"{parent.name}/{name}: unsupported plan node {type(node).__name__}")
 
+    def _declare_filters(self, entry: h5py.Group) -> None:
+        """The plugins the data below ``entry`` need: in its writer note and, for the
+        whole file, in the root attribute (plugins of earlier entries are kept)."""
+        plugins = required_plugins(self.filters)
+        note = entry.get("writer")
+        if isinstance(note, h5py.Group) and "required_filter_plugins" not in note:
+            note["required_filter_plugins"] = "; ".join(plugins) or "none"
+        root = entry.file.attrs
+        before = root.get("required_filter_plugins", "none")
+        before = before.decode() if isinstance(before, bytes) else str(before)
+        known = sorted(({p for p in before.split("; ") if p and p != "none"}) | set(plugins))
+        value = "; ".join(known) or "none"
+        if value != before or "required_filter_plugins" not in root:
+            root["required_filter_plugins"] = value
+
     def _virtual(self, parent: h5py.Group, name: str, node: VirtualDataset) -> None:
         dtype = np.dtype(node.dtype)
         sources = []
@@ -140,10 +166,11 @@ class TreeWriter:
             else:  # another file (lima's): the selection tells how large it is at least
                 shape = selection_extent(vs.src_space)
             sources.append((vs.vspace, vs.src_file, vs.src_dataset, shape, vs.src_space))
-        fill = np.nan if dtype.kind in "fc" else 0
+        # what stands for missing frames/points: the plan's, else the one rule (fillvalues)
+        declared = node.attributes.get("fill_value")
+        fill = _decoded(declared) if declared is not None else fill_value(dtype)
         dset = new_virtual(parent, name, dtype, tuple(node.shape), sources, fill)
-        dset.attrs["fill_value"] = fill
-        _set_attrs(dset, node.attributes)
+        _set_attrs(dset, {"fill_value": fill, **{k: v for k, v in node.attributes.items() if k != "fill_value"}})
         if node.virtual_sources and node.virtual_sources[0].src_file == ".":
             self._target(parent.file, node.virtual_sources[0].src_dataset, mark=False)
 

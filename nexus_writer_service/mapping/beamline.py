@@ -11,7 +11,7 @@ from ..metadata.config import BeamlineConfig, TechniqueConfig
 from ..metadata.config.tree import to_nxdict
 from . import plots
 from .channels import ChannelPlan
-from .metadata import nxdict_to_group
+from .metadata import is_empty, nxdict_to_group
 from .nexus import Group, conform, field, group
 
 
@@ -19,12 +19,17 @@ def instrument(cfg: BeamlineConfig) -> Group | None:
     if not cfg.instrument:
         return None
     grp = nxdict_to_group(to_nxdict(cfg.instrument, "NXinstrument"), "NXinstrument")
+    if is_empty(grp):  # e.g. only a group given as {NX_class: NXcrystal}: nothing to write
+        return None
     conform("NXinstrument", grp.children)
     return grp
 
 
 def sample(cfg: BeamlineConfig) -> Group | None:
-    return nxdict_to_group(to_nxdict(cfg.sample, "NXsample"), "NXsample") if cfg.sample else None
+    if not cfg.sample:
+        return None
+    grp = nxdict_to_group(to_nxdict(cfg.sample, "NXsample"), "NXsample")
+    return None if is_empty(grp) else grp
 
 
 def technique(info: dict, cfg: BeamlineConfig) -> tuple[str | None, TechniqueConfig | None, str | None]:

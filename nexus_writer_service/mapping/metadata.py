@@ -31,9 +31,19 @@ def _scalar(value: Any):
 
 
 def nxdict_to_group(tree: dict, default_class: str = "NXcollection") -> Group:
-    """A scan_meta category (silx NeXus-dict convention) as a plan group."""
+    """A scan_meta category (silx NeXus-dict convention) as a plan group.
+
+    Groups left without children (BLISS's default categories are ``{"@NX_class": ...}``
+    alone; a value of None is dropped) are left out: a group is written when it has
+    content, or not at all. The returned group itself may be empty: see ``is_empty``.
+    """
     h5dict = nexus_to_h5_dict(tree, add_nx_class=False)
     return _h5dict_group(h5dict, default_class)
+
+
+def is_empty(grp: Group | None) -> bool:
+    """True for a group without children (its attributes alone are no content)."""
+    return grp is None or not grp.children
 
 
 def _h5dict_group(h5dict: dict, default_class: str) -> Group:
@@ -51,7 +61,9 @@ def _h5dict_group(h5dict: dict, default_class: str) -> Group:
         if isinstance(key, tuple):
             continue
         if isinstance(value, dict):
-            children[safe_name(key)] = _h5dict_group(value, "NXcollection")
+            child = _h5dict_group(value, "NXcollection")
+            if not is_empty(child):
+                children[safe_name(key)] = child
         elif value is not None:
             children[safe_name(key)] = field(_scalar(value), **field_attrs.get(safe_name(key), {}))
     nx_class = attrs.pop("NX_class", None) or default_class
@@ -65,7 +77,9 @@ def user_categories(info: dict) -> dict[str, Group]:
         if cat in _NOT_USER_CATEGORIES or not isinstance(info.get(cat), dict):
             continue
         default = "NXsample" if cat == "sample" else "NXcollection"
-        out[safe_name(cat)] = nxdict_to_group(info[cat], default)
+        grp = nxdict_to_group(info[cat], default)
+        if not is_empty(grp):  # e.g. BLISS's default 'technique': {"@NX_class": "NXcollection"}
+            out[safe_name(cat)] = grp
     return conform("NXentry", out)
 
 
@@ -74,6 +88,8 @@ def user_instrument(info: dict) -> Group | None:
     if not isinstance(inst, dict):
         return None
     grp = nxdict_to_group(inst, "NXinstrument")
+    if is_empty(grp):
+        return None
     conform("NXinstrument", grp.children)
     return grp
 
