@@ -1,23 +1,57 @@
-"""What the mapping layer knows of a scan: plain data, no Redis objects.
+"""What the writer knows of a scan and its streams: plain data, no Redis objects.
 
-The transport layer fills these from blissdata; tests fill them from fixtures.
+The transport layer fills these from blissdata (or tests from fixtures); the
+stream kinds (``kinds/``) and the mapping read them. They sit below both so that
+neither layer imports the other.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class StreamDescription:
     name: str
-    #: "array" (numeric), "scan" (scan sequence references), "json", "lima", or
-    #: anything else a newer blissdata may invent (written as "unsupported")
-    kind: str
+    #: the writer's kind of this stream (``kinds.classify`` decides; "" = not yet decided)
+    kind: str = ""
     dtype: str | None = None
-    #: shape of one point; -1 marks a free (ragged) dimension
+    #: shape of one point (or frame); -1 marks a free (ragged) dimension
     shape: tuple = ()
     info: dict = field(default_factory=dict)
+    #: how blissdata encodes its events in Redis: "numeric" or "json"
+    encoding: str = "numeric"
+    #: the blissdata plugin named by the stream (``info["plugin"]`` or a legacy format), if any
+    plugin: str | None = None
+
+
+#: blissdata < 2 named stream kinds by ``info["format"]`` (blissdata maps them the same way)
+_LEGACY_FORMATS = {"lima_v1": "lima", "lima_v2": "lima2", "subscan": "scan_sequence"}
+
+
+def describe_stream(name: str, info: dict | None, encoding: dict | None) -> StreamDescription:
+    """A stream's description from what Redis holds of it: its info and its encoding.
+
+    Plain numeric streams take dtype and point shape from their encoding; streams of
+    a plugin (lima, mosca...) from their info (their events are statuses, not data).
+    """
+    info, encoding = dict(info or {}), dict(encoding or {})
+    enc_type = str(encoding.get("type", ""))
+    plugin = info.get("plugin") or _LEGACY_FORMATS.get(str(info.get("format", "")))
+    dtype, shape = info.get("dtype"), info.get("shape")
+    if (enc_type == "numeric" and not plugin) or plugin == "hdf5_fallback":
+        dtype, shape = encoding.get("dtype_str", dtype), encoding.get("shape", shape)
+    try:
+        dtype = np.dtype(dtype).str if dtype is not None else None
+    except TypeError:
+        dtype = None
+    try:
+        shape = tuple(int(d) for d in shape) if isinstance(shape, (list, tuple)) else ()
+    except (TypeError, ValueError):
+        shape = ()
+    return StreamDescription(name, "", dtype, shape, info, enc_type, str(plugin) if plugin else None)
 
 
 @dataclass
@@ -35,8 +69,31 @@ class ScanDescription:
     collection: str | None = None
     dataset: str | None = None
 
-    def stream(self, name: str) -> StreamDescription:
-        for s in self.streams:
-            if s.name == name:
-                return s
-        raise KeyError(name)
+
+@dataclass(frozen=True)
+class FileQuery:
+    """A detector file (or files matching ``pattern``) and the dataset wanted in it."""
+
+    path: str = ""
+    dataset: str = ""
+    #: glob pattern instead of a path: every matching file
+    pattern: str = ""
+    #: "dataset": an HDF5 dataset's shape/type/virtual sources; "edf": each frame's raw bytes
+    what: str = "dataset"
+
+
+@dataclass
+class FileFacts:
+    """What ``io`` found of one queried file's dataset."""
+
+    path: str
+    dataset: str
+    exists: bool = False
+    shape: tuple = ()
+    dtype: str | None = None
+    #: a virtual dataset's sources: (frame indices, file as named, dataset, indices in it, its shape)
+    sources: list = field(default_factory=list)
+    #: names of the items in the dataset's place when it is a group (sparse frames)
+    members: tuple = ()
+    #: EDF: (byte offset, byte size, numpy dtype) of each frame stored raw, None where not raw
+    raw: list | None = None

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import read_file
-from nexus_writer_service.mapping.description import ScanDescription
+from nexus_writer_service.descriptions import ScanDescription
 from nexus_writer_service.mapping.layout import final_tree, plan_scan, start_tree
 from nexus_writer_service.mapping.nexus import get, nx_class
 from nexus_writer_service.metadata import config as beamline_config

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from blissdata.h5map import Dataset, Group, SoftLink, Stream, VirtualDataset
 
-from nexus_writer_service.mapping.description import ScanDescription, StreamDescription
+from nexus_writer_service.descriptions import ScanDescription, StreamDescription, describe_stream
+from nexus_writer_service.kinds import classify
 from nexus_writer_service.mapping.layout import final_tree, plan_scan, start_tree
 from nexus_writer_service.mapping.nexus import NAME_RE, is_safe_relative_path, safe_name
 from nexus_writer_service.simulation.recording import load_recording
@@ -13,13 +14,10 @@ from nexus_writer_service.simulation.synthetic import multi_top_master
 
 
 def describe(rec, info=None) -> ScanDescription:
-    streams = [
-        StreamDescription(s.name, "array" if s.is_numeric else "scan", s.encoding.get("dtype_str"),
-                          tuple(s.encoding.get("shape", ())), s.info)
-        for s in rec.streams
-    ]
-    return ScanDescription("esrf:scan:x", rec.identity["name"], rec.number, "s",
-                           info or rec.info_prepared, streams, rec.identity["path"])
+    """As the transport describes a scan: from each stream's info and encoding."""
+    streams = [describe_stream(s.name, s.info, s.encoding) for s in rec.streams]
+    return classify(ScanDescription("esrf:scan:x", rec.identity["name"], rec.number, "s",
+                                    info or rec.info_prepared, streams, rec.identity["path"]))
 
 
 @pytest.mark.parametrize("fixture, stream, path, short", [
@@ -151,8 +149,8 @@ def test_multi_top_master_gives_one_entry_per_chain():
 def test_streams_of_unknown_kind_are_reported_not_dropped_silently():
     rec = load_recording("03_ascan")
     desc = describe(rec)
-    desc.streams.append(StreamDescription("cam:image", "lima", "uint16", (10, 10), {"plugin": "lima"}))
-    desc.streams.append(StreamDescription("weird", "unsupported"))
+    desc.streams.append(StreamDescription("cam:image", "lima", "<u2", (10, 10), {"plugin": "lima"}, "json", "lima"))
+    desc.streams.append(StreamDescription("weird", "unsupported", info={"plugin": "weird"}, encoding="json", plugin="weird"))
     plan = plan_scan(desc)
     assert set(plan.skipped) == {"weird"}
     assert sum("not written" in w for w in plan.warnings) == 1
@@ -164,7 +162,7 @@ def test_streams_of_unknown_kind_are_reported_not_dropped_silently():
 def test_ragged_channel_plan():
     rec = load_recording("03_ascan")
     desc = describe(rec)
-    desc.streams.append(StreamDescription("mca:spectrum_var", "array", "<f4", (-1,), {}))
+    desc.streams.append(StreamDescription("mca:spectrum_var", "numeric", "<f4", (-1,), {}))
     ch = plan_scan(desc).channel("mca:spectrum_var")
     assert ch.ragged and ch.interpretation == "spectrum"
     assert ch.fill_value != ch.fill_value  # NaN for floats
@@ -185,9 +183,9 @@ def test_start_tree_of_every_fixture_is_valid_h5map():
 def test_lima_roi_and_bpm_counters_go_under_the_detector():
     rec = load_recording("03_ascan")
     desc = describe(rec)
-    desc.streams.append(StreamDescription("cam:image", "lima", "uint16", (10, 10), {"plugin": "lima"}))
-    desc.streams.append(StreamDescription("cam:roi_counters:roi1_sum", "array", "<f8", (), {}))
-    desc.streams.append(StreamDescription("cam:bpm:x", "array", "<f8", (), {}))
+    desc.streams.append(StreamDescription("cam:image", "lima", "<u2", (10, 10), {"plugin": "lima"}, "json", "lima"))
+    desc.streams.append(StreamDescription("cam:roi_counters:roi1_sum", "numeric", "<f8", (), {}))
+    desc.streams.append(StreamDescription("cam:bpm:x", "numeric", "<f8", (), {}))
     plan = plan_scan(desc)
     assert plan.channel("cam:roi_counters:roi1_sum").path == "instrument/cam/roi1_sum"
     assert plan.channel("cam:bpm:x").path == "instrument/cam/bpm_x"

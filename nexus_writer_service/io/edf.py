@@ -1,7 +1,7 @@
 """Where the pixels of EDF frames sit, so HDF5 can point at them (external raw storage).
 
-Only frames stored raw (no compression) qualify; anything else returns None and
-the frames stay referenced by URL only.
+Only frames stored raw (no compression, little endian) qualify; the others are
+None and stay referenced by URL only.
 """
 
 from __future__ import annotations
@@ -15,29 +15,24 @@ _EDF_TYPES = {
 }
 
 
-def raw_layout(refs, dtype: str) -> list[tuple[str, int, int]] | None:
-    """(file, byte offset, byte size) per frame reference, or None if one is not raw."""
+def frame_layout(path: str) -> list[tuple[int, int, str] | None] | None:
+    """(byte offset, byte size, dtype) of every frame of an EDF file (None: not raw);
+    None if the file cannot be read."""
     import fabio  # only needed for non-HDF5 detectors
 
-    want = np.dtype(dtype)
-    opened: dict[str, object] = {}
-    out = []
     try:
-        for fmt, path, _data_path, index in refs:
-            if str(fmt).upper() != "EDF":  # EDFLZ4, CBF...: compressed, not raw
-                return None
-            image = opened.get(path) or opened.setdefault(path, fabio.open(path))
-            frame = image._frames[index]  # fabio keeps each frame's byte range
+        image = fabio.open(path)
+    except (OSError, ValueError):
+        return None
+    try:
+        out = []
+        for frame in image._frames:  # fabio keeps each frame's byte range
             header = frame.header
-            if header.get("Compression") or header.get("ByteOrder", "LowByteFirst") != "LowByteFirst":
-                return None
             kind = _EDF_TYPES.get(header.get("DataType", ""))
-            if kind is None or np.dtype("<" + kind) != want.newbyteorder("<"):
-                return None
-            out.append((path, int(frame.start), int(frame.size)))
-    except (OSError, IndexError, AttributeError, KeyError):
+            raw = not header.get("Compression") and header.get("ByteOrder", "LowByteFirst") == "LowByteFirst"
+            out.append((int(frame.start), int(frame.size), np.dtype("<" + kind).str) if raw and kind else None)
+        return out
+    except (AttributeError, KeyError, TypeError):
         return None
     finally:
-        for image in opened.values():
-            image.close()
-    return out
+        image.close()

@@ -157,6 +157,14 @@ class TreeWriter:
         if value != before or "required_filter_plugins" not in root:
             root["required_filter_plugins"] = value
 
+    def write_at(self, h5: h5py.File, parent_path: str, name: str, node, replace: bool = False) -> None:
+        """Write ``node`` as ``parent_path/name`` (the parent exists); ``replace``: an item
+        already there is deleted first (a virtual dataset that grew)."""
+        parent = h5[parent_path]
+        if replace and name in parent:
+            del parent[name]
+        self.write(parent, name, node, _path=parent_path)
+
     def _virtual(self, parent: h5py.Group, name: str, node: VirtualDataset) -> None:
         dtype = np.dtype(node.dtype)
         sources = []

@@ -1,6 +1,7 @@
-"""2D detector frames saved by lima: referenced, never copied.
+"""Frames (or spectra) that a detector saved in its own files: referenced, never copied.
 
-HDF5 frames become a virtual dataset over lima's files; frames in other formats
+Shared by the kinds whose data are in detector files (lima, lima2, mosca). HDF5
+frames become a virtual dataset over the detector's files; frames in other formats
 become HDF5 external raw storage when their byte layout allows it (EDF without
 compression, absolute file names), and always a list of silx URLs, one per
 frame. VDS and URL file names are relative to our file when the frames sit
@@ -22,9 +23,10 @@ from blissdata.h5map import (
     VirtualSource,
 )
 
-from .channels import ChannelPlan
-from .nexus import Group, field, group, link
-from .plots import mesh_shape
+from ..fillvalues import fill_value
+from ..mapping.channels import ChannelPlan
+from ..mapping.nexus import Group, field, group, link
+from ..mapping.plots import mesh_shape
 
 
 @dataclass
@@ -39,6 +41,8 @@ class Frames:
     refs: list = dc_field(default_factory=list)
     #: (file path, byte offset, byte size) of each saved frame's raw data, when known
     raw: list | None = None
+    #: extra axes of the detector's dataset between frame index and frame (Lima2: (1,))
+    src_prefix: tuple = ()
 
     @property
     def saved(self) -> int:
@@ -79,9 +83,15 @@ def _runs(refs) -> list[tuple[int, int]]:
     return runs
 
 
-def frames_vds(frames: Frames, file_dir: str, mesh: tuple[int, int] | None = None) -> VirtualDataset:
-    """All saved frames as one virtual dataset, optionally in the mesh's (slow, fast) shape."""
-    h, w = (int(d) for d in frames.shape)
+def frames_vds(frames: Frames, file_dir: str, mesh: tuple[int, int] | None = None,
+               interpretation: str = "image") -> VirtualDataset:
+    """All saved frames as one virtual dataset, optionally in the mesh's (slow, fast) shape.
+
+    Frames of any dimension (images, spectra); room is made for every acquired frame,
+    those never saved read as the fill value.
+    """
+    dims = [int(d) for d in frames.shape]
+    zeros = [0] * len(dims)
     n = frames.acquired if mesh is None else mesh[0] * mesh[1]
     sources = []
     for start, count in _runs(frames.refs[:n]):
@@ -97,14 +107,16 @@ def frames_vds(frames: Frames, file_dir: str, mesh: tuple[int, int] | None = Non
                 i += k
         for first, k, src_index in pieces:
             if mesh is None:
-                vspace = SpaceSelection(start=[first, 0, 0], count=[k, h, w])
+                vspace = SpaceSelection(start=[first, *zeros], count=[k, *dims])
             else:
-                vspace = SpaceSelection(start=[first // mesh[1], first % mesh[1], 0, 0], count=[1, k, h, w])
+                vspace = SpaceSelection(start=[first // mesh[1], first % mesh[1], *zeros], count=[1, k, *dims])
+            pre = [int(d) for d in frames.src_prefix]
             sources.append(VirtualSource(vspace=vspace, src_file=src, src_dataset=data_path,
-                                         src_space=SpaceSelection(start=[src_index, 0, 0], count=[k, h, w])))
-    shape = [n, h, w] if mesh is None else [mesh[0], mesh[1], h, w]
+                                         src_space=SpaceSelection(start=[src_index, *[0] * len(pre), *zeros],
+                                                                  count=[k, *pre, *dims])))
+    shape = [n, *dims] if mesh is None else [mesh[0], mesh[1], *dims]
     return VirtualDataset(dtype=np.dtype(frames.dtype).str, shape=shape, virtual_sources=sources,
-                          attributes={"interpretation": "image", "fill_value": 0})
+                          attributes={"interpretation": interpretation, "fill_value": fill_value(frames.dtype)})
 
 
 def frames_external(frames: Frames, file_dir: str) -> ExternalBinaryDataset | None:
@@ -117,11 +129,19 @@ def frames_external(frames: Frames, file_dir: str) -> ExternalBinaryDataset | No
                                  files=files, attributes={"interpretation": "image"})
 
 
-def add_lima(root: Group, entry: str, ch: ChannelPlan, frames: Frames, file_dir: str, info: dict) -> None:
-    """The detector group, its measurement link and the ``images`` plot in ``root`` (final tree)."""
-    det = group("NXdetector")
+def frame_nodes(entry: str, ch: ChannelPlan, frames: Frames, file_dir: str, info: dict,
+                extra: dict | None = None, data=None) -> tuple[dict, tuple | None]:
+    """(entry-relative nodes, image plot) for one detector's frames in its files.
+
+    The detector group (data, one URL per frame, counts, format), its measurement
+    link, and an ``images`` plot (in the mesh's shape for a mesh). ``data``: the
+    frames' dataset when the kind built it itself.
+    """
+    det = group("NXdetector", dict(extra or {}))
     fmt = frames.refs[0][0] if frames.refs else ""
-    if frames.refs and is_hdf5(fmt):
+    if data is not None:
+        det.children["data"] = data
+    elif frames.refs and is_hdf5(fmt):
         det.children["data"] = frames_vds(frames, file_dir)
     elif frames.refs:
         external = frames_external(frames, file_dir)
@@ -132,17 +152,18 @@ def add_lima(root: Group, entry: str, ch: ChannelPlan, frames: Frames, file_dir:
     det.children["frames_saved"] = field(frames.saved)
     if fmt:
         det.children["file_format"] = field(str(fmt))
-    root.children["instrument"].children[ch.group] = det
+    nodes = {f"instrument/{ch.group}": det}
     if "data" not in det.children:
-        return
+        return nodes, None
     target = f"/{entry}/instrument/{ch.group}/data"
-    root.children.setdefault("measurement", group("NXcollection")).children[ch.short_name] = link(target)
+    nodes[f"measurement/{ch.short_name}"] = link(target)
     mesh = mesh_shape(info)
     if mesh and is_hdf5(fmt) and frames.saved:
         signal = frames_vds(frames, file_dir, mesh)
     else:
         signal = link(target)
-    if "images" not in root.children:
-        root.children["images"] = group("NXdata", {ch.short_name: signal}, signal=ch.short_name,
-                                        interpretation="image")
+    return nodes, (ch.short_name, signal)
 
+
+def image_plot(name: str, signal) -> Group:
+    return group("NXdata", {name: signal}, signal=name, interpretation="image")

@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass, field as dc_field
 from typing import Mapping
 
-import numpy as np
 
-from .description import ScanDescription, StreamDescription
+from ..descriptions import ScanDescription, StreamDescription
+from ..fillvalues import fill_value
 from .nexus import PRIMARY_FIELDS, is_safe_relative_path, safe_name, unique_name
 
 _MCA_STAT = re.compile(
@@ -34,7 +34,6 @@ MCA_FIELDS = {
     "ocr": "event_count_rate",
     "deadtime": "fractional_dead_time",
 }
-_FILL = {"f": float("nan"), "c": float("nan"), "i": 0, "u": 0, "b": False}
 
 
 @dataclass
@@ -46,9 +45,12 @@ class ChannelPlan:
     field: str
     nx_class: str
     short_name: str
-    role: str  # "axis", "timer", "counter", "spectrum", "image", "lima" (frames in detector files)
+    role: str  # "axis", "timer", "counter", "spectrum", "image", "lima" (frames in detector
+    #            files), "spectrum_files" (spectra in detector files), "events" (JSON documents)
     dtype: str
     point_shape: tuple
+    #: the stream's kind (``kinds``): how its data reach the file
+    kind: str = "numeric"
     units: str | None = None
     display_name: str = ""
     #: where BLISS's data_path was refused, why
@@ -73,7 +75,7 @@ class ChannelPlan:
 
     @property
     def fill_value(self):
-        return _FILL.get(np.dtype(self.dtype).kind, 0)
+        return fill_value(self.dtype)
 
     @property
     def interpretation(self) -> str | None:
@@ -108,12 +110,21 @@ def _device(info: dict, channel: str) -> dict:
     return (info.get("devices") or {}).get(ch.get("device"), {}) or {}
 
 
+_MOSCA_ELEMENT = re.compile(r"^spec_det(\w+)$")
+
+
 def _derive(name: str, stream: StreamDescription, info: dict, is_master: bool,
-            lima_dets: frozenset = frozenset()) -> tuple[str, str, str, str]:
-    """(group, field, nx_class, role) from BLISS's channel naming."""
+            lima_dets: frozenset = frozenset(), kind_role: str | None = None) -> tuple[str, str, str, str]:
+    """(group, field, nx_class, role) from BLISS's channel naming (``kind_role``: the
+    role the stream's kind imposes, if any)."""
     ctrl, _, short = name.rpartition(":")
     det, _, sub = ctrl.partition(":")
-    if stream.kind != "lima" and det in lima_dets:
+    if kind_role == "spectrum_files":  # <mca>:spectrum:spec_det<NN>: with the element's statistics
+        m = _MOSCA_ELEMENT.match(short)
+        return (f"{det}_det{m.group(1)}" if m else (det or short)), "spectrum", "NXdetector", kind_role
+    if kind_role == "events":
+        return ctrl.replace(":", "_") or short, short if ctrl else "data", "NXcollection", kind_role
+    if kind_role != "lima" and det in lima_dets:
         # lima ROI counters (<det>:roi_counters:roi1_sum), BPM (<det>:bpm:x), frame metadata:
         # with the frames, under the detector's group
         fld = short if sub in ("", "roi_counters", "roi_profiles") else f"{sub.replace(':', '_')}_{short}"
@@ -124,7 +135,7 @@ def _derive(name: str, stream: StreamDescription, info: dict, is_master: bool,
     ndim = len(stream.shape)
     dev = _device(info, name)
     is_mca = dev.get("type") == "mca" or (dev.get("metadata") or {}).get("type") == "mca"
-    if stream.kind == "lima":
+    if kind_role == "lima":
         return ctrl or display, "data", "NXdetector", "lima"
     if ctrl == "axis":
         return display, "value", "NXpositioner", "axis"
@@ -162,7 +173,8 @@ def _apply_detector(cfg, key: str, ctrl: str, grp: str, units: str | None) -> tu
 
 def plan_channels(desc: ScanDescription, detectors: Mapping | None = None
                   ) -> tuple[list[ChannelPlan], dict[str, str]]:
-    """Channel plans for every numeric stream, and the streams left out with why.
+    """Channel plans for every stream whose kind has a place in the file, and the
+    streams left out with why.
 
     ``detectors`` (beamline configuration: name -> DetectorConfig) renames groups and
     gives units where BLISS has none; BLISS's own units win.
@@ -177,23 +189,26 @@ def plan_channels(desc: ScanDescription, detectors: Mapping | None = None
     groups_taken: dict[str, set] = {}
     fields_taken: dict[tuple[str, str], set] = {}
     order = {ch: i for i, ch in enumerate(masters)}
-    lima_dets = frozenset(s.name.rpartition(":")[0].partition(":")[0] for s in desc.streams if s.kind == "lima")
+    from .. import kinds  # here: kinds use this module's ChannelPlan
+
+    handlers = {s.name: kinds.handler(s) for s in desc.streams}
+    lima_dets = frozenset(s.name.rpartition(":")[0].partition(":")[0] for s in desc.streams
+                          if handlers[s.name].role == "lima")
     for stream in sorted(desc.streams, key=lambda s: order.get(s.name, len(order))):
-        if stream.kind == "scan":
-            continue
-        if stream.kind not in ("array", "lima"):
-            plugin = stream.info.get("plugin")
-            skipped[stream.name] = (
-                f"blissdata plugin {plugin!r} is missing or broken here" if stream.kind == "unsupported" and plugin
-                else f"stream kind {stream.kind!r} is not written by this writer version")
+        handler = handlers[stream.name]
+        if not handler.has_channel:
+            reason = handler.unsaved_reason()
+            if reason:
+                skipped[stream.name] = reason
             continue
         master, is_master = masters.get(stream.name, (None, False))
         entry = entries.get(master, first_entry)
         chinfo = (info.get("channels") or {}).get(stream.name) or {}
-        group, fld, nx_class, role = _derive(stream.name, stream, info, is_master, lima_dets)
+        group, fld, nx_class, role = _derive(stream.name, stream, info, is_master, lima_dets, handler.role)
         group, fld = safe_name(group), safe_name(fld)
         note = None
-        data_path = stream.info.get("data_path")
+        announced = getattr(handler, "announced_path", None)
+        data_path = announced() if announced else None
         if data_path:
             head, _, rel = str(data_path).partition("/")
             parts = rel.split("/")
@@ -222,7 +237,7 @@ def plan_channels(desc: ScanDescription, detectors: Mapping | None = None
             short_name="", role=role, dtype=stream.dtype or "float64",
             point_shape=tuple(stream.shape), units=units,
             display_name=chinfo.get("display_name") or stream.name.rpartition(":")[2], note=note,
-            device_fields=static, bliss_group=bliss_group,
+            device_fields=static, bliss_group=bliss_group, kind=handler.name,
         ))
     _assign_short_names(plans)
     return plans, skipped

@@ -3,7 +3,8 @@
 Two trees per entry, matching the two moments a writer can know things:
 ``start_tree`` when the scan is PREPARED (streams exist, data not yet), and
 ``final_tree`` once it is over (end time, end reason, final lengths, user
-metadata with END timing). The layout is documented in NEXUS_LAYOUT.md.
+metadata with END timing, what each stream kind adds). The layout is documented
+in doc/layout.md.
 """
 
 from __future__ import annotations
@@ -13,12 +14,18 @@ from datetime import datetime, timezone
 
 from .. import __version__
 from ..metadata.config import BeamlineConfig
-from . import beamline, images, metadata, plots
+from . import beamline, metadata, plots
 from .channels import ChannelPlan, entry_names, plan_channels
-from .description import ScanDescription
+from ..descriptions import ScanDescription
 from .nexus import Group, field, group, insert, link, merge, nx_class, stream_field
 
 from ..states import FAILED, WRITING
+
+
+def _appends(kind: str) -> bool:
+    from .. import kinds  # here: kinds use the mapping's plans
+
+    return kinds.appends(kind)
 
 
 @dataclass
@@ -50,12 +57,13 @@ class ScanPlan:
 
     @property
     def streamed(self) -> list[ChannelPlan]:
-        """Channels whose data come through Redis (not lima frames)."""
-        return [c for c in self.channels if c.role != "lima"]
+        """Channels whose points come through Redis, appended as they arrive."""
+        return [c for c in self.channels if _appends(c.kind)]
 
     @property
-    def lima(self) -> list[ChannelPlan]:
-        return [c for c in self.channels if c.role == "lima"]
+    def referenced(self) -> list[ChannelPlan]:
+        """Channels whose kind adds its own nodes (detector files, JSON documents)."""
+        return [c for c in self.channels if not _appends(c.kind)]
 
 
 def plan_scan(desc: ScanDescription, config: BeamlineConfig | None = None) -> ScanPlan:
@@ -66,7 +74,7 @@ def plan_scan(desc: ScanDescription, config: BeamlineConfig | None = None) -> Sc
         by_name[ch.entry].channels.append(ch)
     warnings = [f"{c.stream}: {c.note}" for c in channels if c.note]
     warnings += [f"stream {name!r} not written: {why}" for name, why in skipped.items()]
-    subscans = [s.name for s in desc.streams if s.kind == "scan"]
+    subscans = [s.name for s in desc.streams if s.kind == "scan_sequence"]
     if len(entries) > 1:
         entries = [e for e in entries if e.channels] or entries[:1]
     return ScanPlan(entries, subscans, skipped, warnings)
@@ -94,7 +102,9 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
         }),
     })
     for ch in entry.channels:
-        if ch.role == "lima":  # referenced once frames are saved (final tree)
+        if not _appends(ch.kind):  # its kind adds its nodes (live and final)
+            if ch.role == "spectrum_files":  # spectra grow in their MCA group while saved
+                root.children["instrument"].children.setdefault(ch.group, group(ch.nx_class))
             continue
         grp = root.children["instrument"].children.get(ch.group)
         if grp is None:
@@ -123,9 +133,10 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
 
 def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, lengths: dict[str, int],
                status: str, warnings: list[str], config: BeamlineConfig | None = None,
-               frames: dict[str, "images.Frames"] | None = None, file_dir: str = "") -> Group:
+               outcomes: dict | None = None) -> Group:
     """What is added when the scan is over (or given up): metadata, plots, status.
 
+    ``outcomes``: stream -> ``kinds.Outcome`` of the kinds that add their own nodes.
     ``warnings`` is extended with what the configuration asked for but could not be made.
     """
     info = final_info
@@ -152,9 +163,18 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
         else:
             root.children["sample"] = sample_defaults
     root.children.update(metadata.notes(info))
+    image_plot = None
     for ch in entry.channels:
-        if ch.role == "lima" and frames and ch.stream in frames:
-            images.add_lima(root, entry.name, ch, frames[ch.stream], file_dir, info)
+        outcome = (outcomes or {}).get(ch.stream)
+        if outcome is None:
+            continue
+        for path, node in outcome.nodes.items():
+            insert(root, path, node)
+        if outcome.plot is not None and image_plot is None:
+            image_plot = outcome.plot
+    if image_plot is not None and "images" not in root.children:
+        name, signal = image_plot
+        root.children["images"] = group("NXdata", {name: signal}, signal=name, interpretation="image")
     nxdata, default = plots.plots(entry.name, info, entry.channels, lengths)
     extra, technique_default, config_warnings = beamline.entry_plots(entry.name, info, entry.channels,
                                                                      lengths, config)
@@ -199,4 +219,4 @@ def _now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat()
 
 
-__all__ = ["plan_scan", "start_tree", "final_tree", "ScanPlan", "EntryPlan", "insert"]
+__all__ = ["plan_scan", "start_tree", "final_tree", "ScanPlan", "EntryPlan"]

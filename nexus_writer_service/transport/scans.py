@@ -16,23 +16,24 @@ from blissdata.exceptions import EndOfStream, IndexNoMoreThereError
 from blissdata.redis_engine.scan import ScanState
 from blissdata.redis_engine.store import DataStore
 from blissdata.streams import CursorGroup
+from blissdata.streams.default import Stream as RawStream
 
-from ..mapping.description import ScanDescription, StreamDescription
+from ..descriptions import ScanDescription, StreamDescription, describe_stream
 
 _logger = logging.getLogger(__name__)
 
 PREPARED, CLOSED = ScanState.PREPARED, ScanState.CLOSED
 
 
-def _kind(stream) -> str:
-    try:
-        plugin = stream.plugin
-        kind = stream.kind
-    except Exception:  # broken or missing blissdata plugin: the stream cannot be read
-        return "unsupported"
-    if plugin in ("lima", "lima2"):
-        return "lima"
-    return kind if isinstance(kind, str) else "unsupported"
+def _describe(name: str, stream) -> StreamDescription:
+    """What a stream says of itself in Redis, without its blissdata plugin class.
+
+    A plugin that is missing here (``MissingPluginStream``) or cannot reach its
+    detector server (``BrokenPluginStream``: Lima2's needs the conductor) is normal:
+    the low-level event stream always reads.
+    """
+    events = stream.event_stream
+    return describe_stream(name, events.info, events.encoding)
 
 
 @dataclass
@@ -128,14 +129,7 @@ class ScanSource:
     # -- description -------------------------------------------------------
     def description(self) -> ScanDescription:
         s = self.scan
-        streams = []
-        for name, stream in s.streams.items():
-            kind = _kind(stream)
-            dtype, shape = None, ()
-            if kind in ("array", "lima"):
-                dtype = np.dtype(stream.dtype).str
-                shape = tuple(int(d) for d in stream.shape)
-            streams.append(StreamDescription(name, kind, dtype, shape, dict(stream.info or {})))
+        streams = [_describe(name, stream) for name, stream in s.streams.items()]
         return ScanDescription(
             key=s.key, name=s.name, number=s.number, session=s.session,
             info=dict(s.info), streams=streams, path=getattr(s, "path", None),
@@ -150,7 +144,13 @@ class ScanSource:
 
     # -- data --------------------------------------------------------------
     def follow(self, names: list[str]) -> None:
-        streams = [self.scan.streams[n] for n in names]
+        """Read these streams' raw events (numeric points or JSON documents) from now on.
+
+        Raw: blissdata's plain ``Stream`` over each event stream, whatever its plugin
+        class would do (fetch frames from a detector server, or read trimmed points
+        back from the file we are writing).
+        """
+        streams = [RawStream(self.scan.streams[n].event_stream) for n in names]
         self._cursors = BoundedCursorGroup(streams) if streams else None
 
     def close(self) -> None:
@@ -178,51 +178,26 @@ class ScanSource:
         self._cursors.adapt(nbytes)
         return out
 
-    def published_lengths(self, known: dict[str, int] | None = None) -> dict[str, int]:
-        """Length of every stream of the scan, from a load made after it closed (a stale
-        one may lack streams).
+    def published_lengths(self, known: dict[str, int] | None = None) -> dict[str, int | None]:
+        """Events in every stream of the scan, from a load made after it closed (a stale
+        one may lack streams); None for a stream whose Redis key is gone (deleted or
+        evicted: what it held is lost).
 
         ``known``: lengths already certain (streams read to their sealed end), not asked again.
         """
         known = known or {}
-        lengths = {}
+        lengths: dict[str, int | None] = {}
         scan = self.scan if self._final else self.ds.load_scan(self.key)
         for name, stream in scan.streams.items():
             if name in known:
                 lengths[name] = known[name]
                 continue
+            events = stream.event_stream
             try:
-                lengths[name] = len(stream)
-            except Exception:
+                lengths[name] = len(events) if self.ds._redis.exists(events.key) else None
+            except redis.RedisError:
                 lengths[name] = 0
         return lengths
-
-    def subscans(self, names: list[str]) -> list[tuple[str, int]]:
-        """(key, scan number) of every child scan announced so far."""
-        refs = []
-        for name in names:
-            stream = self.scan.streams[name]
-            raw = stream.event_stream
-            for i in range(len(raw)):
-                event = raw[i]
-                refs.append((event["key"], int(event.get("scan_number", 0))))
-        return refs
-
-    def lima_progress(self, name: str) -> tuple[int, int, bool]:
-        """(frames acquired, frames saved, sealed) from the last lima status."""
-        raw = self.scan.streams[name].event_stream
-        n = len(raw)
-        if not n:
-            return 0, 0, raw.is_sealed()
-        status = raw[n - 1]
-        return int(status.get("last_index", -1)) + 1, int(status.get("last_index_saved", -1)) + 1, raw.is_sealed()
-
-    def lima_references(self, name: str, count: int) -> list[tuple[str, str, str | None, int]]:
-        """(format, file path, data path, index in file) of the first ``count`` frames."""
-        if count <= 0:
-            return []
-        refs = self.scan.streams[name].get_references(slice(0, count))
-        return [(r.format, r.file_path, r.data_path, int(r.index)) for r in refs]
 
     def child_path(self, key: str) -> tuple[str | None, int]:
         child = self.ds.load_scan(key)

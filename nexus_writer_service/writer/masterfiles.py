@@ -15,7 +15,7 @@ from blissdata.h5map import ExternalLink
 
 from ..io.files import FileRegistry
 from ..io.tree import TreeWriter
-from ..mapping.description import ScanDescription
+from ..descriptions import ScanDescription
 from ..mapping.nexus import safe_name
 
 

@@ -18,13 +18,13 @@ import redis
 from blissdata.exceptions import EndOfStream
 from blissdata.h5map import ExternalLink
 
+from .. import kinds
+from ..descriptions import ScanDescription
+from ..io import inspect
 from ..io.arrays import ArraySpec
-from ..io.edf import raw_layout
 from ..io.files import FileHandle, FileRegistry
 from ..io.tree import TreeWriter
 from ..mapping import layout
-from ..mapping.description import ScanDescription
-from ..mapping.images import Frames, is_hdf5
 from ..mapping.scaninfo import clean as clean_info
 from ..mapping.layout import ScanPlan
 from ..metadata.config import BeamlineConfig, ConfigError, merged
@@ -66,8 +66,18 @@ class ScanState:
 
 
 class ScanLogger(logging.LoggerAdapter):
-    def process(self, msg, kwargs):
-        return f"[{self.extra['session']}] [{self.extra['scan']}] {msg}", kwargs
+    """Prefixes ``[session] [scan]``; the prefix is data, never part of the format string.
+
+    Scan and session names come from users: a name with ``%s`` must not be read by
+    logging's ``msg % args`` (it would lose the line: "--- Logging error ---").
+    """
+
+    def log(self, level, msg, *args, **kwargs):
+        if self.isEnabledFor(level):
+            prefix = f"[{self.extra['session']}] [{self.extra['scan']}] "
+            if args:  # logging applies ``%`` only when there are arguments
+                prefix = prefix.replace("%", "%%")
+            self.logger.log(level, prefix + str(msg), *args, **kwargs)
 
 
 class ScanWriter:
@@ -85,6 +95,9 @@ class ScanWriter:
         self._skip: dict[str, int] = {}
         self._plan: ScanPlan | None = None
         self._desc: ScanDescription | None = None
+        #: the kind of every stream of the scan (``kinds``), by stream name
+        self._kinds: dict[str, kinds.StreamKind] = {}
+        self._last_live = 0.0
         #: the beamline configuration in force for this scan (writer's file + the session's)
         self._beamline: BeamlineConfig | None = None
         #: called with the ScanState at every change (completeness protocol)
@@ -124,7 +137,7 @@ class ScanWriter:
         self.log.extra["scan"] = f"{src.scan.number} {src.scan.name}"
         if not src.wait(PREPARED, self.config.prepare_timeout):
             raise TimeoutError(f"scan not prepared after {self.config.prepare_timeout:.0f} s")
-        desc = self._desc = src.description()
+        desc = self._desc = kinds.classify(src.description())
         desc.info, problems = clean_info(desc.info)
         for problem in problems:
             self._warn(problem)
@@ -136,6 +149,7 @@ class ScanWriter:
         self.state.file = path
         self._beamline = self._beamline_config(desc.info)
         plan = self._plan = layout.plan_scan(desc, self._beamline)
+        self._kinds = {s.name: kinds.handler(s) for s in desc.streams}
         self.state.warnings.extend(plan.warnings)
         for w in plan.warnings:
             self.log.warning(w)
@@ -222,7 +236,8 @@ class ScanWriter:
     def _stream(self) -> bool:
         """Append data until every stream is sealed and read; False if given up."""
         src = self.source
-        src.follow(list(self._arrays))
+        events = [n for n, k in self._kinds.items() if k.follows and not k.appends]
+        src.follow(list(self._arrays) + events)
         # a slow scan (long count time) is not a stalled one
         count_time = self._desc.info.get("count_time")
         stall = max(self.config.stall_timeout,
@@ -247,8 +262,10 @@ class ScanWriter:
             if batches:
                 last_progress = time.monotonic()
                 self._append(batches)
+            if batches and time.monotonic() - self._last_live > self.config.flush_period:
+                self._write_live()
             if time.monotonic() - self._last_publish > 1.0:  # progress, at most once a second
-                written = {n: a.length for n, a in self._arrays.items()}
+                written = self._written()
                 if written != self.state.written:
                     self.state.written = written
                     self._publish()
@@ -267,9 +284,40 @@ class ScanWriter:
                     return False
             self._handle.flush(self.config.flush_period)
 
+    def _written(self) -> dict[str, int]:
+        """Points (frames, events) in the file so far, per stream."""
+        written = {n: a.length for n, a in self._arrays.items()}
+        for name, kind in self._kinds.items():
+            if not kind.appends and kind.progress() is not None:
+                written[name] = kind.progress()
+        return written
+
+    def _context(self, ch, info: dict, files: dict | None = None) -> kinds.Context:
+        return kinds.Context(entry=ch.entry if ch else self._plan.entries[0].name, channel=ch,
+                             file_dir=os.path.dirname(self.state.file), info=info, files=files or {})
+
+    def _write_live(self) -> None:
+        """What kinds show while the scan runs (spectra saved by MOSCA so far)."""
+        self._last_live = time.monotonic()
+        for ch in self._plan.referenced:
+            nodes = self._kinds[ch.stream].live(self._context(ch, self._desc.info))
+            if not nodes:
+                continue
+            with self._handle.lock:
+                writer = TreeWriter()
+                for path, node in nodes.items():
+                    full = f"{ch.entry}/{path}"
+                    parent, _, name = full.rpartition("/")
+                    writer.write_at(self._handle.h5, parent, name, node, replace=True)
+                writer.finish_links()
+
     def _append(self, batches: dict) -> None:
         with self._handle.lock:
             for name, batch in batches.items():
+                kind = self._kinds.get(name)
+                if kind is not None and not kind.appends:
+                    kind.on_events(batch.data if batch.data is not None else [], batch.lost)
+                    continue
                 array = self._arrays[name]
                 batch = self._skip_written(name, batch)
                 if batch.lost:
@@ -302,41 +350,50 @@ class ScanWriter:
         self.state.written = dict(lengths)
         if not closed:
             self._warn("the scan was never closed by its publisher")
+        ok = closed and streams_complete and not self._lost
         for name, n in lengths.items():
             if self._lost.get(name):
                 self._warn(f"{name}: {self._lost[name]} points trimmed from Redis before they were saved")
-            if n < published.get(name, 0):
+            if name in published and published[name] is None:
+                self._warn(f"{name}: its data are gone from Redis (stream deleted or evicted): "
+                           f"{n} points written")
+                ok = False
+            elif n < (published.get(name) or 0):
                 self._warn(f"{name}: {n} points written of {published[name]} published")
-        ok = closed and streams_complete and not self._lost and all(
-            lengths[n] >= published.get(n, 0) for n in lengths)
+                ok = False
         # never complete without every published stream accounted for (written,
         # referenced, or skipped with a warning): a scan read too early shows fewer
-        known = set(lengths) | {c.stream for c in plan.lima} | set(plan.skipped) | set(plan.subscan_streams)
-        unknown = sorted(set(published) - known)
+        unknown = sorted(set(published) - set(self._kinds))
         if unknown:
             self._warn(f"{len(unknown)} stream(s) published but not written: {', '.join(unknown[:5])}")
             ok = False
-        frames = self._lima_frames()
-        for name, fr in frames.items():
-            lengths[name] = fr.saved
-            if fr.missing:
-                self._warn(f"{name}: {fr.missing} of {fr.acquired} frames were never saved by the "
-                           f"detector (fill value 0 in the data)")
+        outcomes = self._outcomes(info)
+        for name, outcome in outcomes.items():
+            lengths[name] = outcome.written
+            self.state.written[name] = outcome.written
+            for w in outcome.warnings:
+                self._warn(w)
+            if outcome.missing or not outcome.accounted:
                 ok = False
         status = SUCCEEDED if ok else INCOMPLETE
         subscans = self._subscan_links() if plan.subscan_streams else None
         with self._handle.lock:
             h5 = self._handle.h5
             writer = TreeWriter()
+            plotted = None
             for entry in plan.entries:
                 tree = layout.final_tree(desc, entry, info, lengths, status, self.state.warnings,
-                                         self._beamline, frames, os.path.dirname(self.state.file))
+                                         self._beamline, outcomes)
                 if subscans is not None and entry is plan.entries[0]:
                     tree.children["subscans"] = subscans
                 writer.write(h5, entry.name, tree, replace=frozenset({f"{entry.name}/writer/status"}))
+                if plotted is None and _worth_plotting(tree, entry, lengths):
+                    plotted = entry.name
             writer.finish_links()
             self._note_warnings(writer.warnings)
-            h5.attrs["default"] = plan.entries[0].name
+            # the file opens on the last scan with something to show, never on an empty entry
+            if plotted is not None:
+                h5.attrs["default"] = plotted
         self._handle.flush()
         self.state.status = status
         npoints = max(lengths.values(), default=0)
@@ -344,20 +401,25 @@ class ScanWriter:
         log = self.log.info if status == SUCCEEDED else self.log.warning
         log("%s: %s (%d points, end_reason %s)", ", ".join(self.state.entries), status, npoints, end)
 
-    def _lima_frames(self) -> dict[str, Frames]:
-        """Saved frames of each lima channel, once the detector said its last word."""
+    def _outcomes(self, info: dict) -> dict[str, kinds.Outcome]:
+        """What each kind that is not plain appended data adds, by stream."""
         out = {}
-        deadline = time.monotonic() + min(self.config.stall_timeout, 60.0)
-        for ch in self._plan.lima:
-            acquired, saved, sealed = self.source.lima_progress(ch.stream)
-            while not sealed and time.monotonic() < deadline:
-                time.sleep(0.1)
-                acquired, saved, sealed = self.source.lima_progress(ch.stream)
-            refs = self.source.lima_references(ch.stream, saved)
-            fr = Frames(acquired, ch.dtype, tuple(ch.point_shape), refs)
-            if refs and not is_hdf5(refs[0][0]):
-                fr.raw = raw_layout(refs, ch.dtype)
-            out[ch.stream] = fr
+        channels = {c.stream: c for c in self._plan.referenced}
+        for name, kind in self._kinds.items():
+            if kind.appends or (kind.has_channel and name not in channels):
+                continue
+            known: dict = {}
+            while True:
+                queries = [q for q in kind.files_needed(known) if q not in known]
+                if not queries:
+                    break
+                known.update(inspect.answer(queries))
+            try:
+                out[name] = kind.finish(self._context(channels.get(name), info, known))
+            except Exception as exc:  # one stream never fails the scan
+                self.log.debug("kind %s failed on %s", kind.name, name, exc_info=True)
+                out[name] = kinds.Outcome(accounted=False, warnings=[
+                    f"{name}: not written ({kind.name} stream: {type(exc).__name__}: {exc})"])
         return out
 
     def _subscan_links(self):
@@ -365,7 +427,8 @@ class ScanWriter:
         src = self.source
         children = {}
         deadline = time.monotonic() + self.config.child_wait
-        for key, number in src.subscans(self._plan.subscan_streams):
+        refs = [ref for name in self._plan.subscan_streams for ref in self._kinds[name].children]
+        for key, number in refs:
             path, number = src.child_path(key)
             entry = f"{number}.1"
             path = os.path.abspath(path) if path else self.state.file
@@ -442,6 +505,13 @@ class ScanWriter:
                 self._handle.h5.flush()
         except Exception:
             self.log.debug("could not mark the file as %s", status, exc_info=True)
+
+
+def _worth_plotting(tree, entry, lengths: dict) -> bool:
+    """The entry has a default plot over at least one point."""
+    if "default" not in tree.attributes:
+        return False
+    return any(lengths.get(c.stream, 0) > 0 for c in entry.channels)
 
 
 def _staging_name(entry: str) -> str:

@@ -1,0 +1,80 @@
+"""Reading what a detector wrote in its own files, for the kinds that reference them.
+
+A kind asks (``kinds.FileQuery``) and gets plain facts back (``kinds.FileFacts``):
+a dataset's shape and type, a virtual dataset's sources (a Lima2 master file), the
+raw byte ranges of EDF frames. Files are opened read-only without HDF5 locking (the
+detector may still write them) and closed at once; a file that cannot be read is
+reported as missing, never raised.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+
+import h5py
+
+from ..descriptions import FileFacts, FileQuery
+from .edf import frame_layout
+
+_logger = logging.getLogger(__name__)
+
+
+def answer(queries: list[FileQuery]) -> dict[FileQuery, list[FileFacts]]:
+    """Facts for each query: one per file (a pattern can match several, in sorted order)."""
+    out = {}
+    for q in queries:
+        paths = sorted(glob.glob(q.pattern)) if q.pattern else [q.path]
+        out[q] = [_facts(path, q) for path in paths]
+    return out
+
+
+def _facts(path: str, q: FileQuery) -> FileFacts:
+    facts = FileFacts(path=path, dataset=q.dataset)
+    if q.what == "edf":
+        facts.raw = frame_layout(path) if os.path.isfile(path) else None
+        facts.exists = facts.raw is not None
+        return facts
+    if not os.path.isfile(path):
+        return facts
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            obj = f.get(q.dataset) if q.dataset else f
+            if obj is None:
+                return facts
+            facts.exists = True
+            if isinstance(obj, h5py.Group):
+                facts.members = tuple(obj)
+                return facts
+            facts.shape, facts.dtype = tuple(obj.shape), obj.dtype.str
+            if obj.is_virtual:
+                facts.sources = [(_first_dim(vs.vspace), vs.file_name, vs.dset_name, _first_dim(vs.src_space),
+                                  tuple(vs.src_space.shape)) for vs in obj.virtual_sources()]
+    except (OSError, KeyError, ValueError) as exc:  # being written, damaged: not there (yet)
+        _logger.debug("cannot read %s:%s: %s", path, q.dataset, exc)
+        facts.exists = False
+    return facts
+
+
+def _first_dim(space) -> list[int]:
+    """Indices along the first dimension that a dataspace's selection covers, in order.
+
+    Lima2's master maps each receiver file to an arbitrary list of frame indices
+    (h5py makes it a union of hyperslabs), so the blocks are read one by one.
+    """
+    kind = space.get_select_type()
+    if kind == h5py.h5s.SEL_ALL:
+        return list(range(space.shape[0]))
+    if kind == h5py.h5s.SEL_HYPERSLABS:
+        blocks = space.get_select_hyper_blocklist()
+        out: list[int] = []
+        for start, end in blocks:
+            out.extend(range(int(start[0]), int(end[0]) + 1))
+        return list(dict.fromkeys(out))
+    if kind == h5py.h5s.SEL_POINTS:
+        return list(dict.fromkeys(int(p[0]) for p in space.get_select_elem_pointlist()))
+    return []
+
+
+__all__ = ["answer"]

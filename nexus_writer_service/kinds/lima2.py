@@ -1,0 +1,225 @@
+"""Lima2 detectors: frames saved by the receivers, referenced from our entry.
+
+What the stream gives (blissdata-lima2, protocol 2): ``info`` with dtype, shape and
+``master_file = [path, dataset]`` (announced at prepare, before the file exists; the
+dataset path has no leading slash), and events that are "frames processed" counts,
+repeated at every reading tick. No frame is in Redis, and the plugin's stream class
+needs the conductor: nothing of it is used here.
+
+Which receiver holds which frame is decided by the conductor and is not published:
+the master file the conductor writes after the acquisition (a virtual dataset
+declared ``(n, 1, H, W)`` whose sources are bare file names beside it) is the one
+place that says. At the end our entry gets a virtual dataset over the receivers'
+files built from the master's sources (relative to our file when they sit below its
+folder), and an external link to the master. Without a master file (the conductor
+died, saving stopped early) the receivers' files ``{prefix}_{rank}_{index:05d}.h5``
+are referenced assuming frames dealt round robin over the ranks, and the note says so.
+Sparse frames (``data/{index, intensity, frame_ptr}``) are linked from the master.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+from blissdata.h5map import ExternalLink, SpaceSelection, VirtualDataset, VirtualSource
+
+from ..descriptions import FileQuery, StreamDescription
+from ..fillvalues import fill_value
+from ..mapping.nexus import field
+from . import register
+from .base import Context, Outcome, StreamKind
+from ..mapping.plots import mesh_shape
+from .frames import Frames, frame_nodes, relative
+
+
+def progressions(pairs: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
+    """(first frame, frame stride, first index in file, count): ``pairs`` of (frame, index
+    in file), sorted by index in file, cut into arithmetic runs. Frames dealt round robin
+    over R receivers are one run per file (stride R), not one source per frame."""
+    runs: list[tuple[int, int, int, int]] = []
+    i = 0
+    while i < len(pairs):
+        f0, s0 = pairs[i]
+        stride, n = 1, 1
+        if i + 1 < len(pairs) and pairs[i + 1][1] == s0 + 1 and pairs[i + 1][0] > f0:
+            stride = pairs[i + 1][0] - f0
+            while (i + n < len(pairs) and pairs[i + n][1] == s0 + n
+                   and pairs[i + n][0] == f0 + n * stride):
+                n += 1
+        runs.append((f0, stride, s0, n))
+        i += n
+    return runs
+
+
+def master_vds(sources: list, folder: str, file_dir: str, n: int, frame_shape: tuple, dtype: str,
+               fill) -> VirtualDataset:
+    """Our ``(n, *frame)`` virtual dataset over the receivers' files the master maps."""
+    dims = [int(d) for d in frame_shape]
+    zeros = [0] * len(dims)
+    vsources = []
+    for vidx, src_file, src_dataset, sidx, src_shape in sources:
+        # a receiver's dataset may carry the (n, 1, H, W) channel axis: select it whole
+        extra = [int(d) for d in src_shape[1:len(src_shape) - len(dims)]]
+        src = relative(os.path.join(folder, src_file), file_dir)
+        pairs = sorted(zip(vidx, sidx), key=lambda p: p[1])
+        for f0, stride, s0, count in progressions(pairs):
+            vsources.append(VirtualSource(
+                vspace=SpaceSelection(start=[f0, *zeros], stride=[stride, *[1] * len(dims)],
+                                      count=[count, *dims]) if stride > 1 else
+                SpaceSelection(start=[f0, *zeros], count=[count, *dims]),
+                src_file=src, src_dataset=src_dataset,
+                src_space=SpaceSelection(start=[s0, *[0] * len(extra), *zeros], count=[count, *extra, *dims])))
+    return VirtualDataset(dtype=np.dtype(dtype).str, shape=[n, *dims], virtual_sources=vsources,
+                          attributes={"interpretation": "image", "fill_value": fill})
+
+
+def master_parts(master_path: str) -> tuple[str, str] | None:
+    """(folder, file prefix) of ``{folder}/{prefix}_master.h5``."""
+    folder, name = os.path.split(master_path)
+    m = re.fullmatch(r"(.+)_master\.h5", name)
+    return (folder, m.group(1)) if m else None
+
+
+_RECEIVER = re.compile(r".*_(\d+)_(\d+)\.h5$")
+
+
+@register
+class Lima2(StreamKind):
+    name = "lima2"
+    priority = 20
+    role = "lima"
+
+    @classmethod
+    def accepts(cls, stream: StreamDescription) -> bool:
+        return stream.plugin == "lima2"
+
+    def __init__(self, stream: StreamDescription):
+        super().__init__(stream)
+        self.acquired = 0
+        master = stream.info.get("master_file")
+        if isinstance(master, (list, tuple)) and len(master) == 2 and master[0]:
+            self.master = (str(master[0]), "/" + str(master[1]).lstrip("/"))
+        else:
+            self.master = None
+
+    def on_events(self, events, lost: int = 0) -> None:
+        # counts of frames processed, repeated at each tick: the largest is the truth
+        for count in events:
+            try:
+                self.acquired = max(self.acquired, int(count))
+            except (TypeError, ValueError):
+                continue
+
+    def progress(self) -> int:
+        return self.acquired
+
+    def _queries(self) -> dict[str, FileQuery]:
+        if self.master is None:
+            return {}
+        path, dataset = self.master
+        q = {"master": FileQuery(path=path, dataset=dataset),
+             "frame_ptr": FileQuery(path=path, dataset=f"{dataset}/frame_ptr")}
+        parts = master_parts(path)
+        if parts:
+            folder, prefix = parts
+            q["receivers"] = FileQuery(pattern=os.path.join(glob_escape(folder), f"{glob_escape(prefix)}_*_*.h5"),
+                                       dataset=dataset)
+        return q
+
+    def files_needed(self, known: dict) -> list[FileQuery]:
+        """The master first; the receivers' files only when there is no master to read."""
+        q = self._queries()
+        if not q:
+            return []
+        if q["master"] not in known:
+            return [q["master"], q["frame_ptr"]]
+        master = (known[q["master"]] or [None])[0]
+        if "receivers" in q and q["receivers"] not in known and not (master and master.exists):
+            return [q["receivers"]]
+        return []
+
+    def finish(self, ctx: Context) -> Outcome:
+        name = self.stream.name
+        if self.master is None:
+            return Outcome(missing=self.acquired, warnings=[
+                f"{name}: the detector saves no files (no master file announced): "
+                f"{self.acquired} frames not in the file"] if self.acquired else [])
+        queries = self._queries()
+        got = {k: (ctx.files.get(q) or [None])[0] for k, q in queries.items() if k != "receivers"}
+        master = got.get("master")
+        warnings: list[str] = []
+        extra = {"frames_processed": field(self.acquired)}
+        master_dir = os.path.dirname(self.master[0])
+        if master is not None and master.exists:
+            extra["master_file"] = ExternalLink(target_file=relative(self.master[0], ctx.file_dir),
+                                                target_path="/" + self.master[1].strip("/").split("/")[0])
+        if master is not None and master.exists and master.members:  # sparse frames: a group
+            ptr = got.get("frame_ptr")
+            saved = max(0, (ptr.shape[0] - 1)) if ptr is not None and ptr.exists and ptr.shape else 0
+            extra["sparse"] = ExternalLink(target_file=relative(self.master[0], ctx.file_dir),
+                                           target_path=self.master[1])
+            frames = Frames(max(self.acquired, saved), self.stream.dtype or "float32", (), [])
+            nodes, plot = frame_nodes(ctx.entry, ctx.channel, frames, ctx.file_dir, ctx.info, extra)
+            missing = max(0, self.acquired - saved)
+            if missing:
+                warnings.append(f"{name}: {missing} of {self.acquired} sparse frames not in the master file")
+            return Outcome(nodes=nodes, written=saved, missing=missing, warnings=warnings)
+        data = None
+        if master is not None and master.exists and master.sources:
+            shape = master.shape
+            frame_shape = tuple(shape[2:]) if len(shape) == 4 and shape[1] == 1 else tuple(shape[1:])
+            dtype = master.dtype or self.stream.dtype or "uint16"
+            refs = sorted((v, os.path.join(master_dir, f), d, i, sshape)
+                          for vidx, f, d, sidx, sshape in master.sources for v, i in zip(vidx, sidx))
+            n = max(self.acquired, len(refs))
+            if not mesh_shape(ctx.info):  # a mesh needs its own (slow, fast) layout below
+                data = master_vds(master.sources, master_dir, ctx.file_dir, n, frame_shape, dtype,
+                                  fill_value(dtype))
+            prefix = tuple(refs[0][4][1:len(refs[0][4]) - len(frame_shape)]) if refs else ()
+            refs = [("HDF5", f, d, i) for _, f, d, i, _ in refs]
+        else:
+            receivers = ctx.files.get(queries["receivers"], []) if "receivers" in queries else []
+            refs, frame_shape, dtype, prefix = self._round_robin(receivers)
+            if refs:
+                warnings.append(f"{name}: no master file at {self.master[0]}: frames referenced from "
+                                f"{len({r[1] for r in refs})} receiver files, order assumed round robin")
+        frames = Frames(max(self.acquired, len(refs)), dtype or "uint16", frame_shape, refs, src_prefix=prefix)
+        nodes, plot = frame_nodes(ctx.entry, ctx.channel, frames, ctx.file_dir, ctx.info, extra, data=data)
+        if frames.missing:
+            warnings.append(f"{name}: {frames.missing} of {frames.acquired} frames were never saved "
+                            f"by the detector (fill value in the data)")
+        return Outcome(nodes=nodes, written=frames.saved, missing=frames.missing, warnings=warnings, plot=plot)
+
+    def _round_robin(self, receivers: list) -> tuple[list, tuple, str | None, tuple]:
+        """Frame references from the receivers' files, frame i on rank i % ranks."""
+        by_rank: dict[int, list] = {}
+        frame_shape, dtype, prefix = (), None, ()
+        for facts in receivers:
+            m = _RECEIVER.match(facts.path)
+            if not (facts.exists and facts.shape and m):
+                continue
+            by_rank.setdefault(int(m.group(1)), []).append((int(m.group(2)), facts))
+            shape = facts.shape
+            frame_shape = tuple(shape[2:]) if len(shape) == 4 and shape[1] == 1 else tuple(shape[1:])
+            prefix = (1,) if len(shape) == 4 and shape[1] == 1 else ()
+            dtype = facts.dtype
+        per_rank = []
+        for rank in sorted(by_rank):
+            refs = []
+            for _, facts in sorted(by_rank[rank], key=lambda t: t[0]):
+                refs.extend(("HDF5", facts.path, facts.dataset, i) for i in range(facts.shape[0]))
+            per_rank.append(refs)
+        out = []
+        for i in range(max((len(r) for r in per_rank), default=0)):
+            for refs in per_rank:
+                if i < len(refs):
+                    out.append(refs[i])
+        return out, frame_shape, dtype, prefix
+
+
+def glob_escape(text: str) -> str:
+    import glob
+
+    return glob.escape(text)

@@ -1,0 +1,39 @@
+"""Scan sequences: the parent's stream announces each child scan (its Redis key).
+
+The children are scans of their own, written by their own scan writers; the parent
+links their entries (``writer/scan.py`` resolves where each child went).
+"""
+
+from __future__ import annotations
+
+from ..descriptions import StreamDescription
+from . import register
+from .base import StreamKind
+
+
+@register
+class ScanSequence(StreamKind):
+    name = "scan_sequence"
+    priority = 20
+    has_channel = False
+
+    @classmethod
+    def accepts(cls, stream: StreamDescription) -> bool:
+        return stream.encoding == "json" and stream.plugin == "scan_sequence"
+
+    def __init__(self, stream: StreamDescription):
+        super().__init__(stream)
+        #: (child scan key, scan number) in announcement order
+        self.children: list[tuple[str, int]] = []
+
+    def on_events(self, events, lost: int = 0) -> None:
+        for event in events:
+            if isinstance(event, dict) and event.get("key"):
+                try:
+                    number = int(event.get("scan_number", 0))
+                except (TypeError, ValueError):
+                    number = 0
+                self.children.append((str(event["key"]), number))
+
+    def progress(self) -> int:
+        return len(self.children)
