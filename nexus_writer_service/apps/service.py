@@ -69,12 +69,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1", help="status page address (default: %(default)s)")
     p.add_argument("--log", default="info", help="log level of the service and its writers")
     p.add_argument("--log-dir", help="one log file per session writer here")
+    p.add_argument("--tango", metavar="INSTANCE", help="also serve the Tango devices of server "
+                   "NexusWriterService/INSTANCE (BLISS writer 'nexus'; see RegisterNexusWriter) "
+                   "and write their sessions")
+    p.add_argument("--tango-server", default="NexusWriterService", help="Tango server name (default: %(default)s)")
     args = p.parse_args(argv)
     setup_logging(args.log)
     log = logging.getLogger("nexus_writer_service")
     try:
         config = load_config(args.config) if args.config else {}
-        specs = session_specs(args.sessions, config)
+        names = list(args.sessions)
+        if args.tango:  # the sessions of the registered devices (pytango: the [tango] extra)
+            from ..tango.server import hosted_sessions
+
+            names += hosted_sessions(args.tango, args.tango_server)
+        specs = session_specs(names, config)
         if not specs:
             raise ConfigError("NexusWriterService", None, "no session given (command line or --config)")
         url = resolve_redis_url(args.redis_url or config.get("redis_url"))
@@ -101,6 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, lambda *a: stop.set())
     supervisor.start_all()
+    if args.tango:  # Tango in this thread until SIGINT/SIGTERM, supervision in another
+        from ..tango.server import serve_supervised
+
+        failure = serve_supervised(args.tango, supervisor, stop, args.tango_server)
+        if failure:  # the Tango server did not start: one line
+            log.error("%s", failure)
+            supervisor.stop_all()
+            server.shutdown()
+            return 2
     while not stop.wait(0.5):
         supervisor.poll()
     log.info("stopping session writers")

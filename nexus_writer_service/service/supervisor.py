@@ -36,6 +36,8 @@ class Supervised:
     backoff: float = BACKOFF_MIN
     next_start: float = 0.0
     log_path: str | None = None
+    #: stopped on request (the Tango Stop command): not restarted until released
+    held: bool = False
 
     @property
     def running(self) -> bool:
@@ -74,6 +76,10 @@ class Supervisor:
         """Restart writers that died; call this every fraction of a second."""
         now = time.monotonic()
         for w in self.writers.values():
+            if w.held:
+                if w.proc is not None and w.proc.poll() is not None:
+                    w.last_exit, w.proc = w.proc.returncode, None
+                continue
             if w.proc is None:
                 if now >= w.next_start:
                     w.restarts += 1
@@ -91,6 +97,20 @@ class Supervisor:
                             w.spec.name, code, w.backoff)
             w.backoff = min(BACKOFF_MAX, w.backoff * 2)
 
+    def hold(self, name: str) -> None:
+        """Stop one session's writer (it finishes its running scans) and keep it stopped."""
+        w = self.writers[name]
+        w.held = True
+        if w.running:
+            w.proc.terminate()
+            _logger.info("[%s] session writer stopped on request", name)
+
+    def release(self, name: str) -> None:
+        """Undo :meth:`hold`: the next :meth:`poll` starts the writer again."""
+        w = self.writers[name]
+        if w.held:
+            w.backoff, w.next_start, w.held = BACKOFF_MIN, 0.0, False
+
     def stop_all(self, timeout: float = 20.0) -> None:
         for w in self.writers.values():
             if w.running:
@@ -107,7 +127,7 @@ class Supervisor:
     def processes(self) -> dict[str, dict]:
         return {
             name: {"pid": w.proc.pid if w.running else None, "running": w.running,
-                   "restarts": w.restarts, "last_exit": w.last_exit, "log": w.log_path,
+                   "restarts": w.restarts, "last_exit": w.last_exit, "log": w.log_path, "held": w.held,
                    "uptime": time.monotonic() - w.started if w.running else 0.0}
             for name, w in self.writers.items()
         }

@@ -1,0 +1,143 @@
+"""The Tango side of ``NexusWriterService --tango INSTANCE``: the database, the server.
+
+The devices of server ``NexusWriterService/INSTANCE`` (put there by
+``RegisterNexusWriter``) are found in the Tango database with their ``session``
+property, so the service knows which session writers to run; then the server runs
+in the main thread (Tango handles SIGINT/SIGTERM there and returns) while the
+service supervises the writers in another.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import tango
+from tango.server import run
+
+from .bliss_writer import BlissWriter
+from .nexus_writer import NexusWriter
+
+#: the Tango server name (the executable's, as Tango expects)
+SERVER = "NexusWriterService"
+CLASSES = (NexusWriter, BlissWriter)
+CLASS_NAMES = tuple(c.__name__ for c in CLASSES)
+
+
+class TangoSetupError(RuntimeError):
+    """No Tango database to talk to: said in one line, the command exits with code 2."""
+
+
+@dataclass(frozen=True)
+class DeviceEntry:
+    name: str
+    cls: str
+    session: str
+    server: str
+
+
+def tango_host() -> str:
+    """``$TANGO_HOST`` (or what Tango reads from tangorc files), else TangoSetupError."""
+    host = os.environ.get("TANGO_HOST") or tango.ApiUtil.get_env_var("TANGO_HOST")
+    if not host:
+        raise TangoSetupError("TANGO_HOST is not set: export TANGO_HOST=host:port of the Tango database "
+                              "(with BLISS: Beacon's --tango-port)")
+    return host
+
+
+def database() -> tango.Database:
+    """The Tango database, or TangoSetupError naming the address that did not answer."""
+    host = tango_host()
+    try:
+        db = tango.Database()
+        db.get_info()  # the constructor may succeed on a lazy connection
+        return db
+    except tango.DevFailed as exc:
+        raise TangoSetupError(f"cannot reach the Tango database at TANGO_HOST={host}: {reason(exc)}") from None
+
+
+def reason(exc: tango.DevFailed) -> str:
+    """One line from a DevFailed: the first description, the last reason."""
+    errors = exc.args
+    last = errors[-1] if errors else None
+    first = errors[0] if errors else None
+    text = (getattr(first, "desc", "") or str(exc)).strip().splitlines()[0]
+    if last is not None and last is not first:
+        text = f"{text} ({getattr(last, 'reason', '')})"
+    return text
+
+
+def _property(db: tango.Database, device: str, name: str) -> str:
+    values = db.get_device_property(device, name)[name]
+    return values[0] if values else ""
+
+
+def instance_devices(db: tango.Database, instance: str, server: str = SERVER) -> list[DeviceEntry]:
+    """Our devices in server ``server/instance``, with their session."""
+    full = f"{server}/{instance}"
+    out = []
+    for cls in CLASS_NAMES:
+        for name in db.get_device_name(full, cls):
+            out.append(DeviceEntry(name, cls, _property(db, name, "session"), full))
+    return out
+
+
+def session_devices(db: tango.Database, session: str, cls: str = "NexusWriter") -> list[DeviceEntry]:
+    """Every device of class ``cls`` (any server) whose ``session`` property is ``session``:
+    what BLISS looks for (more than one makes BLISS refuse to choose)."""
+    out = []
+    for name in db.get_device_name("*", cls):
+        if _property(db, name, "session") == session:
+            info = db.get_device_info(name)
+            out.append(DeviceEntry(name, cls, session, info.ds_full_name))
+    return out
+
+
+def run_server(instance: str, server: str = SERVER, on_ready: Callable[[], None] | None = None) -> None:
+    """Serve our devices of ``server/instance`` until SIGINT/SIGTERM (blocks; main thread)."""
+    run(CLASSES, args=[server, instance], post_init_callback=on_ready, raises=True)
+
+
+def hosted_sessions(instance: str, server: str = SERVER) -> list[str]:
+    """The sessions of our devices in ``server/instance``: the service writes them.
+
+    TangoSetupError when there is no database or no such device (one line, exit code 2)."""
+    db = database()
+    entries = instance_devices(db, instance, server)
+    if not entries:
+        raise TangoSetupError(f"no NexusWriter or BlissWriter device in Tango server {server}/{instance} "
+                              f"(TANGO_HOST={tango_host()}): register one with "
+                              f"RegisterNexusWriter SESSION --instance {instance}")
+    return sorted({e.session for e in entries if e.session})
+
+
+def serve_supervised(instance: str, supervisor, stop, server: str = SERVER, period: float = 0.5,
+                     also: Callable[[], None] | None = None) -> str | None:
+    """Serve the devices here (main thread) while ``supervisor`` is polled (and ``also``
+    called) in another thread; return once Tango stops (SIGINT/SIGTERM), with ``stop``
+    set: None, or why the server did not start.
+
+    The devices' Start/Stop act on the supervised writers (``hosting``)."""
+    import threading
+
+    from . import hosting
+
+    def supervise() -> None:
+        while not stop.wait(period):
+            supervisor.poll()
+            if also is not None:
+                also()
+
+    hosting.host(hosting.SupervisorControl(supervisor))
+    thread = threading.Thread(target=supervise, name="supervisor", daemon=True)
+    thread.start()
+    try:
+        run_server(instance, server)
+        return None
+    except tango.DevFailed as exc:
+        return f"the Tango server {server}/{instance} did not start: {reason(exc)}"
+    finally:
+        stop.set()
+        thread.join(10)
+        hosting.host(None)
