@@ -49,12 +49,32 @@ def _facts(path: str, q: FileQuery) -> FileFacts:
                 return facts
             facts.shape, facts.dtype = tuple(obj.shape), obj.dtype.str
             if obj.is_virtual:
-                facts.sources = [(_first_dim(vs.vspace), vs.file_name, vs.dset_name, _first_dim(vs.src_space),
-                                  tuple(vs.src_space.shape)) for vs in obj.virtual_sources()]
+                folder = os.path.dirname(os.path.abspath(path))
+                facts.sources = [_source(vs, folder) for vs in obj.virtual_sources()]
     except (OSError, KeyError, ValueError) as exc:  # being written, damaged: not there (yet)
         _logger.debug("cannot read %s:%s: %s", path, q.dataset, exc)
         facts.exists = False
     return facts
+
+
+def _source(vs, folder: str) -> tuple:
+    """(frame indices, file, dataset, indices in the source, source shape) of one mapping.
+
+    A source space without an extent (made without a shape) stands for the whole
+    source dataset: its shape is read from the source file."""
+    vidx = _first_dim(vs.vspace)
+    shape = tuple(vs.src_space.shape or ())
+    if not shape:
+        src = vs.file_name if os.path.isabs(vs.file_name) else os.path.join(folder, vs.file_name)
+        try:
+            with h5py.File(src, "r", locking=False) as f:
+                shape = tuple(f[vs.dset_name].shape)
+        except (OSError, KeyError):
+            shape = (len(vidx),)
+        sidx = list(range(min(len(vidx), shape[0] if shape else 0)))
+    else:
+        sidx = _first_dim(vs.src_space)
+    return vidx, vs.file_name, vs.dset_name, sidx, shape
 
 
 def _first_dim(space) -> list[int]:

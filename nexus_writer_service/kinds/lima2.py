@@ -140,7 +140,19 @@ class Lima2(StreamKind):
             return [q["receivers"]]
         return []
 
+    def expected(self, info: dict) -> int:
+        """Frames the acquisition was to take: what BLISS sent the detector
+        (``acq_params.acq.nb_frames`` in the device's metadata), else what was processed."""
+        dev = ((info.get("channels") or {}).get(self.stream.name) or {}).get("device")
+        meta = ((info.get("devices") or {}).get(dev) or {}).get("metadata") or {}
+        try:
+            wanted = int(((meta.get("acq_params") or {}).get("acq") or {}).get("nb_frames") or 0)
+        except (TypeError, ValueError, AttributeError):
+            wanted = 0
+        return max(self.acquired, wanted)
+
     def finish(self, ctx: Context) -> Outcome:
+        self.acquired = self.expected(ctx.info)
         name = self.stream.name
         if self.master is None:
             return Outcome(missing=self.acquired, warnings=[
@@ -153,8 +165,9 @@ class Lima2(StreamKind):
         extra = {"frames_processed": field(self.acquired)}
         master_dir = os.path.dirname(self.master[0])
         if master is not None and master.exists:
-            extra["master_file"] = ExternalLink(target_file=relative(self.master[0], ctx.file_dir),
-                                                target_path="/" + self.master[1].strip("/").split("/")[0])
+            # the master's own frames (not its entry: validators loop on the entry's hard links)
+            extra["master_data"] = ExternalLink(target_file=relative(self.master[0], ctx.file_dir),
+                                                target_path=self.master[1])
         if master is not None and master.exists and master.members:  # sparse frames: a group
             ptr = got.get("frame_ptr")
             saved = max(0, (ptr.shape[0] - 1)) if ptr is not None and ptr.exists and ptr.shape else 0

@@ -89,9 +89,11 @@ class Mosca(StreamKind):
                 frames_vds(frames, ctx.file_dir, interpretation="spectrum")}
 
     def files_needed(self, known: dict) -> list[FileQuery]:
-        if not self.saving or not self.saved:
+        # the last status can say fewer saved than the files hold (MOSCA counts a point
+        # saved when its file closes, BLISS emits only on new points read): the files tell
+        if not self.saving or not self.read:
             return []
-        refs = spectra_references(self.stream.info, self.saved)
+        refs = spectra_references(self.stream.info, max(self.read, self.saved))
         wanted = [FileQuery(path=p, dataset=refs[0][2]) for p in dict.fromkeys(r[1] for r in refs)]
         return [q for q in wanted if q not in known]
 
@@ -99,7 +101,7 @@ class Mosca(StreamKind):
         name, ch = self.stream.name, ctx.channel
         found = {facts.path: (facts.shape[0] if facts.exists and facts.shape else 0)
                  for answers in ctx.files.values() for facts in answers}
-        refs = spectra_references(self.stream.info, self.saved, found) if self.saving else []
+        refs = spectra_references(self.stream.info, max(self.read, self.saved), found) if self.saving else []
         frames = self._frames(refs)
         warnings = []
         if frames.missing:

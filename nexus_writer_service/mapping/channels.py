@@ -143,14 +143,15 @@ def _derive(name: str, stream: StreamDescription, info: dict, is_master: bool,
         return display, "value" if is_master else "data", "NXdetector", "timer"
     m = _MCA_STAT.match(short)
     if m and (is_mca or m.group(1) == "spectrum"):
-        kind, det = m.groups()
+        kind, element = m.groups()
         role = "spectrum" if kind == "spectrum" else "counter"
-        return f"{ctrl}_det{det}", MCA_FIELDS[kind], "NXdetector", role
+        # <mca>:realtime_det0 (BLISS MCA) and <mca>:stat:realtime_det00 (MOSCA): one group per element
+        return f"{det}_det{element}", MCA_FIELDS[kind], "NXdetector", role
     if is_mca:
         m = _MCA_ROI_DET.match(short)
         if m:
-            return f"{ctrl}_det{m.group(2)}", m.group(1), "NXdetector", "counter"
-        return f"{ctrl}_sum", short, "NXdetector", "counter"
+            return f"{det}_det{m.group(2)}", m.group(1), "NXdetector", "counter"
+        return f"{det}_sum", short, "NXdetector", "counter"
     role = {0: "counter", 1: "spectrum"}.get(ndim, "image")
     return display, "data", "NXdetector", role
 
@@ -201,9 +202,11 @@ def plan_channels(desc: ScanDescription, detectors: Mapping | None = None
             if reason:
                 skipped[stream.name] = reason
             continue
+        chinfo = (info.get("channels") or {}).get(stream.name) or {}
+        if chinfo.get("no_saving"):  # BLISS says this channel is not saved: not ours to write
+            continue
         master, is_master = masters.get(stream.name, (None, False))
         entry = entries.get(master, first_entry)
-        chinfo = (info.get("channels") or {}).get(stream.name) or {}
         group, fld, nx_class, role = _derive(stream.name, stream, info, is_master, lima_dets, handler.role)
         group, fld = safe_name(group), safe_name(fld)
         note = None

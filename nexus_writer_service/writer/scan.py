@@ -114,7 +114,7 @@ class ScanWriter:
         except Exception as e:  # one scan's failure must not reach the session writer
             self.state.status = FAILED
             self.state.error = f"{type(e).__name__}: {e}"
-            self.log.error("FAILED: %s", self.state.error, exc_info=self.log.isEnabledFor(logging.DEBUG))
+            self.log.error("FAILED: %s", self.state.error, exc_info=self.log.isEnabledFor(logging.DEBUG) or bool(os.environ.get("NXW_TRACEBACKS")))
             if self._handle is None or not self.files.quarantine(self._handle):
                 self._mark(FAILED)
             else:

@@ -1,0 +1,182 @@
+"""Each stream kind through real Redis: published as BLISS and the plugins publish it,
+written by the session writer, read back from the file as a user would.
+
+The plugins' stream classes are never needed: every test runs once with the
+blissdata plugin hidden (``MissingPluginStream``) and, when it is installed, once
+with it (Lima2's class then cannot reach a conductor: ``BrokenPluginStream``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import read_file
+from nexus_writer_service.simulation.json_stream import add_json
+from nexus_writer_service.simulation.lima2 import Lima2Detector, add_lima2
+from nexus_writer_service.simulation.mosca import MoscaDetector, add_mosca
+from nexus_writer_service.simulation.plugins import hidden_plugins, plugin_installed
+from nxvalidation import nexus_errors
+
+
+def _scan_folder(harness, rec) -> str:
+    path = rec.identity.get("path") or str(harness.base / harness.session / f"{harness.session}_nexus.h5")
+    return os.path.join(os.path.dirname(path), f"scan{rec.number:04d}")
+
+
+@pytest.fixture(params=["plugin hidden", "plugin installed"])
+def plugin_mode(request):
+    """Run the test with the kind's blissdata plugin hidden, and with it when installed."""
+    def context(name):
+        if request.param == "plugin hidden":
+            return hidden_plugins(name)
+        if not plugin_installed(name):
+            pytest.skip(f"blissdata plugin {name!r} not installed")
+        return _nothing()
+    return context
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _read_elsewhere(path: str, dataset: str) -> np.ndarray:
+    """The dataset as h5py reads it in another process and another working directory."""
+    code = ("import sys, h5py, numpy as np, hdf5plugin\n"
+            "with h5py.File(sys.argv[1], 'r', locking=False) as f:\n"
+            "    np.save(sys.stdout.buffer, f[sys.argv[2]][()])\n")
+    out = subprocess.run([sys.executable, "-c", code, path, dataset], cwd="/", capture_output=True, check=True)
+    import io
+
+    return np.load(io.BytesIO(out.stdout))
+
+
+@pytest.mark.parametrize("receivers, frames_per_file", [(1, 3), (2, 2)])
+def test_lima2_frames_are_referenced_and_read_back(harness, plugin_mode, receivers, frames_per_file):
+    det = Lima2Detector(receivers=receivers, frames_per_file=frames_per_file)
+    rec = harness.recording("03_ascan")
+    rec = add_lima2(rec, det, _scan_folder(harness, rec))
+    with plugin_mode("lima2"):
+        state = harness.state(harness.publish(rec))
+    assert state.status == "SUCCEEDED", state
+    expected = rec.lima_frames[det.channel]
+    entry = f"{rec.number}.1"
+    with read_file(state.file) as f:
+        group = f[f"{entry}/instrument/{det.name}"]
+        assert group.attrs["NX_class"] == "NXdetector"
+        data = group["data"]
+        assert data.is_virtual and data.shape == expected.shape == (6, 8, 10)
+        assert np.array_equal(data[()], expected)
+        assert all(not os.path.isabs(s.file_name) for s in data.virtual_sources())
+        assert int(group["frames_saved"][()]) == 6 and int(group["frames_acquired"][()]) == 6
+        master = group["master_data"]  # external link to the master file's frames
+        assert master.file.filename.endswith("_master.h5") and np.array_equal(master[()], expected)
+        assert np.array_equal(f[f"{entry}/measurement/{det.name}"][()], expected)
+        assert f[f"{entry}/images"].attrs["signal"] == det.name
+        assert int(f[f"{entry}/writer/points/{det.name}"][()]) == 6
+        # the counters are there and right
+        assert np.array_equal(f[f"{entry}/measurement/robx"][()], rec.stream("axis:robx").data)
+    assert np.array_equal(_read_elsewhere(state.file, f"{entry}/instrument/{det.name}/data"), expected)
+    assert nexus_errors(state.file) == []
+
+
+def test_lima2_stopped_early_is_incomplete_with_the_count(harness):
+    det = Lima2Detector(receivers=2, frames_per_file=2)
+    rec = harness.recording("03_ascan")
+    rec = add_lima2(rec, det, _scan_folder(harness, rec), saved=4)
+    with hidden_plugins("lima2"):
+        state = harness.state(harness.publish(rec))
+    assert state.status == "INCOMPLETE", state
+    assert any("2 of 6 frames were never saved" in w for w in state.warnings), state.warnings
+    with read_file(state.file) as f:
+        data = f[f"{rec.number}.1/instrument/{det.name}/data"]
+        assert data.shape[0] == 6
+        assert np.array_equal(data[:4], rec.lima_frames[det.channel][:4])
+        assert int(f[f"{rec.number}.1/instrument/{det.name}/frames_saved"][()]) == 4
+
+
+def test_lima2_moved_dataset_folder_still_reads(harness):
+    det = Lima2Detector(receivers=2, frames_per_file=2)
+    rec = harness.recording("03_ascan")
+    rec = add_lima2(rec, det, _scan_folder(harness, rec))
+    state = harness.state(harness.publish(rec))
+    assert state.status == "SUCCEEDED", state
+    harness.stop()
+    folder = os.path.dirname(state.file)
+    moved = str(harness.base / "moved")
+    shutil.move(folder, moved)
+    path = os.path.join(moved, os.path.basename(state.file))
+    data = _read_elsewhere(path, f"{rec.number}.1/instrument/{det.name}/data")
+    assert np.array_equal(data, rec.lima_frames[det.channel])
+
+
+def test_mosca_spectra_are_referenced_with_statistics(harness, plugin_mode):
+    det = MoscaDetector()
+    rec = harness.recording("03_ascan")
+    rec = add_mosca(rec, det, _scan_folder(harness, rec))
+    with plugin_mode("mosca"):
+        state = harness.state(harness.publish(rec))
+    assert state.status == "SUCCEEDED", state
+    entry = f"{rec.number}.1"
+    with read_file(state.file) as f:
+        for name, spectra in rec.mosca_spectra.items():
+            alias = rec.stream(name).info["detector"]
+            group = f[f"{entry}/instrument"][[g for g in f[f"{entry}/instrument"] if g.endswith(f"_det{alias:02d}")
+                                              or g.endswith(f"_det{alias}")][0]]
+            data = group["spectrum"]
+            assert data.is_virtual and data.shape == spectra.shape
+            assert np.array_equal(data[()], spectra)
+            assert int(group["spectra_saved"][()]) == len(spectra)
+            # statistics beside the spectra
+            assert len([k for k in group if k not in ("spectrum", "spectrum_uris", "spectra_read",
+                                                      "spectra_saved", "data")]) >= 1
+    assert nexus_errors(state.file) == []
+
+
+def test_mosca_unsaved_points_are_incomplete_with_the_count(harness):
+    det = MoscaDetector()
+    rec = harness.recording("03_ascan")
+    rec = add_mosca(rec, det, _scan_folder(harness, rec), saved=4)
+    with hidden_plugins("mosca"):
+        state = harness.state(harness.publish(rec))
+    assert state.status == "INCOMPLETE", state
+    n = len(rec.mosca_spectra)
+    assert sum("2 of 6 spectra never saved by MOSCA" in w for w in state.warnings) == n, state.warnings
+
+
+def test_json_stream_is_written_event_by_event(harness):
+    events = [{"step": i, "note": f"event {i}"} for i in range(5)]
+    rec = add_json(harness.recording("03_ascan"), "logger:events", events)
+    state = harness.state(harness.publish(rec))
+    assert state.status == "SUCCEEDED", state
+    with read_file(state.file) as f:
+        entry = f[f"{rec.number}.1"]
+        stored = [json.loads(s) for s in entry["instrument/logger/events"].asstr()[()]]
+        assert stored == events
+        assert [json.loads(s) for s in entry["measurement/logger_events"].asstr()[()]] == events
+    assert nexus_errors(state.file) == []
+
+
+def test_unknown_kind_is_incomplete_and_named(harness):
+    rec = harness.recording("03_ascan")
+    rec = add_json(rec, "future:thing", [{"a": 1}])
+    rec.stream("future:thing").info["plugin"] = "future_kind"
+    with hidden_plugins("future_kind"):
+        state = harness.state(harness.publish(rec))
+    assert state.status == "INCOMPLETE", state
+    assert any("future:thing" in w and "future_kind" in w for w in state.warnings), state.warnings
+    with read_file(state.file) as f:
+        entry = f[f"{rec.number}.1"]
+        assert np.array_equal(entry["measurement/robx"][()], rec.stream("axis:robx").data)
+        notes = [w.decode() for w in entry["writer/warnings"][()]]
+        assert any("future_kind" in w for w in notes)
