@@ -105,7 +105,7 @@ def nexusformat_report(path: str) -> dict:
             continue
         where = context.get(indent - 1)
         text = f"{where}: {text}" if where else text
-        if where and _required_by_definition(path, where, text):
+        if where and _required_by_definition(path, where, message.lstrip(" ")):
             continue
         if record.levelno >= logging.ERROR:
             report["errors"].append(text)

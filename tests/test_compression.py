@@ -59,7 +59,8 @@ def test_fast_default_and_the_preset_every_reader_opens(tmp_path):
 def test_bliss_chunk_options_change_the_chunks_and_filters_written(tmp_path, options, filters, chunks):
     storage, problems = StorageOptions.from_writer_options({"chunk_options": options, "separate_scan_files": None})
     assert problems == []
-    spec = ArraySpec("uint32", (1024,), compression="bitshuffle-lz4", expected_points=10, storage=storage)
+    compression = storage.compression if storage.compression is not None else "bitshuffle-lz4"
+    spec = ArraySpec("uint32", (1024,), compression=compression, expected_points=10, storage=storage)
     assert _spectrum(tmp_path, spec) == (filters, chunks)
 
 
@@ -148,3 +149,33 @@ def test_a_reader_without_plugins_fails_on_the_fast_default_and_reads_the_preset
     assert len(failed) == 1 and "spectrum" in failed[0]  # the check can fail
     read, failed = read_without_plugins([tmp_path / "gzip.h5"])
     assert failed == [] and read == 4
+
+
+def test_the_most_specific_choice_of_filter_wins():
+    from nexus_writer_service.mapping.beamline import channel_compression
+    from nexus_writer_service.mapping.layout import plan_scan
+    from nexus_writer_service.metadata.config import loads
+    from nexus_writer_service.simulation.recording import load_recording
+    from test_mapping import describe
+
+    cfg = loads("compression: gzip\ndetectors:\n  simu1: {name: fluo, compression: none}\n"
+                "  spectrum_det1: {compression: bitshuffle-lz4}\n")
+    plan = plan_scan(describe(load_recording("10_loopscan_mca")), cfg)
+    det0, det1 = plan.channel("simu1:spectrum_det0"), plan.channel("simu1:spectrum_det1")
+    assert det0.group == "fluo_det0"
+    assert channel_compression(det0, cfg, "deflate", "bitshuffle-lz4") == ""  # the controller's
+    assert channel_compression(det1, cfg, "deflate", "bitshuffle-lz4") == "bitshuffle-lz4"  # the channel's
+    plain = loads("compression: gzip\n")
+    assert channel_compression(det0, plain, "deflate", "bitshuffle-lz4") == "deflate"  # the scan's (BLISS)
+    assert channel_compression(det0, plain, None, "bitshuffle-lz4") == "gzip"  # the beamline's
+    assert channel_compression(det0, loads(""), None, "bitshuffle-lz4") == "bitshuffle-lz4"  # the writer's
+
+
+def test_a_wrong_compression_in_the_configuration_is_one_line(tmp_path):
+    from nexus_writer_service.metadata.config import ConfigError, load
+
+    path = tmp_path / "b.yml"
+    path.write_text("detectors:\n  simu1:\n    compression: gzp\n")
+    with pytest.raises(ConfigError, match=r"b.yml:3: detectors.simu1.compression: 'gzp' is not a compression "
+                                          r"\(did you mean 'gzip'\?"):
+        load(str(path))

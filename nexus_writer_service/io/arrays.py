@@ -107,7 +107,8 @@ class ArraySpec:
     compression: str | None = "bitshuffle-lz4"
     #: points the scan announces (scan_info npoints); 0: unknown
     expected_points: int = 0
-    #: BLISS's chunk options for this scan (compression there wins over ``compression``)
+    #: BLISS's chunk options for this scan (its compression is one of the choices the caller
+    #: weighs to give ``compression``: see mapping.beamline.channel_compression)
     storage: StorageOptions = StorageOptions()
 
     @property
@@ -115,8 +116,7 @@ class ArraySpec:
         """The filter this dataset gets ("" none), from the compression asked and the limits."""
         if not [d for d in self.point_shape]:
             return ""  # scalars: plain appends are cheapest, and nothing to gain
-        name = check_compression(self.storage.compression if self.storage.compression is not None
-                                 else self.compression)
+        name = check_compression(self.compression)
         limit = self.storage.compression_limit_nbytes
         if name and limit is not None and self.expected_points > 0:
             point = int(np.prod([d if d > 0 else 256 for d in self.point_shape]))

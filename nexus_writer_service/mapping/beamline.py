@@ -32,6 +32,28 @@ def sample(cfg: BeamlineConfig) -> Group | None:
     return None if is_empty(grp) else grp
 
 
+def channel_compression(channel: ChannelPlan, cfg: BeamlineConfig, scan_choice: str | None,
+                        default: str) -> str:
+    """The filter of one channel's dataset, the most specific choice winning: the detector's
+    (configuration ``detectors.<name>.compression``), the scan's (BLISS ``writer_options``
+    compression_scheme, translated), the beamline's (``compression``), the writer's
+    (``--compression``). "" is no filter."""
+    ctrl = channel.stream.rpartition(":")[0].partition(":")[0]
+    keys = (channel.stream, channel.display_name, channel.bliss_group, channel.group, ctrl)
+    for key in keys:
+        det = cfg.detectors.get(key) if key else None
+        if det is not None and det.compression:
+            return "" if det.compression == "none" else det.compression
+    for det in cfg.detectors.values():  # by the NeXus name it gave (fluo -> fluo_det0)
+        if det.compression and det.name and (channel.group == det.name
+                                             or channel.group.startswith(det.name + "_")):
+            return "" if det.compression == "none" else det.compression
+    for choice in (scan_choice, cfg.compression):
+        if choice is not None:
+            return "" if choice == "none" else choice
+    return default
+
+
 def technique(info: dict, cfg: BeamlineConfig) -> tuple[str | None, TechniqueConfig | None, str | None]:
     """(name, technique, warning): the scan's choice, else the configured default."""
     chosen = (info.get("nexuswriter") or {}).get("technique") or cfg.technique

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from .. import __version__
 from ..metadata.config import BeamlineConfig
-from . import beamline, metadata, plots
+from . import appdefs, beamline, metadata, plots
 from .channels import ChannelPlan, entry_names, plan_channels
 from ..descriptions import ScanDescription
 from .nexus import Group, field, group, insert, link, merge, nx_class, stream_field
@@ -181,6 +181,10 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
     warnings.extend(w for w in config_warnings if w not in warnings)
     for name, grp in {**nxdata, **extra}.items():
         root.children.setdefault(name, grp)
+    # the technique's application definition (NXfluo, NXxas, NXscan), from what is in the entry now
+    technique_name = beamline.technique(info, config)[0]
+    warnings.extend(w for w in appdefs.complete(root, entry.name, info, entry.channels, lengths, config,
+                                                technique_name) if w not in warnings)
     default = technique_default or default
     if default is None and "images" in root.children:
         default = "images"

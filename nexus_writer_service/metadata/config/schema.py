@@ -24,8 +24,20 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_compression(name: str) -> str:
+    """The filter names the writer knows (io/arrays.py FILTER_PLUGINS), checked here without h5py."""
+    known = ("bitshuffle-lz4", "gzip", "none", "deflate", "shuffle", "bitshuffle")
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(f"{name!r} is not a compression ({hint}'bitshuffle-lz4': fast, readers need the "
+                         f"plugin; 'gzip': every HDF5 reader opens it; 'none')")
+    return name
+
+
 Units = Annotated[str, AfterValidator(check_units)]
 NxName = Annotated[str, AfterValidator(check_name)]
+Compression = Annotated[str, AfterValidator(check_compression)]
 
 
 #: items of every entry (doc/layout.md): plots and techniques may not take these names
@@ -47,6 +59,15 @@ class DetectorConfig(_Strict):
     #: ``NXdetector/type`` (diode, ionization chamber, CCD, MCA ...)
     type: str | None = None
     description: str | None = None
+    #: filter of its spectra/images (wins over the scan's and the beamline's choice)
+    compression: Compression | None = None
+    #: MCA channel -> energy in keV: [a, b] or [a, b, c] for E = a + b*ch + c*ch**2
+    energy_calibration: list[float] | None = Field(default=None, min_length=2, max_length=3)
+
+
+#: application definitions whose content the writer fills in, and the channel roles each needs
+APPLICATION_DEFINITIONS = {"NXfluo": ("detector", "monitor"), "NXxas": ("energy", "detector", "element", "edge"),
+                           "NXscan": ("detector", "monitor")}
 
 
 class PlotConfig(_Strict):
@@ -62,8 +83,29 @@ class TechniqueConfig(_Strict):
     description: str | None = None
     #: plots (names from ``plots``) this technique wants; the first is the entry's default plot
     plots: list[str] = Field(default_factory=list)
-    #: NeXus application definition (e.g. NXxas): written in an NXsubentry named after the technique
+    #: NeXus application definition (e.g. NXxas): written in an NXsubentry named after the technique;
+    #: for NXfluo, NXxas and NXscan the writer fills in what the definition requires from the
+    #: channels named below (BLISS channel, counter or NeXus names, as in plots)
     definition: Annotated[str, AfterValidator(tree.check_class)] | None = None
+    #: the detector: NXfluo's spectrum, NXxas's intensity, NXscan's detector data
+    detector: str | None = None
+    #: the monitor (NXmonitor/data)
+    monitor: str | None = None
+    #: NXxas: the energy channel (the scanned monochromator energy, in units of energy)
+    energy: str | None = None
+    #: NXscan: the scanned axis (sample/rotation_angle); absent: the scan's first motor
+    axis: str | None = None
+    #: NXxas: the absorbing element (symbol, e.g. Fe) and its edge (K, L3 ...)
+    element: str | None = None
+    edge: str | None = None
+
+    @model_validator(mode="after")
+    def _roles(self):
+        for role in APPLICATION_DEFINITIONS.get(self.definition or "", ()):
+            if getattr(self, role) is None:
+                raise ValueError(f"{self.definition} needs '{role}' "
+                                 f"(give {', '.join(APPLICATION_DEFINITIONS[self.definition])})")
+        return self
 
 
 class BeamlineConfig(_Strict):
@@ -78,6 +120,9 @@ class BeamlineConfig(_Strict):
     #: default technique of every scan (a scan may name another in scan_info["nexuswriter"]["technique"])
     technique: str | None = None
     techniques: dict[NxName, TechniqueConfig] = Field(default_factory=dict)
+    #: filter of spectra and images: bitshuffle-lz4 (fast; readers need the plugin), gzip
+    #: (every HDF5 reader opens it) or none; absent: the writer's --compression
+    compression: Compression | None = None
 
     @model_validator(mode="after")
     def _references(self):
