@@ -38,10 +38,50 @@ def _describe(name: str, stream) -> StreamDescription:
 
 @dataclass
 class Batch:
-    """New points of one stream. ``lost`` points before them were trimmed from Redis."""
+    """New points of one stream. ``lost`` points before them were trimmed from Redis.
+
+    ``error``: the stream's data cannot be read as its description says (wrong dtype,
+    points that disagree with their count): it is no longer followed.
+    """
 
     data: object
     lost: int = 0
+    error: str | None = None
+
+
+class UndecodableStream(Exception):
+    """One stream's Redis entries cannot be decoded as the stream describes them."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+def _guard_decoding(events, name: str) -> None:
+    """Make a stream whose entries do not decode fail alone, by name.
+
+    blissdata decodes every stream of a multi-stream read in one go: one stream
+    published with another dtype (``buffer size must be a multiple of element
+    size``) would fail the read of all. Decoding happens before any cursor moves,
+    so the read can be made again without that stream. Points that disagree with
+    the count their entries announce (a batch of another shape) are refused too:
+    they would shift every later point.
+    """
+    decode = events._decode_entries
+
+    def guarded(entries):
+        try:
+            index, data = decode(entries)
+        except Exception as exc:
+            raise UndecodableStream(name, f"data cannot be decoded ({type(exc).__name__}: {exc})") from exc
+        announced = sum(e.length for e in entries if not e.is_seal)
+        if announced and len(data) != announced:
+            raise UndecodableStream(name, f"{len(data)} points decoded where its entries announce "
+                                          f"{announced} (shape or dtype differs from the stream's)")
+        return index, data
+
+    events._decode_entries = guarded
 
 
 class ScanSource:
@@ -150,7 +190,11 @@ class ScanSource:
         class would do (fetch frames from a detector server, or read trimmed points
         back from the file we are writing).
         """
-        streams = [RawStream(self.scan.streams[n].event_stream) for n in names]
+        streams = []
+        for n in names:
+            events = self.scan.streams[n].event_stream
+            _guard_decoding(events, n)
+            streams.append(RawStream(events))
         self._cursors = BoundedCursorGroup(streams) if streams else None
 
     def close(self) -> None:
@@ -161,7 +205,11 @@ class ScanSource:
         """New data of the followed streams; raises EndOfStream when all are sealed and read."""
         if self._cursors is None:
             raise EndOfStream
-        views = self._cursors.read(block=True, timeout=timeout)
+        try:
+            views = self._cursors.read(block=True, timeout=timeout)
+        except UndecodableStream as bad:
+            self._cursors.drop(bad.name)
+            return {bad.name: Batch(None, error=bad.reason)}
         out = {}
         nbytes = 0
         for stream, view in views.items():
@@ -188,15 +236,24 @@ class ScanSource:
         known = known or {}
         lengths: dict[str, int | None] = {}
         scan = self.scan if self._final else self.ds.load_scan(self.key)
-        for name, stream in scan.streams.items():
-            if name in known:
+        streams = list(scan.streams.items())
+        try:  # a stream whose key is gone reads as empty and sealed: ask Redis (one round trip)
+            pipe = self.ds._redis.pipeline(transaction=False)
+            for _, stream in streams:
+                pipe.exists(stream.event_stream.key)
+            present = [bool(n) for n in pipe.execute()]
+        except redis.RedisError:
+            present = [True] * len(streams)
+        for (name, stream), there in zip(streams, present):
+            if not there:
+                lengths[name] = None
+            elif name in known:
                 lengths[name] = known[name]
-                continue
-            events = stream.event_stream
-            try:
-                lengths[name] = len(events) if self.ds._redis.exists(events.key) else None
-            except redis.RedisError:
-                lengths[name] = 0
+            else:
+                try:
+                    lengths[name] = len(stream.event_stream)
+                except redis.RedisError:
+                    lengths[name] = 0
         return lengths
 
     def child_path(self, key: str) -> tuple[str | None, int]:
@@ -223,6 +280,12 @@ class BoundedCursorGroup(CursorGroup):
         super().__init__(streams)
         self.count = self.FIRST_ENTRIES
         self._bounded = hasattr(self, "_read_next_events_multi") and hasattr(self, "_create_data_views")
+
+    def drop(self, name: str) -> None:
+        """Stop following one stream (the others go on where they are)."""
+        for key, cursor in list(self._active_cursors.items()):
+            if cursor._hl_stream.name == name:
+                self._dead_cursors[key] = self._active_cursors.pop(key)
 
     def adapt(self, nbytes: int) -> None:
         if nbytes > self.READ_BYTES:

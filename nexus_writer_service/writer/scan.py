@@ -92,6 +92,8 @@ class ScanWriter:
         self._arrays: dict = {}
         self._drained = False
         self._lost: dict[str, int] = {}
+        #: streams whose data could not be read as described: why
+        self._broken: dict[str, str] = {}
         self._skip: dict[str, int] = {}
         self._plan: ScanPlan | None = None
         self._desc: ScanDescription | None = None
@@ -284,6 +286,10 @@ class ScanWriter:
                     return False
             self._handle.flush(self.config.flush_period)
 
+    def _point(self, name: str) -> int:
+        array = self._arrays.get(name)
+        return array.length if array is not None else 0
+
     def _written(self) -> dict[str, int]:
         """Points (frames, events) in the file so far, per stream."""
         written = {n: a.length for n, a in self._arrays.items()}
@@ -314,6 +320,10 @@ class ScanWriter:
     def _append(self, batches: dict) -> None:
         with self._handle.lock:
             for name, batch in batches.items():
+                if batch.error:
+                    self._broken[name] = batch.error
+                    self._warn(f"{name}: {batch.error}: not written from point {self._point(name)} on")
+                    continue
                 kind = self._kinds.get(name)
                 if kind is not None and not kind.appends:
                     kind.on_events(batch.data if batch.data is not None else [], batch.lost)
@@ -346,11 +356,12 @@ class ScanWriter:
                 self._warn(problem)
         lengths = {name: a.length for name, a in self._arrays.items()}
         # streams read to their sealed end hold what was published: no need to ask again
-        published = src.published_lengths(known=lengths if self._drained and not self._lost else None)
+        trusted = {n: v for n, v in lengths.items() if n not in self._broken}
+        published = src.published_lengths(known=trusted if self._drained and not self._lost else None)
         self.state.written = dict(lengths)
         if not closed:
             self._warn("the scan was never closed by its publisher")
-        ok = closed and streams_complete and not self._lost
+        ok = closed and streams_complete and not self._lost and not self._broken
         for name, n in lengths.items():
             if self._lost.get(name):
                 self._warn(f"{name}: {self._lost[name]} points trimmed from Redis before they were saved")
