@@ -11,8 +11,13 @@ import sys
 from .. import __version__
 from ..metadata.config import load_raw
 from ..transport.connection import resolve_redis_url
+from ..transport.status import SessionTaken
 from ..writer.config import WriterConfig
+from ..writer.paths import check_session_name, check_template
 from ..writer.session import SessionWriter
+
+#: exit code when another writer, alive, already writes the session
+EXIT_SESSION_TAKEN = 3
 
 
 def parser() -> argparse.ArgumentParser:
@@ -27,6 +32,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--logfile", help="also log to this file")
     p.add_argument("--base-path", default=defaults.base_path,
                    help="session base folder for scans BLISS gives no file name (writer 'null'); default: current folder")
+    p.add_argument("--allowed-root", action="append", default=[], metavar="DIR",
+                   help="a folder the writer may write in (repeat for several; the base path is always "
+                        "one): a scan whose file is elsewhere is FAILED. Give BLISS's SCAN_SAVING.base_path "
+                        "(/data/visitor ...). Default: files BLISS names go anywhere except system "
+                        "folders (/etc, /usr, /root ...) and hidden ones")
     p.add_argument("--default-path-template", default=defaults.default_path_template,
                    help="file for scans without a file name; fields: {base_path} {session} {scan_name} "
                         "{scan_number} {date} {user} (default: %(default)s)")
@@ -61,13 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log, args.logfile)
     log = logging.getLogger("nexus_writer_service")
     try:
+        check_session_name(args.session)
+        base_path = os.path.abspath(args.base_path)
+        check_template(args.default_path_template, base_path)
         beamline = load_raw(args.config) if args.config else {}
         url = resolve_redis_url(args.redis_url)
     except Exception as e:
         log.error("%s", e)
         return 2
     config = WriterConfig(
-        base_path=args.base_path,
+        base_path=base_path,
+        allowed_roots=[os.path.abspath(r) for r in args.allowed_root],
         default_path_template=args.default_path_template,
         stall_timeout=args.stall_timeout,
         recover_window=args.recover_window,
@@ -83,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    writer.run()
+    try:
+        writer.run()
+    except SessionTaken:
+        return EXIT_SESSION_TAKEN  # said in the log by the writer, one line
     if writer.files.quarantined:
         # HDF5 crashes when it tears down files whose writes failed: leave without it
         log.warning("[%s] %d file(s) could not be written completely: %s", args.session,

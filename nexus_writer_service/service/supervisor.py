@@ -7,8 +7,11 @@ one session touches no other, and a restarted writer recovers what it missed
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,6 +20,36 @@ from dataclasses import dataclass, field
 _logger = logging.getLogger("nexus_writer_service.service")
 
 BACKOFF_MIN, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
+
+_PR_SET_PDEATHSIG = 1
+try:  # looked up before any fork: the child only makes one system call
+    _prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux: the service's own stop_all() is all there is
+    _prctl = None
+
+
+def default_log_dir() -> str:
+    """Where the session writers log without ``--log-dir``: the user's state folder.
+
+    ``$XDG_STATE_HOME/nexus_writer_service/logs`` (``~/.local/state/...`` by default),
+    the XDG place for logs that outlive a run.
+    """
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "nexus_writer_service", "logs")
+
+
+def _die_with_parent(parent: int):
+    """In the child, before exec: SIGTERM when the service dies, even by SIGKILL.
+
+    Without it a session writer outlives a killed service (PPID 1) and holds the
+    session, so a restarted service could not write it.
+    """
+    def preexec() -> None:
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the service died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+    return preexec
 
 
 @dataclass
@@ -53,18 +86,28 @@ class Supervisor:
         self.writers = {s.name: Supervised(s) for s in specs}
 
     def command(self, spec: SessionSpec) -> list[str]:
+        """The writer's command line; the Redis URL goes in its environment (``ps`` shows
+        command lines to every user, and the URL may hold a password)."""
         return [sys.executable, "-m", "nexus_writer_service.apps.session_writer", spec.name,
-                "--redis-url", self.redis_url, f"--log={self.log_level}", *spec.args]
+                f"--log={self.log_level}", *spec.args]
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ, REDIS_DATA_URL=self.redis_url)
 
     def _start(self, w: Supervised) -> None:
+        """Start one writer. Call it from a thread that lives as long as the service:
+        Linux sends the death signal when the *thread* that forked the child ends."""
         out = subprocess.DEVNULL
         if self.log_dir:
             os.makedirs(self.log_dir, exist_ok=True)
             w.log_path = os.path.join(self.log_dir, f"{w.spec.name}.log")
             out = open(w.log_path, "ab")
-        w.proc = subprocess.Popen(self.command(w.spec), stdout=out, stderr=subprocess.STDOUT)
-        if out is not subprocess.DEVNULL:
-            out.close()
+        try:
+            w.proc = subprocess.Popen(self.command(w.spec), stdout=out, stderr=subprocess.STDOUT,
+                                      env=self.environment(), preexec_fn=_die_with_parent(os.getpid()))
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()
         w.started = time.monotonic()
         _logger.info("[%s] session writer started (pid %d)", w.spec.name, w.proc.pid)
 

@@ -17,30 +17,59 @@ td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#eee}
 .SUCCEEDED{color:#070}.FAILED{color:#b00}.INCOMPLETE{color:#b60}.WRITING{color:#05a}.dead{color:#b00}"""
 
 
+def _text(value) -> str:
+    """Any value, as escaped text: everything shown comes from Redis or a process table."""
+    return html.escape("-" if value is None else str(value), quote=True)
+
+
+def _points(scan: dict):
+    """The most points of any channel; a state that holds something else shows it (escaped)."""
+    written = scan.get("written")
+    if not isinstance(written, dict):
+        return written if written is not None else 0
+    counts = [v for v in written.values() if isinstance(v, int) and not isinstance(v, bool)]
+    if len(counts) == len(written):
+        return max(counts, default=0)
+    return ", ".join(str(v) for v in written.values())
+
+
+def _problems(scan: dict) -> str:
+    error, warnings = scan.get("error"), scan.get("warnings")
+    if error:
+        return str(error)
+    if isinstance(warnings, list):
+        return "; ".join(str(w) for w in warnings)
+    return "" if warnings is None else str(warnings)
+
+
 def render(status: dict) -> str:
-    e = html.escape
+    """The page; every value goes through ``html.escape`` (HTML from Redis must not run)."""
+    e = _text
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><meta http-equiv='refresh' content='2'>"
              f"<title>NeXus writers</title><style>{_STYLE}</style></head><body>",
              f"<h1>NeXus writers</h1><p>Redis: {e(status.get('redis_url', ''))}</p>",
              "<table id='sessions'><tr><th>session</th><th>writer</th><th>pid</th><th>restarts</th>"
              "<th>last exit</th></tr>"]
-    for name, s in status["sessions"].items():
+    sessions = status.get("sessions") or {}
+    for name, s in sessions.items():
         alive = "alive" if s.get("heartbeat") else "not alive"
         cls = "" if s.get("heartbeat") else " class='dead'"
-        parts.append(f"<tr><td>{e(name)}</td><td{cls}>{alive}</td><td>{s.get('pid') or '-'}</td>"
-                     f"<td>{s.get('restarts', 0)}</td><td>{s.get('last_exit') if s.get('last_exit') is not None else '-'}</td></tr>")
+        parts.append(f"<tr><td>{e(name)}</td><td{cls}>{alive}</td><td>{e(s.get('pid') or '-')}</td>"
+                     f"<td>{e(s.get('restarts', 0))}</td><td>{e(s.get('last_exit'))}</td></tr>")
     parts.append("</table>")
-    for name, s in status["sessions"].items():
+    for name, s in sessions.items():
         parts.append(f"<h2>{e(name)}: recent scans</h2><table class='scans'><tr><th>scan</th><th>name</th>"
                      "<th>state</th><th>points</th><th>file</th><th>entries</th><th>problems</th></tr>")
-        for scan in s.get("scans", []):
-            points = max((scan.get("written") or {}).values(), default=0)
-            problems = scan.get("error") or "; ".join(scan.get("warnings") or [])
-            state = str(scan.get("status", "?"))
-            parts.append(f"<tr><td>{e(str(scan.get('number')))}</td><td>{e(str(scan.get('name', '')))}</td>"
-                         f"<td class='{e(state)}'>{e(state)}</td><td>{points}</td>"
-                         f"<td>{e(str(scan.get('file') or '-'))}</td><td>{e(', '.join(scan.get('entries') or []))}</td>"
-                         f"<td>{e(problems)}</td></tr>")
+        for scan in s.get("scans") or []:
+            if not isinstance(scan, dict):
+                continue
+            entries = scan.get("entries")
+            entries = ", ".join(str(x) for x in entries) if isinstance(entries, list) else entries
+            state = e(scan.get("status", "?"))
+            parts.append(f"<tr><td>{e(scan.get('number'))}</td><td>{e(scan.get('name', ''))}</td>"
+                         f"<td class='{state}'>{state}</td><td>{e(_points(scan))}</td>"
+                         f"<td>{e(scan.get('file') or '-')}</td><td>{e(entries or '')}</td>"
+                         f"<td>{e(_problems(scan))}</td></tr>")
         parts.append("</table>")
     parts.append("</body></html>")
     return "".join(parts)

@@ -5,7 +5,9 @@ can ask without Tango: is a writer alive for this session, and what happened to
 each scan (PENDING, WRITING, SUCCEEDED, FAILED, INCOMPLETE, SKIPPED)?
 
 Keys (JSON strings):
-  nexus_writer:<session>:heartbeat   the writer's pid, host, version; expires after TTL
+  nexus_writer:<session>:heartbeat   the writer's pid, host, version; expires after TTL.
+                                     Also the session's claim: set only if absent (one
+                                     writer per session), renewed only by its owner
   nexus_writer:scan:<scan key>       one scan's state; expires with the scan (7 days)
   nexus_writer:<session>:scans       sorted set of scan keys by last update (recent ones)
   nexus_writer:<session>:open_files  set of the files the writer has open (a writer that
@@ -19,6 +21,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from dataclasses import asdict, is_dataclass
 
 import redis
@@ -49,18 +52,102 @@ def open_files_key(session: str) -> str:
     return f"{PREFIX}:{session}:open_files"
 
 
-class StatusPublisher:
-    """Writer side: heartbeat in a thread, scan states on every change."""
+class SessionTaken(RuntimeError):
+    """Another writer, alive, holds the session: two writers would corrupt each other's state."""
 
-    def __init__(self, redis_url: str, session: str, version: str = ""):
+
+#: renew the heartbeat if it is ours or absent (expired while Redis was away); else 0
+_RENEW = """
+local v = redis.call('GET', KEYS[1])
+if v and not string.find(v, ARGV[1], 1, true) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+#: delete the key only if it still holds exactly this value (ours, or a dead writer's)
+_DELETE_IF = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_RELEASE = """
+local v = redis.call('GET', KEYS[1])
+if v and string.find(v, ARGV[1], 1, true) then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _process_gone(pid) -> bool:
+    """True if no live process has this pid on this host (a zombie counts as gone)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+class StatusPublisher:
+    """Writer side: heartbeat in a thread, scan states on every change.
+
+    The heartbeat is also the claim on the session: ``start()`` sets it only if no other
+    writer holds it (SET NX), and each beat renews it only if it is still ours. A writer
+    that dies stops renewing and its claim expires after ``HEARTBEAT_TTL``; one that died
+    on this host is recognised at once (its pid is gone), so a restart need not wait.
+    """
+
+    def __init__(self, redis_url: str, session: str, version: str = "", on_lost=None):
         self._redis = redis.Redis.from_url(redis_url)
         self.session = session
+        self._token = uuid.uuid4().hex
         self._identity = {"session": session, "pid": os.getpid(), "host": socket.gethostname(),
-                          "version": version, "started": time.time()}
+                          "version": version, "started": time.time(), "token": self._token}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: called (once, from the heartbeat thread) when another writer took the session
+        self._on_lost = on_lost or (lambda holder: None)
+        self.claimed = False
+
+    def _payload(self) -> str:
+        return json.dumps(dict(self._identity, time=time.time()))
+
+    def claim(self) -> None:
+        """Take the session, or raise SessionTaken naming the live writer that holds it."""
+        key = heartbeat_key(self.session)
+        for _ in range(3):
+            if self._redis.set(key, self._payload(), nx=True, ex=HEARTBEAT_TTL):
+                self.claimed = True
+                return
+            raw = self._redis.get(key)
+            if raw is None:
+                continue  # expired meanwhile
+            try:
+                holder = json.loads(raw)
+            except ValueError:
+                holder = {}
+            if not isinstance(holder, dict):
+                holder = {}
+            if holder.get("host") == socket.gethostname() and holder.get("pid") != os.getpid() \
+                    and _process_gone(holder.get("pid")):
+                self._redis.eval(_DELETE_IF, 1, key, raw)  # a killed writer's claim
+                continue
+            since = holder.get("started")
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(
+                since, (int, float)) else "?"
+            raise SessionTaken(
+                f"session {self.session}: another writer is running (pid {holder.get('pid', '?')} on "
+                f"{holder.get('host', '?')}, started {when}): not starting a second one "
+                f"(it expires {HEARTBEAT_TTL} s after that writer stops)")
+        raise SessionTaken(f"session {self.session}: the writer claim keeps changing hands: not starting")
 
     def start(self) -> None:
+        """Claim the session (SessionTaken if another writer holds it), then beat."""
+        self.claim()
         self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._thread.start()
 
@@ -68,18 +155,29 @@ class StatusPublisher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
-        try:  # a writer that stops cleanly says so at once
-            self._redis.delete(heartbeat_key(self.session))
+        if not self.claimed:
+            return
+        try:  # a writer that stops cleanly says so at once (and frees the session)
+            self._redis.eval(_RELEASE, 1, heartbeat_key(self.session), self._token)
         except redis.RedisError:
             pass
+        self.claimed = False
 
     def _beat(self) -> None:
         while not self._stop.is_set():
             try:
-                payload = dict(self._identity, time=time.time())
-                self._redis.set(heartbeat_key(self.session), json.dumps(payload), ex=HEARTBEAT_TTL)
+                ours = self._redis.eval(_RENEW, 1, heartbeat_key(self.session), self._token,
+                                        self._payload(), HEARTBEAT_TTL)
             except redis.RedisError:
-                pass  # Redis away: the heartbeat expires, which is the truth
+                ours = 1  # Redis away: the heartbeat expires, which is the truth
+            if not ours:
+                self.claimed = False
+                try:
+                    holder = json.loads(self._redis.get(heartbeat_key(self.session)) or "{}")
+                except (redis.RedisError, ValueError):
+                    holder = {}
+                self._on_lost(holder)
+                return
             self._stop.wait(HEARTBEAT_PERIOD)
 
     def scan(self, state) -> None:
@@ -134,6 +232,14 @@ class StatusReader:
         keys = [k.decode() for k in self._redis.zrevrange(recent_key(session), 0, count - 1)]
         states = [self.scan(k) for k in keys]
         return [s for s in states if s]
+
+    def ping(self) -> str | None:
+        """None if Redis answers, else what went wrong (for a console message)."""
+        try:
+            self._redis.ping()
+            return None
+        except redis.RedisError as exc:
+            return f"{type(exc).__name__}: {exc}"
 
     def open_files(self, session: str) -> set[str]:
         return {p.decode() for p in self._redis.smembers(open_files_key(session))}

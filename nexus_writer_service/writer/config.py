@@ -36,3 +36,19 @@ class WriterConfig:
     beamline: dict = field(default_factory=dict)
     #: where ``beamline`` came from, for messages
     beamline_source: str = ""
+    #: folders the writer may write in (with ``base_path``, always allowed): when given, a
+    #: scan whose file lies elsewhere is FAILED. Empty (the default): files BLISS names
+    #: (its SCAN_SAVING.base_path, which the writer is not told) go anywhere except system
+    #: and hidden folders (``io.files.path_refused``); templated files stay under base_path
+    allowed_roots: list[str] = field(default_factory=list)
+    #: while Redis is unreachable, the warning is repeated this often (seconds)
+    redis_warning_period: float = 30.0
+
+    def roots(self) -> list[str]:
+        """The allowed roots in force: ``allowed_roots`` and ``base_path``, absolute."""
+        out: list[str] = []
+        for root in [*self.allowed_roots, self.base_path]:
+            root = os.path.normpath(os.path.abspath(root))
+            if root not in out:
+                out.append(root)
+        return out

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 
+from ..io.files import has_hdf5_signature, path_refused
 from ..io.integrity import check_in_subprocess, copy_finished_in_subprocess, match_allocation_to_size
 from ..states import FINAL_STATES
 
@@ -26,6 +28,30 @@ def _aside_name(path: str) -> str:
     return candidate
 
 
+def not_ours(path: str, allowed_roots=(), strict: bool = False) -> str | None:
+    """Why ``path`` must not be moved aside, or None.
+
+    The list of files to check comes from Redis (what a killed writer had open, the
+    files of unfinished scans): only a regular file that still starts like HDF5, reached
+    without a symbolic link in its last component, that the writer may write
+    (``io.files.path_refused``), qualifies. A user's text file, folder or link is never
+    renamed.
+    """
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"cannot be inspected ({exc.strerror})"
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a directory"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    if not has_hdf5_signature(path):
+        return "is not an HDF5 file"
+    return path_refused(os.path.normpath(path), allowed_roots, strict)
+
+
 def salvage(path: str, log: logging.Logger | logging.LoggerAdapter,
             cause: str = "by a writer that was killed", force: bool = False) -> set[str] | None:
     """None when ``path`` is whole (or absent); else the entries carried over intact.
@@ -33,7 +59,12 @@ def salvage(path: str, log: logging.Logger | logging.LoggerAdapter,
     ``force``: move it aside even if it reads well (this process still holds it open
     after failed writes, and HDF5 would hand the broken handle to the next scan).
     """
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
+        return None
+    refused = not_ours(path)
+    if refused:
+        log.warning("%s is not checked after a crash: it %s (only HDF5 files the writer made are "
+                    "moved aside)", path, refused)
         return None
     report = check_in_subprocess(path)
     damaged = {name: err for name, err in report["entries"].items() if err}

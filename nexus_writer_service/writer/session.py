@@ -9,6 +9,7 @@ C and would stall a gevent loop anyway.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -17,13 +18,14 @@ import redis
 from blissdata.exceptions import NoScanAvailable, ScanLoadError
 
 from ..io.files import FileRegistry
-from ..transport.connection import connect
+from ..transport.connection import connect, redact_url
 from .. import __version__
 from ..transport.scans import ScanSource, scans_since
 from ..states import FINAL_STATES
-from ..transport.status import StatusPublisher, StatusReader
+from ..transport.status import SessionTaken, StatusPublisher, StatusReader
 from .config import WriterConfig
-from .salvage import salvage
+from .paths import check_session_name, check_template
+from .salvage import not_ours, salvage
 from .scan import ScanState, ScanWriter
 
 _logger = logging.getLogger("nexus_writer_service")
@@ -32,20 +34,23 @@ _logger = logging.getLogger("nexus_writer_service")
 class SessionWriter:
     def __init__(self, session: str, redis_url: str, config: WriterConfig | None = None,
                  logger: logging.Logger = _logger):
-        self.session = session
+        self.session = check_session_name(session)
         self.redis_url = redis_url
         self.config = config or WriterConfig()
+        check_template(self.config.default_path_template, self.config.base_path)
         self.log = logger
         self.files = FileRegistry(lock_timeout=self.config.lock_timeout,
                                   on_open=lambda path: self.status.file_opening(path),
-                                  on_close=lambda path: self.status.file_closed(path))
+                                  on_close=lambda path: self.status.file_closed(path),
+                                  allowed_roots=self.config.roots(),
+                                  strict=bool(self.config.allowed_roots))
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._threads: dict[str, threading.Thread] = {}
         self._writers: dict[str, ScanWriter] = OrderedDict()
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max(1, self.config.max_active_scans))
-        self.status = StatusPublisher(redis_url, session, __version__)
+        self.status = StatusPublisher(redis_url, session, __version__, on_lost=self._claim_lost)
 
     # -- control -----------------------------------------------------------
     def stop(self) -> None:
@@ -69,37 +74,78 @@ class SessionWriter:
 
     # -- main loop ---------------------------------------------------------
     def run(self) -> None:
-        ds, since, down = None, None, False
-        self.status.start()
-        while not self._stop.is_set():
-            try:
-                if ds is None:
-                    ds = connect(self.redis_url)
-                    if since is None:
-                        since = self._recover(ds)
-                        self.log.info("[%s] listening for scans on %s", self.session, self.redis_url)
-                    self._ready.set()
-                    if down:
-                        self.log.warning("[%s] Redis is back", self.session)
-                        down = False
+        """Listen until ``stop()``; SessionTaken if another live writer holds the session."""
+        ds, since, down, warned = None, None, False, 0.0
+        where = redact_url(self.redis_url)
+        try:
+            while not self._stop.is_set():
                 try:
-                    since, key = ds.get_next_scan(since=since, block=True, timeout=0.5)
-                except NoScanAvailable:
-                    continue
-                self._dispatch(ds, key)
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
-                if not down:
-                    self.log.warning("[%s] Redis unreachable (%s): retrying", self.session, e)
-                    down = True
-                ds = None
-                self._stop.wait(1.0)
-            except Exception:  # the listener itself must survive anything one scan does
-                self.log.exception("[%s] unexpected error while listening", self.session)
-                self._stop.wait(1.0)
+                    if ds is None:
+                        ds = connect(self.redis_url)
+                        if not self.status.claimed:
+                            self.status.start()  # one writer per session: SessionTaken
+                        if since is None:
+                            since = self._recover(ds)
+                            self.log.info("[%s] listening for scans on %s (%s)", self.session, where,
+                                          self._where_files_go())
+                        self._ready.set()
+                        if down:
+                            self.log.warning("[%s] Redis is back (%s)", self.session, where)
+                            down = False
+                    try:
+                        since, key = ds.get_next_scan(since=since, block=True, timeout=0.5)
+                    except NoScanAvailable:
+                        continue
+                    self._dispatch(ds, key)
+                except SessionTaken:
+                    raise
+                except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+                    now = time.monotonic()
+                    if not down or now - warned >= self.config.redis_warning_period:
+                        # repeated while it lasts: a writer waiting silently looks like a dead one
+                        self.log.warning("[%s] Redis unreachable at %s (%s): retrying", self.session,
+                                         where, e)
+                        down, warned = True, now
+                    ds = None
+                    self._stop.wait(1.0)
+                except Exception:  # the listener itself must survive anything one scan does
+                    self.log.exception("[%s] unexpected error while listening", self.session)
+                    self._stop.wait(1.0)
+        except SessionTaken as exc:
+            self.log.error("[%s] %s", self.session, exc)
+            raise
         self.log.info("[%s] writer stopping: waiting for running scans", self.session)
         self.wait_idle(timeout=self.config.read_timeout * 10)
+        self._log_unfinished()
         self.status.stop()
         self.log.info("[%s] writer stopped", self.session)
+
+    def _where_files_go(self) -> str:
+        roots = ", ".join(self.config.roots())
+        if self.config.allowed_roots:
+            return f"files only under {roots}"
+        return f"files under {roots}, or where BLISS names them outside system folders"
+
+    def _log_unfinished(self) -> None:
+        """Name the scans a stop leaves half-written (the next start resumes them)."""
+        with self._lock:
+            left = [w.state for k, w in self._writers.items()
+                    if w.state.status not in FINAL_STATES and self._threads.get(k) is not None
+                    and self._threads[k].is_alive()]
+        if not left:
+            return
+        described = ", ".join(
+            f"{s.number} {s.name} ({s.status}, {max(s.written.values(), default=0)} points"
+            f"{' in ' + s.file if s.file else ''})" for s in left[:20])
+        more = f" and {len(left) - 20} more" if len(left) > 20 else ""
+        self.log.warning("[%s] stopped with %d scan(s) unfinished, resumed by the next start: %s%s",
+                         self.session, len(left), described, more)
+
+    def _claim_lost(self, holder: dict) -> None:
+        """Another writer holds the session now (ours expired): two must never write it."""
+        self.log.error("[%s] another writer took the session (pid %s on %s): stopping", self.session,
+                       holder.get("pid", "?"), holder.get("host", "?"))
+        self.stop()
 
     def _recover(self, ds) -> str:
         """Write the session's recent scans that no writer finished; returns where to go on from.
@@ -130,9 +176,17 @@ class SessionWriter:
     def _salvage_files(self, states: dict[str, dict], left_open: set[str]) -> set[str]:
         """Files a killed writer had open, checked; keys of the scans to write again."""
         suspects = left_open | {s["file"] for s in states.values()
-                                if s.get("file") and s.get("status") not in FINAL_STATES}
+                                if isinstance(s.get("file"), str) and s.get("status") not in FINAL_STATES}
         rewrite: set[str] = set()
         for path in sorted(suspects):
+            if not isinstance(path, str) or "\0" in path or not path.startswith("/"):
+                continue
+            if os.path.lexists(path):
+                refused = not_ours(path, self.config.roots(), bool(self.config.allowed_roots))
+                if refused:  # the list comes from Redis: never rename what is not ours
+                    self.log.warning("[%s] %s left open by a previous writer is not checked: it %s",
+                                     self.session, path, refused)
+                    continue
             try:
                 kept = salvage(path, self.log)
             except Exception as exc:  # leave it to the scans themselves (they fail clearly)
