@@ -150,11 +150,13 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
     scanned = {c.display_name: f"/{entry.name}/{c.path}" for c in entry.channels if c.role == "axis"}
     instrument.children.update(metadata.positioners(info, scanned, config.positioners))
     # the scan's own metadata first: in a merge, what is already there wins
-    for defaults in (metadata.user_instrument(info), beamline.instrument(config)):
+    # problems with the scan's metadata (keys HDF5 cannot take as they are): said once
+    meta_warnings: list[str] = []
+    for defaults in (metadata.user_instrument(info, meta_warnings), beamline.instrument(config)):
         if defaults is not None:
             merge(instrument, defaults)
     root.children["instrument"] = instrument
-    for name, grp in metadata.user_categories(info).items():
+    for name, grp in metadata.user_categories(info, meta_warnings).items():
         root.children.setdefault(name, grp)
     sample_defaults = beamline.sample(config)
     if sample_defaults is not None:
@@ -178,7 +180,7 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
     nxdata, default = plots.plots(entry.name, info, entry.channels, lengths)
     extra, technique_default, config_warnings = beamline.entry_plots(entry.name, info, entry.channels,
                                                                      lengths, config)
-    warnings.extend(w for w in config_warnings if w not in warnings)
+    warnings.extend(w for w in config_warnings + meta_warnings if w not in warnings)
     for name, grp in {**nxdata, **extra}.items():
         root.children.setdefault(name, grp)
     # the technique's application definition (NXfluo, NXxas, NXscan), from what is in the entry now

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from silx.io.dictdump import nexus_to_h5_dict
 
-from .nexus import Group, conform, field, group, link, safe_name
+from .nexus import MAX_NAME, Group, conform, field, group, link, safe_name, unique_name
 
 #: scan_meta categories that are not user metadata groups
 _NOT_USER_CATEGORIES = {"positioners", "nexuswriter", "instrument"}
@@ -30,15 +30,18 @@ def _scalar(value: Any):
     return str(value)
 
 
-def nxdict_to_group(tree: dict, default_class: str = "NXcollection") -> Group:
+def nxdict_to_group(tree: dict, default_class: str = "NXcollection", warnings: list | None = None) -> Group:
     """A scan_meta category (silx NeXus-dict convention) as a plan group.
 
     Groups left without children (BLISS's default categories are ``{"@NX_class": ...}``
     alone; a value of None is dropped) are left out: a group is written when it has
     content, or not at all. The returned group itself may be empty: see ``is_empty``.
+    Keys that HDF5 cannot take as they are (too long, characters that are not NeXus)
+    are renamed, never merged with another key; ``warnings`` gets a line for each
+    key shortened.
     """
     h5dict = nexus_to_h5_dict(tree, add_nx_class=False)
-    return _h5dict_group(h5dict, default_class)
+    return _h5dict_group(h5dict, default_class, warnings if warnings is not None else [])
 
 
 def is_empty(grp: Group | None) -> bool:
@@ -46,7 +49,22 @@ def is_empty(grp: Group | None) -> bool:
     return grp is None or not grp.children
 
 
-def _h5dict_group(h5dict: dict, default_class: str) -> Group:
+def _attr_name(name: str) -> str:
+    # HDF5 attribute names end at a NUL: keep what follows, visibly
+    return str(name).replace("\x00", "\\x00")
+
+
+def _h5dict_group(h5dict: dict, default_class: str, warnings: list) -> Group:
+    # one NeXus name per key, distinct even when two keys clean up alike ("a/b", "a_b")
+    taken: set[str] = set()
+    names: dict = {}
+    for key in h5dict:
+        name = key[0] if isinstance(key, tuple) else key
+        if name != "" and name not in names:
+            names[name] = unique_name(safe_name(name), taken)
+            if len(str(name)) > MAX_NAME:
+                warnings.append(f"metadata key {str(name)[:40]!r}... ({len(str(name))} characters) "
+                                f"written as {names[name]!r}")
     attrs: dict[str, Any] = {}
     field_attrs: dict[str, dict] = {}
     for key, value in h5dict.items():
@@ -54,40 +72,43 @@ def _h5dict_group(h5dict: dict, default_class: str) -> Group:
             name, attr = key
             if not attr:  # "energy@": HDF5 has no nameless attributes
                 continue
-            target = attrs if name == "" else field_attrs.setdefault(safe_name(name), {})
-            target[attr] = _scalar(value)
+            if len(str(attr)) > MAX_NAME:
+                warnings.append(f"metadata attribute {str(attr)[:40]!r}... ({len(str(attr))} characters) dropped")
+                continue
+            target = attrs if name == "" else field_attrs.setdefault(names[name], {})
+            target[_attr_name(attr)] = _scalar(value)
     children: dict = {}
     for key, value in h5dict.items():
         if isinstance(key, tuple):
             continue
         if isinstance(value, dict):
-            child = _h5dict_group(value, "NXcollection")
+            child = _h5dict_group(value, "NXcollection", warnings)
             if not is_empty(child):
-                children[safe_name(key)] = child
+                children[names[key]] = child
         elif value is not None:
-            children[safe_name(key)] = field(_scalar(value), **field_attrs.get(safe_name(key), {}))
+            children[names[key]] = field(_scalar(value), **field_attrs.get(names[key], {}))
     nx_class = attrs.pop("NX_class", None) or default_class
     return group(nx_class, children, **attrs)
 
 
-def user_categories(info: dict) -> dict[str, Group]:
+def user_categories(info: dict, warnings: list | None = None) -> dict[str, Group]:
     """Entry-level groups from scan_meta categories (sample, technique, user ones)."""
     out = {}
     for cat in info.get("scan_meta_categories") or []:
         if cat in _NOT_USER_CATEGORIES or not isinstance(info.get(cat), dict):
             continue
         default = "NXsample" if cat == "sample" else "NXcollection"
-        grp = nxdict_to_group(info[cat], default)
+        grp = nxdict_to_group(info[cat], default, warnings)
         if not is_empty(grp):  # e.g. BLISS's default 'technique': {"@NX_class": "NXcollection"}
             out[safe_name(cat)] = grp
     return conform("NXentry", out)
 
 
-def user_instrument(info: dict) -> Group | None:
+def user_instrument(info: dict, warnings: list | None = None) -> Group | None:
     inst = info.get("instrument")
     if not isinstance(inst, dict):
         return None
-    grp = nxdict_to_group(inst, "NXinstrument")
+    grp = nxdict_to_group(inst, "NXinstrument", warnings)
     if is_empty(grp):
         return None
     conform("NXinstrument", grp.children)

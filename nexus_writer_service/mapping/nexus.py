@@ -8,6 +8,7 @@ rules it applies come from ``nxrules`` (shared with the BLISS-side config check)
 
 from __future__ import annotations
 
+import hashlib
 import re
 from functools import lru_cache
 from typing import Any
@@ -22,13 +23,22 @@ _BAD_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 PRIMARY_FIELDS = ("value", "data", "signal", "spectrum", "image")
 
 
+#: longest item name written: HDF5 keeps names in object header messages (64 KiB at most,
+#: shared with the rest of the group) and tools show names, not essays
+MAX_NAME = 200
+
+
 def safe_name(name: str, default: str = "unnamed") -> str:
     """A NeXus item name derived from an arbitrary channel or key name.
 
     Channel names come from users and devices: '/', '..', spaces and the like
-    must never reach HDF5 as path components.
+    must never reach HDF5 as path components. Over ``MAX_NAME`` characters a name is
+    cut and ends with a digest of the whole, so two long names stay two names.
     """
     name = _BAD_CHARS.sub("_", str(name)).strip("_")
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+        name = f"{name[:MAX_NAME - 11]}_{digest}"
     return name or default
 
 
