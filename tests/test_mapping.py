@@ -174,10 +174,23 @@ def test_start_tree_of_every_fixture_is_valid_h5map():
     for name in fixture_names():
         rec = load_recording(name)
         desc = describe(rec)
-        for entry in plan_scan(desc).entries:
+        plan = plan_scan(desc)
+        for entry in plan.entries:
             tree = start_tree(desc, entry)
             Group.model_validate(tree.model_dump())  # round-trips through the h5map model
-            assert isinstance(tree.children["title"], Dataset)
+            title = tree.children["title"]
+            assert title.value.root == str(desc.info.get("title") or desc.name)
+            assert tree.children["writer"].children["scan_key"].value.root == desc.key
+            for ch in entry.channels:
+                if ch not in plan.streamed:
+                    continue
+                node = tree.children["instrument"].children[ch.group].children[ch.field]
+                assert isinstance(node.value, Stream) and node.value.stream == ch.stream, (name, ch)
+                link = tree.children["measurement"].children[ch.short_name]
+                assert isinstance(link, SoftLink) and link.target_path == f"/{entry.name}/{ch.path}"
+            # every numeric stream of the scan has its growing dataset in some entry
+            streamed = {c.stream for c in plan.streamed}
+            assert streamed == {s.name for s in desc.streams if s.kind in ("numeric", "hdf5_fallback")}
 
 
 def test_lima_roi_and_bpm_counters_go_under_the_detector():

@@ -33,10 +33,22 @@ LABELS = ["ascan", "a2scan", "amesh", "loopscan_mca", "timescan", "user_metadata
 sys.path.insert(0, str(REALBLISS))
 
 
-def test_some_scans_compiles():
-    """some_scans.py is exec'd in a BLISS shell (not available here): it must at least compile."""
+def test_some_scans_is_what_the_real_bliss_tier_runs():
+    """some_scans.py is exec'd in a BLISS shell; the real-BLISS tier (below) runs that very
+    file through some_scans_bliss_as_library.py and checks one state per label it reports:
+    the labels the file reports are exactly the ones checked, in order."""
+    import ast
+    import re
+
     path = SCRIPTS / "some_scans.py"
-    compile(path.read_text(), str(path), "exec")
+    tree = ast.parse(path.read_text(), str(path))
+    reported = [node.args[0].value for node in sorted(ast.walk(tree), key=lambda n: getattr(n, "lineno", 0))
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "_report"
+                and node.args and isinstance(node.args[0], ast.Constant)]
+    children = [f"sequence_child{i}" for i in (1, 2)] if "sequence" in reported else []
+    assert [label for label in LABELS if label not in children] == [r for r in reported if r not in children]
+    library = (SCRIPTS / "some_scans_bliss_as_library.py").read_text()
+    assert re.search(r'with_name\("some_scans\.py"\)', library) and "exec(compile(" in library
 
 
 def test_snippet_and_example_are_standalone():
