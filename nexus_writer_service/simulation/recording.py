@@ -13,7 +13,7 @@ import copy
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -32,10 +32,27 @@ class StreamRecording:
     encoding: dict
     #: numpy array for numeric streams, list of JSON events otherwise
     data: Any
+    #: for progress streams (a detector's status ticks, not one datum per point): the
+    #: scan point with which each event is sent (non-decreasing); None = datum i with point i
+    points: Any = None
 
     @property
     def is_numeric(self) -> bool:
         return self.encoding.get("type") == "numeric"
+
+    @property
+    def npoints(self) -> int:
+        """Scan points this stream spans (its length, or the last scheduled point + 1)."""
+        if self.points is None:
+            return len(self.data)
+        return int(self.points[-1]) + 1 if len(self.points) else 0
+
+    def at_points(self, start: int, stop: int) -> Any:
+        """The data sent with scan points [start, stop)."""
+        if self.points is None:
+            return self.data[start:stop]
+        lo, hi = (int(i) for i in np.searchsorted(self.points, [start, stop], side="left"))
+        return self.data[lo:hi]
 
 
 @dataclass
@@ -49,8 +66,17 @@ class ScanRecording:
     states: list[str]
     streams: list[StreamRecording] = field(default_factory=list)
     original_key: str = ""
-    #: frames of simulated lima detectors, by channel (what the files hold)
+    #: frames of simulated lima and lima2 detectors, by channel (lima: every frame taken,
+    #: the files hold the first ``saved_points[channel]``; lima2: the frames in the files)
     lima_frames: dict = field(default_factory=dict)
+    #: spectra of simulated MOSCA detectors, by channel: every point read, (points, channels);
+    #: the files hold the first ``saved_points[channel]``
+    mosca_spectra: dict = field(default_factory=dict)
+    #: how many frames/spectra of a simulated detector's channel are in its files
+    saved_points: dict = field(default_factory=dict)
+    #: called by the publisher after the streams are sealed and before the scan closes
+    #: (a Lima2 conductor writes its master file only once the acquisition is over)
+    before_close: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def number(self) -> int:
@@ -193,7 +219,7 @@ def scaled(rec: ScanRecording, npoints: int | None = None, extra_counters: int =
     rec = rec.copy()
     if npoints is not None:
         for s in rec.streams:
-            if s.is_numeric and len(s.data):
+            if s.is_numeric and len(s.data) and s.points is None:
                 reps = -(-npoints // len(s.data))
                 s.data = np.concatenate([s.data] * reps)[:npoints]
         for info in (rec.info_created, rec.info_prepared, rec.info_final):

@@ -4,6 +4,11 @@ The order of calls is BLISS's (blissdata publisher protocol): create the scan
 with its identity and first info, create the streams, PREPARED info, start,
 send data in batches, seal (``stop`` seals when the scan stopped normally),
 final info, close. Aborted and failed scans skip STOPPED, as in BLISS.
+
+Streams of plugins outside blissdata (lima2, mosca, ...) are published as the
+plugin's definition says (same info and encoding in Redis) through a plain
+stream: BLISS makes them with the plugin's class, whose constructor may talk to
+the detector's server (Lima2's conductor), which a replayer does not have.
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ from typing import Iterable
 import numpy as np
 from blissdata.redis_engine.store import DataStore
 from blissdata.streams import StreamDefinition
+from blissdata.streams.default import Stream
 from blissdata.streams.encoding.json import JsonStreamEncoder
 from blissdata.streams.encoding.numeric import NumericStreamEncoder
 
 from .recording import ScanRecording
+
+#: plugins shipped with blissdata: their stream classes need nothing but Redis
+BLISSDATA_PLUGINS = frozenset({"lima", "hdf5_fallback", "scan_sequence"})
 
 
 def _definition(stream) -> StreamDefinition:
@@ -33,6 +42,29 @@ def _definition(stream) -> StreamDefinition:
     else:
         raise ValueError(f"cannot replay stream encoding {stream.encoding}")
     return StreamDefinition(stream.name, dict(stream.info), encoder)
+
+
+def needs_stand_in(info: dict) -> bool:
+    """True for streams whose plugin class the publisher does not instantiate."""
+    plugin = info.get("plugin")
+    return plugin is not None and plugin not in BLISSDATA_PLUGINS
+
+
+def _publishing(scan):
+    """The publisher's scan object wraps stand-in streams as plain streams.
+
+    blissdata's ``create_stream``/``get_writer_stream`` do everything else (the stream
+    model in the scan, the Redis stream), and the state changes no longer try the
+    plugin (and its server) either. Only this scan object is affected: readers in the
+    same process still load these streams with the plugins installed (or missing).
+    """
+    plugin_wrap = scan._wrap_event_stream
+
+    def wrap(event_stream):
+        return Stream(event_stream) if needs_stand_in(event_stream.info) else plugin_wrap(event_stream)
+
+    scan._wrap_event_stream = wrap  # an instance attribute shadows the method
+    return scan
 
 
 class ScanPublisher:
@@ -56,7 +88,8 @@ class ScanPublisher:
         return {**info, **self.info_overrides}
 
     def create(self) -> "ScanPublisher":
-        self.scan = self.ds.create_scan(dict(self.rec.identity), info=self._info(self.rec.info_created))
+        scan = self.ds.create_scan(dict(self.rec.identity), info=self._info(self.rec.info_created))
+        self.scan = _publishing(scan)
         for stream in self.rec.streams:
             self.streams[stream.name] = self.scan.create_stream(_definition(stream))
         return self
@@ -71,41 +104,60 @@ class ScanPublisher:
         return self
 
     def data_streams(self) -> list:
-        """Streams sent point by point: numeric ones and lima statuses (not sequence references)."""
-        return [s for s in self.rec.streams if s.is_numeric or s.info.get("plugin") == "lima"]
+        """Streams sent while points are taken: numeric ones, lima statuses and streams with a
+        schedule (detector progress, JSON events); not sequence references."""
+        return [s for s in self.rec.streams
+                if s.is_numeric or s.info.get("plugin") == "lima" or s.points is not None]
 
     def send_data(self, stop_after: int | None = None, start_at: int = 0) -> None:
-        """Send points [start_at, stop_after) of every data stream in batches, interleaved like a live scan."""
+        """Send points [start_at, stop_after) of every data stream in batches, interleaved like a live scan.
+
+        A stream with a schedule (``StreamRecording.points``) sends the events due with
+        those points, so progress events (repeats included) arrive as the points do.
+        """
         streams = self.data_streams()
-        longest = max((len(s.data) for s in streams), default=0)
+        longest = max((s.npoints for s in streams), default=0)
         if stop_after is not None:
             longest = min(longest, stop_after)
         for start in range(start_at, longest, self.batch_size):
             for s in streams:
-                chunk = s.data[start:start + self.batch_size]
+                chunk = s.at_points(start, start + self.batch_size)
                 if len(chunk):
-                    if not s.is_numeric:  # JSON events (lima statuses)
+                    if not s.is_numeric:  # JSON events (lima/mosca statuses, JSON streams)
                         for event in chunk:
                             self.streams[s.name].send(event)
                     elif isinstance(chunk, list):  # variable-length points
                         for point in chunk:
                             self.streams[s.name].send(np.asarray(point))
+                    elif s.points is not None:  # progress ticks: one event per send, as BLISS emits them
+                        for event in chunk:
+                            self.streams[s.name].send(event)
                     else:
                         self.streams[s.name].send(chunk)
             if self.interval:
                 time.sleep(self.interval)
+
+    def join(self) -> "ScanPublisher":
+        """Wait until everything sent so far is in Redis (blissdata sends from a thread)."""
+        for stream in self.streams.values():
+            stream.join()
+        return self
 
     def send_json(self, name: str, events: Iterable[dict]) -> None:
         for event in events:
             self.streams[name].send(event)
 
     def end(self) -> None:
+        """Seal (through STOPPED when the scan stopped normally), run the recording's
+        ``before_close`` callbacks (detector files written after the acquisition), close."""
         if "STOPPED" in self.rec.states:
             self.scan.stop()
         else:
             for stream in self.streams.values():
                 if not stream.is_sealed():
                     stream.seal()
+        for callback in self.rec.before_close:
+            callback()
         self.scan.info = self._info(self.rec.info_final)
         self.scan.close()
 
@@ -133,7 +185,7 @@ class ScanPublisher:
         self.abandon()
         self.ds = data_store
         # blissdata has no public read-write load; _load_rw is what it uses itself
-        self.scan = Scan._load_rw(data_store, self.scan.key)
+        self.scan = _publishing(Scan._load_rw(data_store, self.scan.key))
         self.scan.json_info = json.dumps(self.scan.info)  # what blissdata compares at the next state
         self.streams = {name: self.scan.get_writer_stream(name) for name in self.streams}
         for name, stream in self.streams.items():
