@@ -21,10 +21,10 @@ from blissdata.h5map import ExternalLink
 from .. import kinds
 from ..descriptions import ScanDescription
 from ..io import inspect
-from ..io.arrays import ArraySpec
+from ..io.arrays import ArraySpec, StorageOptions
 from ..io.files import FileHandle, FileRegistry
 from ..io.tree import TreeWriter
-from ..mapping import layout
+from ..mapping import beamline, layout
 from ..mapping.scaninfo import clean as clean_info
 from ..mapping.layout import ScanPlan
 from ..metadata.config import BeamlineConfig, ConfigError, merged
@@ -180,7 +180,14 @@ class ScanWriter:
         compression = self.config.compression or None
         npoints = desc.info.get("npoints")
         expected = npoints if isinstance(npoints, int) and 0 < npoints < 1 << 31 else 0
-        specs = {c.stream: ArraySpec(c.dtype, c.point_shape, c.fill_value, compression, expected)
+        # BLISS's writer_options (chunks, filter) for this scan, under the configuration's choices
+        storage, problems = StorageOptions.from_writer_options(desc.info.get("writer_options"))
+        for problem in problems:
+            self._warn(problem)
+        specs = {c.stream: ArraySpec(c.dtype, c.point_shape, c.fill_value,
+                                     beamline.channel_compression(c, self._beamline, storage.compression,
+                                                                  compression or ""),
+                                     expected, storage)
                  for c in plan.streamed}
         with self._handle.lock:
             h5 = self._handle.h5
