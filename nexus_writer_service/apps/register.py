@@ -93,8 +93,8 @@ def register(db, ts, cls: str, name: str, server: str, session: str, beacon_host
     try:
         info = db.get_device_info(name)
         existing = (info.class_name, info.ds_full_name)
-    except tango.DevFailed:
-        existing = None
+    except (tango.DevFailed, RuntimeError):  # NosqlTangoDB (Beacon) answers a missing one with
+        existing = None                      # an exception pytango 10 cannot convert
     if existing is not None and (existing[0] != cls or existing[1].lower() != server.lower()):
         raise RuntimeError(f"{name} is already a device of class {existing[0]} in server {existing[1]}")
     if existing is None:

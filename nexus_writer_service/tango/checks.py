@@ -90,13 +90,20 @@ def session_state(heartbeat: dict | None, accepting: bool, process: dict | None 
 
     ``heartbeat``: the writer's, from Redis (None: none alive); ``accepting``: False after
     the Stop command; ``process``: what the hosting service knows of the writer process
-    (``running``, ``pid``, ``uptime``, ``last_exit``, ``restarts``, ``log``) or None when
+    (``running``, ``pid``, ``uptime``, ``last_exit``, ``restarts``, ``log``, ``stopping``) or None when
     the device is not hosted by it; ``error``: Redis could not be asked.
     """
     if not accepting:
         return "OFF", "stopped by the Stop command: scans are refused until Start"
     if error:
         return "FAULT", f"cannot read the writer's state: {error}"
+    if process is not None and process.get("stopping"):
+        return "INIT", (f"session writer stopping (pid {process.get('pid')}, after the Stop command); "
+                        "it starts again once stopped")
+    if heartbeat is not None and process is not None and process.get("running") \
+            and heartbeat.get("pid") != process.get("pid"):
+        return "INIT", (f"session writer starting (pid {process.get('pid')}); the previous one "
+                        f"(pid {heartbeat.get('pid')}) still beats")
     if heartbeat is not None:
         up = max(0.0, time.time() - float(heartbeat.get("started") or time.time()))
         return "ON", (f"session writer alive (pid {heartbeat.get('pid')} on {heartbeat.get('host')}, "

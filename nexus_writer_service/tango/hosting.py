@@ -26,7 +26,8 @@ class WriterControl(Protocol):
     def stop(self, session: str) -> None: ...
 
     def process(self, session: str) -> dict | None:
-        """``running``, ``pid``, ``uptime``, ``last_exit``, ``restarts``, ``log``."""
+        """``running``, ``pid``, ``uptime``, ``last_exit``, ``restarts``, ``log``, and
+        ``stopping`` (told to stop, not gone yet)."""
 
 
 _lock = threading.Lock()
@@ -73,6 +74,8 @@ class SupervisorControl:
     def __init__(self, supervisor):
         self._supervisor = supervisor
         self.redis_url = supervisor.redis_url
+        #: session -> pid of the writer told to stop: until it is gone, it still beats
+        self._stopping: dict[str, int] = {}
 
     def start(self, session: str) -> None:
         if session in self._supervisor.writers:
@@ -80,7 +83,13 @@ class SupervisorControl:
 
     def stop(self, session: str) -> None:
         if session in self._supervisor.writers:
+            pid = self._supervisor.processes()[session]["pid"]
+            if pid is not None:
+                self._stopping[session] = pid
             self._supervisor.hold(session)
 
     def process(self, session: str) -> dict | None:
-        return self._supervisor.processes().get(session)
+        info = self._supervisor.processes().get(session)
+        if info is not None:
+            info = dict(info, stopping=info["running"] and info["pid"] == self._stopping.get(session))
+        return info

@@ -9,6 +9,10 @@ This module runs with the main venv's python (it needs only the standard library
                                   args=[str(tmpdir / "data"), "null"])
         # beacon.redis_data_url is where BLISS publishes its scans (blissdata)
 
+    with running_beacon(tmpdir, bliss_venv, tango=True) as beacon:
+        # also a Tango database (NosqlTangoDB, from the config's tango/ folder):
+        # beacon.tango_host is the TANGO_HOST of its clients (also set in beacon.env)
+
 Everything listens on 127.0.0.1 or on unix sockets in a short private folder.
 """
 
@@ -85,6 +89,7 @@ class BeaconInfo:
     bliss_venv: Path = field(default=DEFAULT_BLISS_VENV)
     redis_url: str = ""  # unix:// URL of the settings Redis (Beacon's own)
     log_path: Path | None = None  # beacon-server's stdout+stderr
+    tango_host: str = ""  # "127.0.0.1:PORT" of the Tango database (tango=True), else ""
 
 
 @dataclass
@@ -194,7 +199,7 @@ def _bliss_env(bliss_venv: Path, workdir: Path) -> dict:
         k: v
         for k, v in os.environ.items()
         # nothing from our own venv or a caller's python setup leaks into BLISS's
-        if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "CONDA_PREFIX", "BEACON_HOST")
+        if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "CONDA_PREFIX", "BEACON_HOST", "TANGO_HOST")
     }
     env["PATH"] = os.pathsep.join(
         [str(redis_bin), str(Path(bliss_venv) / "bin"), env.get("PATH", "/usr/bin:/bin")]
@@ -242,6 +247,24 @@ def _query_redis_data_address(port: int, timeout: float = 2.0) -> str:
     return f"{host}:{where}"
 
 
+def _wait_tango(process: subprocess.Popen, port: int, log_path: Path, timeout: float) -> None:
+    """Until the Tango database answers on ``port`` (a TCP connection is enough: NosqlTangoDB
+    opens its port once its device is exported)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"beacon-server exited with {process.returncode}:\n"
+                               + log_path.read_text(errors="replace")[-4000:])
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Beacon's Tango database did not answer on port {port} within "
+                                   f"{timeout} s ({exc}):\n" + log_path.read_text(errors="replace")[-4000:]) from None
+            time.sleep(0.1)
+
+
 def _wait_ready(process: subprocess.Popen, port: int, log_path: Path, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while True:
@@ -264,9 +287,12 @@ def _wait_ready(process: subprocess.Popen, port: int, log_path: Path, timeout: f
 @contextlib.contextmanager
 def running_beacon(tmpdir: str | os.PathLike, bliss_venv: str | os.PathLike = DEFAULT_BLISS_VENV,
                    config_dir: str | os.PathLike = CONFIG_DIR,
-                   timeout: float = 60.0) -> Iterator[BeaconInfo]:
+                   timeout: float = 60.0, tango: bool = False) -> Iterator[BeaconInfo]:
     """Start ``beacon-server`` (and so its two Redis servers) from the BLISS venv;
-    stop all of them on exit. Its log goes to ``<tmpdir>/beacon.log``."""
+    stop all of them on exit. Its log goes to ``<tmpdir>/beacon.log``.
+
+    ``tango``: also its Tango database (``--tango-port``; NosqlTangoDB from the BLISS venv,
+    the devices in the config's ``tango/`` folder)."""
     bliss_venv = Path(bliss_venv).resolve()
     tmpdir = Path(tmpdir)
     tmpdir.mkdir(parents=True, exist_ok=True)
@@ -279,7 +305,7 @@ def running_beacon(tmpdir: str | os.PathLike, bliss_venv: str | os.PathLike = DE
         shutil.rmtree(db_path, ignore_errors=True)
         shutil.copytree(config_dir, db_path)
         redis_conf, redis_data_conf = _redis_confs(bliss_venv, tmpdir)
-        port, redis_port, redis_data_port = _free_tcp_ports(3)
+        port, redis_port, redis_data_port, tango_port = _free_tcp_ports(4)
         redis_sock = sockdir / "redis.sock"
         data_sock = sockdir / "redis_data.sock"
         cmd = [
@@ -297,6 +323,10 @@ def running_beacon(tmpdir: str | os.PathLike, bliss_venv: str | os.PathLike = DE
             "--homepage-port=0",
             "--log-viewer-port=0",
         ]
+        if tango:
+            if not (db_path / "tango").is_dir():
+                raise FileNotFoundError(f"{config_dir} has no tango/ folder: NosqlTangoDB needs one")
+            cmd.append(f"--tango-port={tango_port}")
         log_path = tmpdir / "beacon.log"
         with open(log_path, "wb") as log:
             # its own session: a Ctrl-C in the caller's terminal does not reach it first
@@ -310,6 +340,11 @@ def running_beacon(tmpdir: str | os.PathLike, bliss_venv: str | os.PathLike = DE
                 raise RuntimeError(f"Beacon gives its data Redis as {address!r}, "
                                    f"expected the unix socket {data_sock}")
             env = dict(env, BEACON_HOST=f"127.0.0.1:{port}")
+            tango_host = ""
+            if tango:
+                _wait_tango(process, tango_port, log_path, timeout)
+                tango_host = f"127.0.0.1:{tango_port}"
+                env["TANGO_HOST"] = tango_host
             yield BeaconInfo(
                 host_port=f"127.0.0.1:{port}",
                 redis_data_url=f"unix://{data_sock}",
@@ -317,6 +352,7 @@ def running_beacon(tmpdir: str | os.PathLike, bliss_venv: str | os.PathLike = DE
                 bliss_venv=bliss_venv,
                 redis_url=f"unix://{redis_sock}",
                 log_path=log_path,
+                tango_host=tango_host,
             )
         finally:
             _stop_tree(process)

@@ -1,0 +1,319 @@
+"""REAL BLISS 2.2.1 with ``SCAN_SAVING.writer = 'nexus'``: BLISS's production mode, through
+our Tango device.
+
+Opt-in like tests/test_real_bliss.py (``NXW_REAL_BLISS=1``). One Beacon serves the module
+with its Tango database (``--tango-port``: NosqlTangoDB from the BLISS venv); the device is
+put there by our ``RegisterNexusWriter`` and served by our ``NexusWriterService --tango``
+(from ``.venv``, with the session writer it supervises); one BLISS session
+(tests/realbliss/nexus_session.py) runs every scan, driven line by line. BLISS then finds
+the device itself and checks it before and during every scan, as at a beamline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+REALBLISS = REPO / "tests" / "realbliss"
+SESSION = "test_session"
+BEAMLINE, INSTRUMENT = "id99", "ESRF-ID99"
+DEVICE = f"{BEAMLINE}/bliss_nxwriter/{SESSION}"
+INSTANCE = "nxw_test"
+#: every scan kind BLISS must accept ('ct' is never saved; 'sct' is)
+ACCEPTED = ["sct", "ascan", "amesh", "loopscan", "aborted"]
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("NXW_REAL_BLISS") != "1",
+    reason="real-BLISS end-to-end tests are opt-in: set NXW_REAL_BLISS=1 "
+    "(builds/reuses the BLISS 2.2.1 venv with scripts/bliss_env.sh)",
+)
+tango = pytest.importorskip("tango")
+
+sys.path.insert(0, str(REALBLISS))
+sys.path.insert(0, str(REPO / "tests"))
+
+
+class BlissSession:
+    """One BLISS process, set up once; ``scan(...)`` runs a scan and returns BLISS's RESULT."""
+
+    def __init__(self, beacon, cwd: Path):
+        self.log = open(cwd / "nexus_session.stderr", "w")
+        self.proc = subprocess.Popen(
+            [str(Path(beacon.bliss_venv) / "bin" / "python"), str(REALBLISS / "nexus_session.py")],
+            env=beacon.env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+            text=True, bufsize=1, start_new_session=True)
+        self._read_until("READY", 120)
+
+    def _read_until(self, prefix: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, f"BLISS said no {prefix} in {timeout} s: {self._tail()}"
+            ready, _, _ = select.select([self.proc.stdout], [], [], left)
+            if not ready:
+                continue
+            line = self.proc.stdout.readline()
+            assert line, f"BLISS exited ({self.proc.poll()}): {self._tail()}"
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+
+    def _tail(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text()[-3000:]
+
+    def scan(self, scan: str, base_path: Path, label: str | None = None, timeout: float = 90) -> dict:
+        self.proc.stdin.write(json.dumps({"scan": scan, "base_path": str(base_path), "label": label or scan}) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self._read_until("RESULT ", timeout))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(json.dumps({"quit": True}) + "\n")
+                self.proc.stdin.flush()
+                self.proc.wait(30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+class NexusModeStack:
+    def __init__(self, tmp: Path, beacon):
+        self.tmp, self.beacon = tmp, beacon
+        self.url = beacon.redis_data_url
+        self.env = dict(os.environ, TANGO_HOST=beacon.tango_host, BEACON_HOST=beacon.host_port)
+        self.env.pop("REDIS_DATA_URL", None)  # the service asks Beacon, as at a beamline
+        self.service: subprocess.Popen | None = None
+        self.bliss: BlissSession | None = None
+
+    def run(self, *command: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(REPO / ".venv" / "bin" / command[0]), *command[1:]], env=self.env,
+                              capture_output=True, text=True, timeout=60)
+
+    def proxy(self):
+        os.environ["TANGO_HOST"] = self.beacon.tango_host
+        return tango.DeviceProxy(DEVICE)
+
+    def start_service(self) -> None:
+        log = open(self.tmp / "service.out", "ab")
+        self.service = subprocess.Popen(
+            [str(REPO / ".venv" / "bin" / "NexusWriterService"), "--tango", INSTANCE, "--port", "0",
+             "--log-dir", str(self.tmp / "logs"), "--log=info"],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
+        deadline = time.monotonic() + 60
+        while True:  # served and its session writer beating
+            assert self.service.poll() is None, (self.tmp / "service.out").read_text()
+            try:
+                if self.proxy().state() == tango.DevState.ON:
+                    return
+            except tango.DevFailed:
+                pass
+            assert time.monotonic() < deadline, "our device never came ON: " + (self.tmp / "service.out").read_text()
+            time.sleep(0.2)
+
+    def stop_service(self) -> int | None:
+        if self.service is not None and self.service.poll() is None:
+            self.service.send_signal(signal.SIGTERM)
+            try:
+                self.service.wait(60)
+            except subprocess.TimeoutExpired:
+                self.service.kill()
+                self.service.wait()
+        return self.service.returncode if self.service is not None else None
+
+    def set_properties(self, **properties) -> None:
+        """Change device properties in the Tango database, then Init: what an operator does."""
+        db = tango.Database()
+        for name, value in properties.items():
+            if value is None:
+                db.delete_device_property(DEVICE, name)
+            else:
+                db.put_device_property(DEVICE, {name: str(value)})
+        self.proxy().Init()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    t0 = time.monotonic()
+    build = subprocess.run(["bash", str(REPO / "scripts" / "bliss_env.sh")], capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    from beacon import CONFIG_DIR, running_beacon
+
+    tmp = tmp_path_factory.mktemp("real_bliss_nexus")
+    config = tmp / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    (config / "__init__.yml").write_text(f"beamline: {BEAMLINE}\ninstrument: {INSTRUMENT}\n")
+    with running_beacon(tmp / "beacon", config_dir=config, tango=True) as beacon:
+        s = NexusModeStack(tmp, beacon)
+        registered = s.run("RegisterNexusWriter", SESSION, "--domain", BEAMLINE, "--instance", INSTANCE,
+                           "--beacon-host", beacon.host_port)
+        assert registered.returncode == 0, registered
+        assert registered.stdout.startswith(f"{DEVICE} registered (class NexusWriter, server "
+                                            f"NexusWriterService/{INSTANCE}, session {SESSION})")
+        s.start_service()
+        s.bliss = BlissSession(beacon, tmp)
+        print(f"\n[real_bliss_nexus] stack up in {time.monotonic() - t0:.1f} s ({tmp})")
+        try:
+            yield s
+        finally:
+            s.bliss.close()
+            s.stop_service()
+
+
+@pytest.fixture(scope="module")
+def accepted(stack):
+    t0 = time.monotonic()
+    out = {label: stack.bliss.scan(label, stack.tmp / "data") for label in ACCEPTED}
+    print(f"[real_bliss_nexus] BLISS scans in {time.monotonic() - t0:.1f} s")
+    from test_real_bliss import _final_state
+
+    for line in out.values():
+        if line["key"]:
+            _final_state(stack, line["key"])  # all written before any test opens the file
+    return out
+
+
+def test_registration_is_idempotent_and_refuses_a_second_device(stack):
+    again = stack.run("RegisterNexusWriter", SESSION, "--domain", BEAMLINE, "--instance", INSTANCE,
+                      "--beacon-host", stack.beacon.host_port)
+    assert again.returncode == 0 and again.stdout.startswith(f"{DEVICE} already registered")
+    other = stack.run("RegisterNexusWriter", SESSION, "--domain", "id98", "--instance", INSTANCE)
+    assert other.returncode == 1
+    assert other.stderr.strip() == (f"RegisterNexusWriter: session '{SESSION}' already has the NexusWriter "
+                                    f"device {DEVICE} (server NexusWriterService/{INSTANCE}): BLISS would "
+                                    "find two; remove it first (e.g. with jive, or tango.Database().delete_device)")
+
+
+@pytest.mark.parametrize("label", ACCEPTED)
+def test_bliss_accepts_and_we_write(stack, accepted, label):
+    from test_real_bliss import _check_entry, _check_generated_metadata, _final_state, _load, _published
+
+    line = accepted[label]
+    assert line["error"] is None, line["error"]
+    writer_texts = [w for w in line["warnings"] if "writer" in w.lower() or "disk" in w.lower()]
+    assert writer_texts == [], writer_texts
+    assert line["data_writer"] == "nexus"
+    expected = str(stack.tmp / "data" / SESSION / "data.h5")
+    assert line["filename"] == expected == line["scan_saving_file"]
+    scan = _load(stack, line["key"])
+    assert scan.path == expected
+    _check_generated_metadata(scan)
+    state = _final_state(stack, line["key"])
+    assert state["status"] == "SUCCEEDED", state
+    assert os.path.abspath(state["file"]) == expected
+    entry = f"{line['number']}.1"
+    with h5py.File(expected, "r") as f:
+        _check_entry(f, entry, scan, state)
+        if label == "aborted":
+            assert f[entry]["end_reason"][()].decode() == "USER_ABORT"
+            assert max(len(d) for d in _published(scan).values()) < line["npoints"]
+        if label == "amesh":
+            assert f[entry]["measurement/diode1"].shape[-1] in (4, 12)
+        if label == "loopscan":
+            assert any(name.startswith("simu1") for name in f[entry]["instrument"])
+    # what the device tells a control room about it
+    dev = stack.proxy()
+    assert dev.scan_state(line["identifier"]) == tango.DevState.OFF
+    assert f"{expected}::/{entry}" in list(dev.scan_url(line["identifier"]))
+
+
+def test_nexus_mode_file_is_valid_nexus(stack, accepted):
+    from nxvalidation import nexus_errors
+
+    path = accepted["ascan"]["filename"]
+    with h5py.File(path, "r") as f:
+        assert {f"{accepted[l]['number']}.1" for l in ACCEPTED} <= set(f)
+    assert nexus_errors(path) == []
+    dev = stack.proxy()
+    assert (dev.failed_scans, dev.incomplete_scans) == (0, 0)
+
+
+def test_low_disk_space_warning_in_bliss(stack, accepted):
+    stack.set_properties(recommended_disk_space=1e12)
+    try:
+        line = stack.bliss.scan("ascan", stack.tmp / "data", "low_disk")
+    finally:
+        stack.set_properties(recommended_disk_space=None)
+    assert line["error"] is None, line["error"]
+    ours = [w for w in line["warnings"] if w.startswith("Free disk space below 1000000000000 MB for ")]
+    assert ours and "(device property recommended_disk_space)" in ours[0], line["warnings"]
+
+
+def test_disk_below_the_threshold_refuses_the_scan(stack, accepted):
+    stack.set_properties(required_disk_space=1e12)
+    try:
+        line = stack.bliss.scan("ascan", stack.tmp / "data", "no_disk")
+    finally:
+        stack.set_properties(required_disk_space=None)
+    assert line["error"].startswith("RuntimeError: Free disk space below 1000000000000 MB for "
+                                    f"{stack.tmp / 'data' / SESSION / 'data.h5'}: ")
+    assert "(device property required_disk_space)" in line["error"]
+
+
+def test_unwritable_folder_refuses_the_scan(stack, accepted):
+    folder = stack.tmp / "readonly" / SESSION
+    folder.mkdir(parents=True)
+    root = os.geteuid() == 0
+    if root:  # root ignores mode bits: an immutable folder is what it cannot write
+        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode:
+            pytest.skip("chattr +i is not possible here")
+    else:
+        folder.chmod(0o555)
+    try:
+        line = stack.bliss.scan("ascan", stack.tmp / "readonly", "readonly")
+    finally:
+        if root:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        else:
+            folder.chmod(0o755)
+    assert line["error"].startswith(
+        f"RuntimeError: Cannot check Nexus writer permissions (Nexus writer PermissionError: the NeXus "
+        f"writer cannot write scan {line['identifier']}: folder {folder} is not writable by user ")
+    assert not (folder / "data.h5").exists()
+
+
+def test_stop_command_refuses_scans_until_start(stack, accepted):
+    dev = stack.proxy()
+    dev.Stop()
+    try:
+        line = stack.bliss.scan("ascan", stack.tmp / "data", "stopped")
+    finally:
+        dev.Start()
+    assert line["error"].startswith(
+        f"RuntimeError: Nexus writer service is in OFF state ({SESSION}: stopped by the Stop command: "
+        "scans are refused until Start). Call the Nexus writer 'start' method.")
+    deadline = time.monotonic() + 30
+    while dev.state() != tango.DevState.ON:  # the session writer runs again
+        assert time.monotonic() < deadline, dev.status()
+        time.sleep(0.2)
+    line = stack.bliss.scan("ascan", stack.tmp / "data", "restarted")
+    assert line["error"] is None, line["error"]
+    from test_real_bliss import _final_state
+
+    assert _final_state(stack, line["key"])["status"] == "SUCCEEDED"
+
+
+def test_device_server_stopped_fails_the_next_scan(stack, accepted):
+    """Last test of the module: it stops the service."""
+    assert stack.stop_service() == 0
+    line = stack.bliss.scan("ascan", stack.tmp / "data", "no_device")
+    # BLISS's proxy is new (the device is not exported any more) or still holds the old
+    # connection (it cannot reconnect): BLISS refuses the scan at once either way
+    head = "RuntimeError: Cannot check Nexus writer state (Nexus writer "
+    assert line["error"].startswith((head + "API_DeviceNotExported: ", head + "API_CantConnectToDevice: ")), \
+        line["error"]
+    from nexus_writer_service.transport.status import StatusReader
+
+    assert StatusReader(stack.url).scan(line["key"]) is None  # no writer saw it
