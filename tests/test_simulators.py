@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import uuid
 
 import h5py
@@ -345,6 +346,26 @@ def test_mosca_stand_in_equals_the_plugin_definition():
     assert ours.encoder.info() == theirs.encoder.info()
     with pytest.raises(ValueError):
         mosca_sim.stand_in_definition(**{**kwargs, "saving": {"file_path": "/d"}})
+
+
+@pytest.mark.skipif(not {"lima2", "mosca"} <= installed_plugins(), reason="plugins not installed")
+def test_redis_content_of_stand_ins_equals_the_plugins(tmp_path, data_store, monkeypatch):
+    """The same detectors published once with the plugins' definitions, once with ours."""
+    def both():
+        rec = _scan(tmp_path)
+        rec = add_lima2(rec, Lima2Detector(acq_uuid="fixed"), str(tmp_path / "lima2"))
+        rec = add_mosca(rec, MoscaDetector(detectors=2), str(tmp_path / "mosca"))
+        scan = _load(data_store, publish(data_store, rec))
+        return {name: (s.info, s.event_stream.encoding) for name, s in scan.streams.items()
+                if name.startswith(("lima2_simulator:", "mosca_simulator:spectrum:"))}
+
+    with_plugins = both()
+    monkeypatch.setitem(sys.modules, "blissdata_lima2", None)  # import fails: the stand-ins are used
+    monkeypatch.setitem(sys.modules, "blissdata_mosca", None)
+    with pytest.raises(ImportError):
+        import blissdata_lima2  # noqa: F401
+    stand_ins = both()
+    assert len(with_plugins) == 3 and stand_ins == with_plugins
 
 
 def _publish_both(tmp_path, data_store):

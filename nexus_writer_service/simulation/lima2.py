@@ -60,6 +60,8 @@ class Lima2Detector:
     compression: str = "bshuf_lz4"
     #: saving disabled: no files, ``master_file`` null, BLISS marks the channel ``no_saving``
     saving: bool = True
+    #: lima2's acquisition id (a new uuid1 per ``add_lima2`` when None)
+    acq_uuid: str | None = None
     #: where BLISS says the conductor is; nothing listens on port 1, so the installed
     #: plugin cannot reach it (a BrokenPluginStream, as when the conductor is gone)
     conductor_hostname: str = "localhost"
@@ -102,20 +104,25 @@ class Lima2Detector:
         return os.path.join(base, f"{self.filename_prefix}_master.h5")
 
 
-def frames(det: Lima2Detector, n: int) -> np.ndarray:
-    """Deterministic, distinct dense frames (frame i holds i*1000 + pixel index)."""
-    pixels = np.arange(int(np.prod(det.shape))).reshape(det.shape)
-    return np.stack([(i * 1000 + pixels) for i in range(n)]).astype(det.dtype).reshape((n,) + tuple(det.shape))
-
-
-def sparse_frames(det: Lima2Detector, n: int) -> np.ndarray:
-    """Deterministic mostly-empty frames: frame i has 1 + i % 4 lit pixels (none repeated)."""
+def frames_at(det: Lima2Detector, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    """The frames of these global indices, as the detector took them (dense, even for
+    sparse frames). Deterministic and distinct: dense frame i holds i*1000 + pixel index
+    (in ``dtype``); sparse frame i has 1 + i % 4 lit pixels."""
+    indices = np.asarray(indices, dtype=np.int64)
     npix = int(np.prod(det.shape))
-    out = np.zeros((n, npix), dtype=det.dtype)
-    for i in range(n):
-        for k in range(1 + i % 4):
-            out[i, (i * 7 + k * 13) % npix] = i * 10 + k + 1
-    return out.reshape((n,) + tuple(det.shape))
+    if not det.sparse:
+        values = indices[:, None] * 1000 + np.arange(npix)[None, :]
+        return values.astype(det.dtype).reshape((len(indices),) + tuple(det.shape))
+    out = np.zeros((len(indices), npix), dtype=det.dtype)
+    for row, i in enumerate(indices):
+        for k in range(1 + int(i) % 4):
+            out[row, (int(i) * 7 + k * 13) % npix] = i * 10 + k + 1
+    return out.reshape((len(indices),) + tuple(det.shape))
+
+
+def frames(det: Lima2Detector, n: int) -> np.ndarray:
+    """Frames 0..n-1 (what ``add_lima2`` keeps in ``rec.lima_frames``)."""
+    return frames_at(det, np.arange(n))
 
 
 def receiver_of(frame: int, receivers: int) -> tuple[int, int]:
@@ -142,14 +149,26 @@ def _nexus_groups(f: h5py.File, det: Lima2Detector) -> h5py.Group:
     return group
 
 
-def write_receiver_files(det: Lima2Detector, images: np.ndarray, base: str) -> list[str]:
-    """Each receiver's files for these (dense) frames; returns the paths written."""
+def receiver_frames(det: Lima2Detector, nframes: int, rank: int, index: int) -> np.ndarray:
+    """Global indices of the frames in file ``index`` of receiver ``rank``."""
+    mine = np.arange(rank, nframes, det.receivers)
+    return mine[index * det.frames_per_file:(index + 1) * det.frames_per_file]
+
+
+def _files_per_receiver(det: Lima2Detector, nframes: int, rank: int) -> int:
+    return -(-len(range(rank, nframes, det.receivers)) // det.frames_per_file)
+
+
+def write_receiver_files(det: Lima2Detector, nframes: int, base: str) -> list[str]:
+    """Each receiver's files for frames 0..nframes-1 (dense); returns the paths written.
+
+    Frames are made file by file: memory stays flat however many frames there are.
+    """
     os.makedirs(base, exist_ok=True)
     paths = []
     for rank in range(det.receivers):
-        mine = images[rank::det.receivers]
-        for index, start in enumerate(range(0, len(mine), det.frames_per_file)):
-            chunk = mine[start:start + det.frames_per_file].reshape((-1,) + det.frame_shape)
+        for index in range(_files_per_receiver(det, nframes, rank)):
+            chunk = frames_at(det, receiver_frames(det, nframes, rank, index)).reshape((-1,) + det.frame_shape)
             path = det.receiver_file(base, rank, index)
             with h5py.File(path, "w") as f:
                 group = _nexus_groups(f, det)
@@ -158,20 +177,19 @@ def write_receiver_files(det: Lima2Detector, images: np.ndarray, base: str) -> l
     return paths
 
 
-def write_sparse_files(det: Lima2Detector, images: np.ndarray, base: str) -> list[str]:
+def write_sparse_files(det: Lima2Detector, nframes: int, base: str) -> list[str]:
     """The single receiver's sparse files: per file ``index`` (flat pixel, uint32),
     ``intensity`` and ``frame_ptr`` (uint64, frames in the file + 1, from 0)."""
     os.makedirs(base, exist_ok=True)
     paths = []
-    flat = images.reshape(len(images), -1)
-    for index, start in enumerate(range(0, len(flat), det.frames_per_file)):
-        chunk = flat[start:start + det.frames_per_file]
+    for index in range(_files_per_receiver(det, nframes, 0)):
+        chunk = frames_at(det, receiver_frames(det, nframes, 0, index)).reshape(-1, int(np.prod(det.shape)))
         idx = [np.flatnonzero(frame).astype(np.uint32) for frame in chunk]
         ptr = np.concatenate([[0], np.cumsum([len(i) for i in idx])]).astype(np.uint64)
         path = det.receiver_file(base, 0, index)
         with h5py.File(path, "w") as f:
             data = _nexus_groups(f, det).create_group("data")
-            data.create_dataset("index", data=np.concatenate(idx) if idx else np.zeros(0, np.uint32))
+            data.create_dataset("index", data=np.concatenate(idx).astype(np.uint32))
             data.create_dataset("intensity", data=np.concatenate([fr[i] for fr, i in zip(chunk, idx)]).astype(det.dtype))
             data.create_dataset("frame_ptr", data=ptr)
         paths.append(path)
@@ -255,9 +273,8 @@ def write_master_file(det: Lima2Detector, nframes: int, base: str, params: dict)
         else:
             layout = h5py.VirtualLayout(shape=(nframes,) + det.frame_shape, dtype=det.dtype)
             for rank in range(det.receivers):
-                mine = np.arange(rank, nframes, det.receivers, dtype=np.uint32)
-                for index, start in enumerate(range(0, len(mine), det.frames_per_file)):
-                    frames_in_file = mine[start:start + det.frames_per_file]
+                for index in range(_files_per_receiver(det, nframes, rank)):
+                    frames_in_file = receiver_frames(det, nframes, rank, index).astype(np.uint32)
                     name = os.path.basename(det.receiver_file(base, rank, index))
                     layout[frames_in_file] = h5py.VirtualSource(
                         name, det.data_path, shape=(len(frames_in_file), 1, height, width))
@@ -345,7 +362,7 @@ def progress_events(npoints: int, nframes: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def add_lima2(rec: ScanRecording, det: Lima2Detector, folder: str, *,
-              saved: int | None = None) -> ScanRecording:
+              saved: int | None = None, keep_frames: bool = True) -> ScanRecording:
     """``rec`` with a lima2 detector taking one frame per point of the scan.
 
     The receivers' files are written now; the master file is written by the
@@ -354,29 +371,30 @@ def add_lima2(rec: ScanRecording, det: Lima2Detector, folder: str, *,
     stops early: only those frames exist (files, master, progress).
 
     Expected values: ``rec.lima_frames[det.channel]`` (the frames in the files, dense
-    even for sparse frames), ``rec.saved_points[det.channel]``.
+    even for sparse frames; ``keep_frames=False`` for big benchmarks: ``frames_at``
+    gives any frame again), ``rec.saved_points[det.channel]``.
     """
     rec = rec.copy()
     npoints = max(len(s.data) for s in rec.streams if s.is_numeric)
     nframes = npoints if saved is None else min(saved, npoints)
-    images = (sparse_frames if det.sparse else frames)(det, nframes)
     params = _params(det, folder, npoints)
     master = None
     if det.saving:
-        (write_sparse_files if det.sparse else write_receiver_files)(det, images, folder)
+        (write_sparse_files if det.sparse else write_receiver_files)(det, nframes, folder)
         master = (det.master_file(folder), det.data_path)
         if nframes or not det.sparse:  # lima2 cannot make a sparse master without a file
             rec.before_close.append(lambda: write_master_file(det, nframes, folder, params))
     definition = stream_definition(
         name=det.channel, source_name=det.source, conductor_hostname=det.conductor_hostname,
-        conductor_port=det.conductor_port, acq_uuid=str(uuid.uuid1()), master_file=master,
+        conductor_port=det.conductor_port, acq_uuid=det.acq_uuid or str(uuid.uuid1()), master_file=master,
         dtype=det.dtype, shape=det.frame_shape,
     )
     counts, points = progress_events(npoints, nframes)
     info = json.loads(json.dumps(definition.info))  # as Redis gives it back (tuples become lists)
     encoding = json.loads(json.dumps(definition.encoder.info()))
     rec.streams.append(StreamRecording(det.channel, info, encoding, counts, points=points))
-    rec.lima_frames[det.channel] = images
+    if keep_frames:
+        rec.lima_frames[det.channel] = frames(det, nframes)
     rec.saved_points[det.channel] = nframes if det.saving else 0
     for stage, info in (("created", rec.info_created), ("prepared", rec.info_prepared), ("final", rec.info_final)):
         dev = f"3:{det.name}"

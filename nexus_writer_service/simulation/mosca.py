@@ -84,18 +84,22 @@ class MoscaDetector:
         return os.path.join(folder, f"{self.prefix}spectra_{index:04d}.h5")
 
 
-def spectra(det: MoscaDetector, npoints: int) -> dict[int, np.ndarray]:
-    """Deterministic, distinct spectra per detector alias: (points, channels)."""
-    chan = np.arange(det.channels)
-    return {alias: np.stack([(chan * (k + 1) + i * 7) % 1000 for i in range(npoints)]).astype(det.dtype)
-            .reshape(npoints, det.channels)
-            for k, alias in enumerate(det.aliases)}
+def spectra_at(det: MoscaDetector, alias: int, start: int, stop: int) -> np.ndarray:
+    """Spectra of detector ``alias`` at points [start, stop): (points, channels).
+
+    Deterministic and distinct per detector and point, made on demand: big benchmark
+    scans need not keep them (``add_mosca(..., keep_spectra=False)``).
+    """
+    k = det.aliases.index(alias) + 1
+    points = np.arange(start, stop, dtype=np.int64)[:, None]
+    return ((np.arange(det.channels, dtype=np.int64)[None, :] * k + points * 7) % 1000).astype(det.dtype)
 
 
-def statistics(det: MoscaDetector, spectrum: np.ndarray) -> dict[str, np.ndarray]:
-    """Per point, the XIA statistics MOSCA computes (handel ``make_stats``)."""
-    npoints = len(spectrum)
-    events = spectrum.reshape(npoints, -1).sum(axis=1).astype(float)
+def statistics(det: MoscaDetector, counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Per point, the XIA statistics MOSCA computes (handel ``make_stats``) from the
+    counts in each spectrum (``events``)."""
+    npoints = len(counts)
+    events = np.asarray(counts).astype(float)
     realtime = 0.1 + 0.001 * np.arange(npoints)
     trigger_livetime = realtime * 0.9
     triggers = np.floor(events * 1.1)
@@ -110,19 +114,18 @@ def statistics(det: MoscaDetector, spectrum: np.ndarray) -> dict[str, np.ndarray
     return {name: values.get(name, np.zeros(npoints)).astype("float64") for name in det.stats}
 
 
-def write_spectra_files(det: MoscaDetector, data: dict[int, np.ndarray], folder: str) -> list[str]:
-    """MOSCA's files for these points (the same number for every detector)."""
+def write_spectra_files(det: MoscaDetector, npoints: int, folder: str) -> list[str]:
+    """MOSCA's files for points [0, npoints) of every detector, made file by file."""
     import hdf5plugin
 
     os.makedirs(folder, exist_ok=True)
-    npoints = len(next(iter(data.values()))) if data else 0
     paths = []
     for index, start in enumerate(range(0, npoints, det.points_per_file)):
+        stop = min(start + det.points_per_file, npoints)
         path = det.spectra_file(folder, index)
         with h5py.File(path, "w", libver=("v110", "v114")) as f:
             for alias in det.aliases:
-                chunk = data[alias][start:start + det.points_per_file]
-                f.create_dataset(f"{det.data_path}/spectra_{alias:02d}", data=chunk,
+                f.create_dataset(f"{det.data_path}/spectra_{alias:02d}", data=spectra_at(det, alias, start, stop),
                                  maxshape=(det.points_per_file, det.channels), chunks=(1, det.channels),
                                  **hdf5plugin.Bitshuffle())
         paths.append(path)
@@ -170,21 +173,21 @@ def status_events(npoints: int, saved: int, points_per_file: int) -> list[dict]:
 
 
 def add_mosca(rec: ScanRecording, det: MoscaDetector, folder: str, *,
-              saved: int | None = None) -> ScanRecording:
+              saved: int | None = None, keep_spectra: bool = True) -> ScanRecording:
     """``rec`` with a MOSCA MCA reading one spectrum per detector at each point.
 
     ``saved`` < number of points simulates a server that stopped saving: the files
     hold only those points, the statuses say so. Expected values, per spectrum
-    channel: ``rec.mosca_spectra[ch]`` (every point read) and ``rec.saved_points[ch]``.
+    channel: ``rec.mosca_spectra[ch]`` (every point read; not kept with
+    ``keep_spectra=False``: ``spectra_at`` gives them again) and ``rec.saved_points[ch]``.
     """
     rec = rec.copy()
     npoints = max(len(s.data) for s in rec.streams if s.is_numeric)
     saved = npoints if saved is None else min(saved, npoints)
     if not det.saving_enabled:
         saved = 0
-    data = spectra(det, npoints)
     if det.saving_enabled:
-        write_spectra_files(det, {a: d[:saved] for a, d in data.items()}, folder)
+        write_spectra_files(det, saved, folder)
     saving = {
         "points_per_file": det.points_per_file, "file_format": "hdf5" if det.saving_enabled else None,
         "file_path": folder, "file_prefix": det.prefix, "data_path": det.data_path,
@@ -200,19 +203,28 @@ def add_mosca(rec: ScanRecording, det: MoscaDetector, folder: str, *,
         rec.streams.append(StreamRecording(name, json.loads(json.dumps(definition.info)),
                                            definition.encoder.info(), events,
                                            points=np.arange(npoints)))
-        rec.mosca_spectra[name] = data[alias]
+        if keep_spectra:
+            rec.mosca_spectra[name] = spectra_at(det, alias, 0, npoints)
         rec.saved_points[name] = saved
         names.append(name)
+    sums = {alias: _reduce(det, alias, npoints, lambda sp: sp.sum(axis=1, dtype=np.int64)) for alias in det.aliases}
     scalars = []
     for alias in det.aliases:
-        for stat, values in statistics(det, data[alias]).items():
+        for stat, values in statistics(det, sums[alias]).items():
             scalars.append(_numeric(rec, det.stat_channel(stat, alias), values))
     for roi, first, last in det.rois:
         for alias in det.aliases:
-            values = data[alias][:, first:last + 1].sum(axis=1, dtype=np.int64)
+            values = _reduce(det, alias, npoints, lambda sp: sp[:, first:last + 1].sum(axis=1, dtype=np.int64))
             scalars.append(_numeric(rec, det.roi_channel(roi, alias), values))
     _declare(rec, det, names, scalars)
     return rec
+
+
+def _reduce(det: MoscaDetector, alias: int, npoints: int, per_point) -> np.ndarray:
+    """``per_point`` over the spectra, a block at a time (memory stays flat)."""
+    block = 4096
+    parts = [per_point(spectra_at(det, alias, i, min(i + block, npoints))) for i in range(0, npoints, block)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def _numeric(rec: ScanRecording, name: str, values: np.ndarray) -> str:
