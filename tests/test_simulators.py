@@ -406,6 +406,22 @@ def test_streams_with_their_plugins_installed_or_hidden(tmp_path, data_store):
             {"type": "numeric", "dtype_str": "<u4", "shape": []}
 
 
+def test_detectors_stack_on_one_scan(tmp_path, data_store):
+    """Each simulator counts the scan's points, not the progress ticks another one added."""
+    rec = _scan(tmp_path)
+    rec = add_lima2(rec, Lima2Detector(), str(tmp_path / "scan"))
+    rec = add_mosca(rec, MoscaDetector(detectors=1), str(tmp_path / "scan"))
+    rec = add_json(rec, "log:json", [{"i": i} for i in range(3)])
+    assert rec.npoints == NPOINTS
+    assert len(rec.mosca_spectra["mosca_simulator:spectrum:spec_det00"]) == NPOINTS
+    assert max(rec.stream("log:json").points) < NPOINTS
+    scan = _load(data_store, publish(data_store, rec, batch_size=4))
+    assert len(scan.streams["mosca_simulator:stat:icr_det00"]) == NPOINTS
+    assert len(raw_events(scan.streams["mosca_simulator:spectrum:spec_det00"])) == NPOINTS
+    assert raw_events(scan.streams["log:json"])[:] == [{"i": 0}, {"i": 1}, {"i": 2}]
+    assert len(scan.streams["axis:robx"]) == NPOINTS
+
+
 def test_hidden_plugins_restores_the_registry():
     before = installed_plugins()
     with hidden_plugins("lima2", "lima", "no_such_plugin"):

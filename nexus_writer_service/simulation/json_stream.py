@@ -25,7 +25,7 @@ def add_json(rec: ScanRecording, name: str, events: Iterable, *,
     rec = rec.copy()
     events = list(events)
     definition = Stream.make_definition(name, "json")
-    npoints = max((len(s.data) for s in rec.streams if s.is_numeric), default=1)
+    npoints = rec.npoints or 1
     if points is None:
         points = [j * npoints // len(events) for j in range(len(events))] if events else []
     if len(points) != len(events):

@@ -83,7 +83,7 @@ def add_lima(rec: ScanRecording, det: LimaDetector, images_dir: str, *,
     (the statuses say so, and the files hold only those frames).
     """
     rec = rec.copy()
-    npoints = max(len(s.data) for s in rec.streams if s.is_numeric)
+    npoints = rec.npoints
     saved = npoints if saved is None else saved
     template = os.path.join(images_dir, f"{det.name}_%04d.{det.extension}")
     images = frames(det, npoints)

@@ -375,7 +375,7 @@ def add_lima2(rec: ScanRecording, det: Lima2Detector, folder: str, *,
     gives any frame again), ``rec.saved_points[det.channel]``.
     """
     rec = rec.copy()
-    npoints = max(len(s.data) for s in rec.streams if s.is_numeric)
+    npoints = rec.npoints
     nframes = npoints if saved is None else min(saved, npoints)
     params = _params(det, folder, npoints)
     master = None

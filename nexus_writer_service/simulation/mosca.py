@@ -182,7 +182,7 @@ def add_mosca(rec: ScanRecording, det: MoscaDetector, folder: str, *,
     ``keep_spectra=False``: ``spectra_at`` gives them again) and ``rec.saved_points[ch]``.
     """
     rec = rec.copy()
-    npoints = max(len(s.data) for s in rec.streams if s.is_numeric)
+    npoints = rec.npoints
     saved = npoints if saved is None else min(saved, npoints)
     if not det.saving_enabled:
         saved = 0
@@ -222,7 +222,7 @@ def add_mosca(rec: ScanRecording, det: MoscaDetector, folder: str, *,
 
 def _reduce(det: MoscaDetector, alias: int, npoints: int, per_point) -> np.ndarray:
     """``per_point`` over the spectra, a block at a time (memory stays flat)."""
-    block = 4096
+    block = max(1, 2**20 // det.channels)  # ~8 MB of int64 at a time
     parts = [per_point(spectra_at(det, alias, i, min(i + block, npoints))) for i in range(0, npoints, block)]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 

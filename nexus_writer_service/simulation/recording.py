@@ -82,6 +82,12 @@ class ScanRecording:
     def number(self) -> int:
         return self.identity["number"]
 
+    @property
+    def npoints(self) -> int:
+        """Points the scan takes: its longest numeric stream sent point by point
+        (progress streams, whose events are ticks, do not count)."""
+        return max((len(s.data) for s in self.streams if s.is_numeric and s.points is None), default=0)
+
     def stream(self, name: str) -> StreamRecording:
         for s in self.streams:
             if s.name == name:
