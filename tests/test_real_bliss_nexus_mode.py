@@ -165,11 +165,16 @@ def stack(tmp_path_factory):
         s.start_service()
         s.bliss = BlissSession(beacon, tmp)
         print(f"\n[real_bliss_nexus] stack up in {time.monotonic() - t0:.1f} s ({tmp})")
+        before = os.environ.get("TANGO_HOST")
         try:
             yield s
         finally:
             s.bliss.close()
             s.stop_service()
+            if before is None:  # proxy() pointed this process at the module's database
+                os.environ.pop("TANGO_HOST", None)
+            else:
+                os.environ["TANGO_HOST"] = before
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +199,16 @@ def test_registration_is_idempotent_and_refuses_a_second_device(stack):
     assert other.stderr.strip() == (f"RegisterNexusWriter: session '{SESSION}' already has the NexusWriter "
                                     f"device {DEVICE} (server NexusWriterService/{INSTANCE}): BLISS would "
                                     "find two; remove it first (e.g. with jive, or tango.Database().delete_device)")
+    # BLISS 2.4's device, in another instance (this module's service does not serve it)
+    mapping = stack.run("RegisterNexusWriter", SESSION, "--domain", BEAMLINE, "--instance", "nxw_other",
+                        "--class", "BlissWriter", "--property", "required_disk_space=500")
+    assert mapping.returncode == 0, mapping
+    assert mapping.stdout.startswith(f"{BEAMLINE}/blisswriter/{SESSION} registered (class BlissWriter, "
+                                     "server NexusWriterService/nxw_other")
+    db = tango.Database()
+    assert list(db.get_device_name("NexusWriterService/nxw_other", "BlissWriter")) == [f"{BEAMLINE}/blisswriter/{SESSION}"]
+    props = db.get_device_property(f"{BEAMLINE}/blisswriter/{SESSION}", ["session", "required_disk_space"])
+    assert (list(props["session"]), list(props["required_disk_space"])) == ([SESSION], ["500"])
 
 
 @pytest.mark.parametrize("label", ACCEPTED)
