@@ -147,6 +147,7 @@ class NexusModeStack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     t0 = time.monotonic()
+    before = os.environ.get("TANGO_HOST")
     build = subprocess.run(["bash", str(REPO / "scripts" / "bliss_env.sh")], capture_output=True, text=True)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     from beacon import CONFIG_DIR, running_beacon
@@ -165,7 +166,6 @@ def stack(tmp_path_factory):
         s.start_service()
         s.bliss = BlissSession(beacon, tmp)
         print(f"\n[real_bliss_nexus] stack up in {time.monotonic() - t0:.1f} s ({tmp})")
-        before = os.environ.get("TANGO_HOST")
         try:
             yield s
         finally:
