@@ -36,6 +36,7 @@ from .config import WriterConfig
 from .masterfiles import master_links, update_master_files
 from .paths import target_file
 from .salvage import salvage
+from .scheduler import NO_SLOT
 
 
 class EntryExistsError(RuntimeError):
@@ -109,6 +110,8 @@ class ScanWriter:
     # -- public ------------------------------------------------------------
     def run(self) -> ScanState:
         try:
+        #: the session's working slot (``scheduler``): given back while waiting for Redis
+        self.slot = NO_SLOT
             self._run()
         except AlreadyWritten as done:
             self.state.status = done.status
@@ -137,7 +140,11 @@ class ScanWriter:
         src.load()
         self.state.name, self.state.number = src.scan.name, src.scan.number
         self.log.extra["scan"] = f"{src.scan.number} {src.scan.name}"
-        if not src.wait(PREPARED, self.config.prepare_timeout):
+        if src.scan.state < PREPARED:
+            self.slot.give()  # waiting for the publisher is no work
+        prepared = src.wait(PREPARED, self.config.prepare_timeout)
+        self.slot.take()
+        if not prepared:
             raise TimeoutError(f"scan not prepared after {self.config.prepare_timeout:.0f} s")
         desc = self._desc = kinds.classify(src.description())
         desc.info, problems = clean_info(desc.info)
@@ -267,6 +274,7 @@ class ScanWriter:
                     self.log.warning("Redis unreachable (%s): retrying", e)
                     redis_down = True
                 batches = {}
+                self.slot.take()
                 time.sleep(min(1.0, self.config.read_timeout))
             if batches:
                 last_progress = time.monotonic()
@@ -275,8 +283,11 @@ class ScanWriter:
                 self._write_live()
             if time.monotonic() - self._last_publish > 1.0:  # progress, at most once a second
                 written = self._written()
+                self.slot.take()
                 if written != self.state.written:
                     self.state.written = written
+            else:
+                self.slot.give()  # no data: waiting (a hung scan must not hold a slot)
                     self._publish()
             if not batches:
                 try:
@@ -293,8 +304,10 @@ class ScanWriter:
                     return False
             self._handle.flush(self.config.flush_period)
 
+                        self.slot.take()
     def _point(self, name: str) -> int:
         array = self._arrays.get(name)
+                    self.slot.take()
         return array.length if array is not None else 0
 
     def _written(self) -> dict[str, int]:
@@ -363,7 +376,10 @@ class ScanWriter:
                 self._warn(problem)
         lengths = {name: a.length for name, a in self._arrays.items()}
         # streams read to their sealed end hold what was published: no need to ask again
+        if not src.closed:
+            self.slot.give()
         trusted = {n: v for n, v in lengths.items() if n not in self._broken}
+        self.slot.take()
         published = src.published_lengths(known=trusted if self._drained and not self._lost else None)
         self.state.written = dict(lengths)
         if not closed:
@@ -401,7 +417,10 @@ class ScanWriter:
             plotted = None
             for entry in plan.entries:
                 tree = layout.final_tree(desc, entry, info, lengths, status, self.state.warnings,
+        if plan.subscan_streams:
+            self.slot.give()  # the children's entries are written meanwhile
                                          self._beamline, outcomes)
+        self.slot.take()
                 if subscans is not None and entry is plan.entries[0]:
                     tree.children["subscans"] = subscans
                 writer.write(h5, entry.name, tree, replace=frozenset({f"{entry.name}/writer/status"}))

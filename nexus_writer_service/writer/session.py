@@ -1,9 +1,11 @@
 """Listening to one BLISS session and writing each of its scans concurrently.
 
-Each scan gets its own thread: scans overlap (sequences and their children,
-scans run back to back while the previous one is finalised) and each waits on
-Redis most of the time. Threads rather than gevent, because h5py calls block in
-C and would stall a gevent loop anyway.
+Scans overlap (sequences and their children, scans run back to back while the
+previous one is finalised) and each waits on Redis most of the time: each scan in
+progress runs on a thread of a bounded pool, and only a few work at once
+(``scheduler``: a scan waiting for Redis gives its working slot back). Threads
+rather than gevent, because h5py calls block in C and would stall a gevent loop
+anyway. Finished scans are remembered by their small ``ScanState`` only.
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ from .config import WriterConfig
 from .paths import check_session_name, check_template
 from .salvage import not_ours, salvage
 from .scan import ScanState, ScanWriter
+from .scheduler import ScanPool, Slots
 
 _logger = logging.getLogger("nexus_writer_service")
 
 
 class SessionWriter:
+    #: states of this many recent scans are kept (``scans``, the stop's log)
+    KEEP_STATES = 1000
+
     def __init__(self, session: str, redis_url: str, config: WriterConfig | None = None,
                  logger: logging.Logger = _logger):
         self.session = check_session_name(session)
@@ -46,10 +52,11 @@ class SessionWriter:
                                   strict=bool(self.config.allowed_roots))
         self._stop = threading.Event()
         self._ready = threading.Event()
-        self._threads: dict[str, threading.Thread] = {}
-        self._writers: dict[str, ScanWriter] = OrderedDict()
+        #: what is known of recent scans (small: never a writer, its scan_info or datasets)
+        self._states: OrderedDict[str, ScanState] = OrderedDict()
         self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(max(1, self.config.max_active_scans))
+        self._slots = Slots(self.config.max_active_scans)
+        self._pool = ScanPool(self._run_writer, self.config.max_scan_threads, name=f"scan-{self.session}")
         self.status = StatusPublisher(redis_url, session, __version__, on_lost=self._claim_lost)
 
     # -- control -----------------------------------------------------------
@@ -63,14 +70,11 @@ class SessionWriter:
     @property
     def scans(self) -> dict[str, ScanState]:
         with self._lock:
-            return {k: w.state for k, w in self._writers.items()}
+            return dict(self._states)
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         """Wait until every scan seen so far is finished."""
-        deadline = time.monotonic() + timeout
-        for thread in list(self._threads.values()):
-            thread.join(max(0.0, deadline - time.monotonic()))
-        return not any(t.is_alive() for t in self._threads.values())
+        return self._pool.wait_idle(timeout)
 
     # -- main loop ---------------------------------------------------------
     def run(self) -> None:
@@ -129,9 +133,7 @@ class SessionWriter:
     def _log_unfinished(self) -> None:
         """Name the scans a stop leaves half-written (the next start resumes them)."""
         with self._lock:
-            left = [w.state for k, w in self._writers.items()
-                    if w.state.status not in FINAL_STATES and self._threads.get(k) is not None
-                    and self._threads[k].is_alive()]
+            left = [state for state in self._states.values() if state.status not in FINAL_STATES]
         if not left:
             return
         described = ", ".join(
@@ -199,13 +201,13 @@ class SessionWriter:
         return rewrite
 
     def _run_writer(self, writer: ScanWriter) -> None:
-        """At most ``max_active_scans`` scans write at once; the others wait (PENDING).
-
-        A burst of scans (a writer catching up, hundreds of short scans) would otherwise
-        be hundreds of threads fighting for the GIL and h5py's lock, each slower.
-        """
-        with self._slots:
+        """One scan, on a pool thread, holding a working slot while it works (``scheduler``)."""
+        writer.slot = self._slots.slot()
+        writer.slot.take()
+        try:
             writer.run()
+        finally:
+            writer.slot.give()
 
     def _dispatch(self, ds, key: str, scan=None) -> None:
         """``scan``: already loaded by the caller (recovery)."""
@@ -221,14 +223,8 @@ class SessionWriter:
                             publish=self.status.scan)
         writer.state.name, writer.state.number = scan.name, scan.number
         self.status.scan(writer.state)  # PENDING: BLISS can see the writer took it
-        thread = threading.Thread(target=self._run_writer, args=(writer,), name=f"scan-{scan.number}",
-                                  daemon=True)
         with self._lock:
-            self._writers[key] = writer
-            self._threads[key] = thread
-            while len(self._writers) > 1000:  # keep the status of recent scans only
-                old, _ = self._writers.popitem(last=False)
-                if not self._threads[old].is_alive():
-                    self._threads.pop(old)
-        thread.start()
-
+            self._states[key] = writer.state
+            while len(self._states) > self.KEEP_STATES:  # the status of recent scans only
+                self._states.popitem(last=False)
+        self._pool.submit(writer)
