@@ -29,11 +29,11 @@ class WriterConfig:
     #: scans written at the same time (more wait, PENDING); a sequence and its children
     #: are written together, so keep this above the deepest nesting of sequences
     max_active_scans: int = 8
-    #: filter for datasets of spectra and images: "bitshuffle-lz4", "gzip" or "" (none)
     #: scans in progress at the same time, each on a thread (more wait, PENDING); a scan
     #: that waits for Redis (never closed, slow) holds a thread but not one of the
     #: ``max_active_scans`` working slots (``writer.scheduler``)
     max_scan_threads: int = 64
+    #: filter for datasets of spectra and images: "bitshuffle-lz4", "gzip" or "" (none)
     compression: str = "bitshuffle-lz4"
     #: beamline configuration (metadata.config), as validated raw data: the session's own
     #: (published in scan_info) is merged over it, and the scan's metadata over both

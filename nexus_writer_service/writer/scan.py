@@ -106,12 +106,12 @@ class ScanWriter:
         #: called with the ScanState at every change (completeness protocol)
         self._on_change = publish
         self._last_publish = 0.0
+        #: the session's working slot (``scheduler``): given back while waiting for Redis
+        self.slot = NO_SLOT
 
     # -- public ------------------------------------------------------------
     def run(self) -> ScanState:
         try:
-        #: the session's working slot (``scheduler``): given back while waiting for Redis
-        self.slot = NO_SLOT
             self._run()
         except AlreadyWritten as done:
             self.state.status = done.status
@@ -268,26 +268,26 @@ class ScanWriter:
                     redis_down = False
             except EndOfStream:
                 self._drained = True  # every stream sealed and read to its end
+                self.slot.take()
                 return True
             except (redis.ConnectionError, redis.TimeoutError) as e:
                 if not redis_down:
                     self.log.warning("Redis unreachable (%s): retrying", e)
                     redis_down = True
                 batches = {}
-                self.slot.take()
                 time.sleep(min(1.0, self.config.read_timeout))
             if batches:
+                self.slot.take()
                 last_progress = time.monotonic()
                 self._append(batches)
+            else:
+                self.slot.give()  # no data: waiting (a hung scan must not hold a slot)
             if batches and time.monotonic() - self._last_live > self.config.flush_period:
                 self._write_live()
             if time.monotonic() - self._last_publish > 1.0:  # progress, at most once a second
                 written = self._written()
-                self.slot.take()
                 if written != self.state.written:
                     self.state.written = written
-            else:
-                self.slot.give()  # no data: waiting (a hung scan must not hold a slot)
                     self._publish()
             if not batches:
                 try:
@@ -298,16 +298,16 @@ class ScanWriter:
                 if src.closed and not batches:
                     # sealed streams end the cursors; a closed scan with unsealed ones is over too
                     if time.monotonic() - last_progress > self.config.read_timeout * 4:
+                        self.slot.take()
                         return True
                 if time.monotonic() - last_progress > stall:
+                    self.slot.take()
                     self._warn(f"no data and no state change for {stall:.0f} s: given up")
                     return False
             self._handle.flush(self.config.flush_period)
 
-                        self.slot.take()
     def _point(self, name: str) -> int:
         array = self._arrays.get(name)
-                    self.slot.take()
         return array.length if array is not None else 0
 
     def _written(self) -> dict[str, int]:
@@ -369,17 +369,17 @@ class ScanWriter:
 
     def _finish(self, streams_complete: bool) -> None:
         src, desc, plan = self.source, self._desc, self._plan
+        if not src.closed:
+            self.slot.give()
         closed = src.closed or src.wait(CLOSED, min(self.config.stall_timeout, 60.0))
+        self.slot.take()
         info, problems = clean_info(src.info)
         for problem in problems:
             if problem not in self.state.warnings:
                 self._warn(problem)
         lengths = {name: a.length for name, a in self._arrays.items()}
         # streams read to their sealed end hold what was published: no need to ask again
-        if not src.closed:
-            self.slot.give()
         trusted = {n: v for n, v in lengths.items() if n not in self._broken}
-        self.slot.take()
         published = src.published_lengths(known=trusted if self._drained and not self._lost else None)
         self.state.written = dict(lengths)
         if not closed:
@@ -410,17 +410,17 @@ class ScanWriter:
             if outcome.missing or not outcome.accounted:
                 ok = False
         status = SUCCEEDED if ok else INCOMPLETE
+        if plan.subscan_streams:
+            self.slot.give()  # the children's entries are written meanwhile
         subscans = self._subscan_links() if plan.subscan_streams else None
+        self.slot.take()
         with self._handle.lock:
             h5 = self._handle.h5
             writer = TreeWriter()
             plotted = None
             for entry in plan.entries:
                 tree = layout.final_tree(desc, entry, info, lengths, status, self.state.warnings,
-        if plan.subscan_streams:
-            self.slot.give()  # the children's entries are written meanwhile
                                          self._beamline, outcomes)
-        self.slot.take()
                 if subscans is not None and entry is plan.entries[0]:
                     tree.children["subscans"] = subscans
                 writer.write(h5, entry.name, tree, replace=frozenset({f"{entry.name}/writer/status"}))
