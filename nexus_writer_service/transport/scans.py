@@ -71,6 +71,7 @@ def _guard_decoding(events, name: str) -> None:
     decode = events._decode_entries
 
     def guarded(entries):
+        _learn_entry_bytes(events, entries)
         try:
             index, data = decode(entries)
         except Exception as exc:
@@ -82,6 +83,17 @@ def _guard_decoding(events, name: str) -> None:
         return index, data
 
     events._decode_entries = guarded
+
+
+def _learn_entry_bytes(events, entries) -> None:
+    """Remember the largest payload of this stream's recent entries (``BoundedCursorGroup``).
+
+    How many points a publisher puts in one entry is known only from the entries
+    themselves: 1 for BLISS's counters at slow rates, 1000 for a benchmark's batches.
+    """
+    sizes = [len(e.batch.payload) for e in entries if not e.is_seal and e.batch is not None]
+    if sizes:
+        events._nxw_entry_bytes = max(sizes)
 
 
 class ScanSource:
@@ -211,11 +223,9 @@ class ScanSource:
             self._cursors.drop(bad.name)
             return {bad.name: Batch(None, error=bad.reason)}
         out = {}
-        nbytes = 0
         for stream, view in views.items():
             try:
                 out[stream.name] = Batch(view.get_data())
-                nbytes += getattr(out[stream.name].data, "nbytes", 0)
             except (IndexNoMoreThereError, OSError, KeyError):
                 # Trimmed from Redis before we read it. Hdf5BackedStream then reads
                 # its fallback file, which is the very file we are writing: the
@@ -223,7 +233,6 @@ class ScanSource:
                 lost = getattr(getattr(view, "_events", None), "nb_expired", len(view))
                 data = view.get_data(lost, None) if lost < len(view) else []
                 out[stream.name] = Batch(data, lost)
-        self._cursors.adapt(nbytes)
         return out
 
     def published_lengths(self, known: dict[str, int] | None = None) -> dict[str, int | None]:
@@ -266,20 +275,38 @@ class BoundedCursorGroup(CursorGroup):
 
     blissdata asks Redis for up to 100 entries of every stream in one call: with
     spectra published in batches that is hundreds of MB in one reply, plus its decoded
-    copy (S2 of benchmarks/: 737 MB peak). The entry count per call adapts to what
-    the last reads returned. Relies on blissdata's (private) multi-stream read; where
-    that is missing, reading is blissdata's own.
+    copy (issue 14 item 12: 4 x 4096 uint32 spectra sent 1000 points at a time, a
+    first read of ~512 MB). Here the entries asked per call follow from each stream's
+    entry size, learned from the entries read (``_learn_entry_bytes``):
+
+    - a stream not read yet whose points are large (>= ``LARGE_POINT`` bytes) may hold
+      any number of them per entry: it is read alone, 1 entry, until its size is known;
+      small points are assumed ``GUESS_POINTS`` per entry until known;
+    - when one entry of every stream fits ``READ_BYTES``, all streams are read at once,
+      ``READ_BYTES / sum(entry sizes)`` entries each (at most ``MAX_ENTRIES``);
+    - when it does not (huge entries, or an entry size to learn), the streams are read a
+      group at a time (each group fitting ``READ_BYTES``), in turn, without blocking; only
+      when none has data does one blocking read of 1 entry wait for all (live data,
+      where new entries come one at a time).
+
+    A drained reply is therefore at most ``READ_BYTES``, or one entry when a single entry
+    is larger, the first read included. Relies on blissdata's (private) multi-stream read; where that
+    is missing, reading is blissdata's own.
     """
 
     READ_BYTES = 32 << 20
     MAX_ENTRIES = 100  # blissdata's own limit
-    #: where the entry count starts: an entry can hold a whole batch of points
-    FIRST_ENTRIES = 8
+    #: points at least this large (bytes): an unknown entry size is not guessed
+    LARGE_POINT = 1024
+    #: points per entry assumed for small points until an entry was read
+    GUESS_POINTS = 1024
 
     def __init__(self, streams):
         super().__init__(streams)
-        self.count = self.FIRST_ENTRIES
         self._bounded = hasattr(self, "_read_next_events_multi") and hasattr(self, "_create_data_views")
+        self._turn = 0
+        #: what the last read asked Redis: (stream names, entries per stream) of each XREAD
+        self.requests: list[tuple[list[str], int]] = []
 
     def drop(self, name: str) -> None:
         """Stop following one stream (the others go on where they are)."""
@@ -287,23 +314,82 @@ class BoundedCursorGroup(CursorGroup):
             if cursor._hl_stream.name == name:
                 self._dead_cursors[key] = self._active_cursors.pop(key)
 
-    def adapt(self, nbytes: int) -> None:
-        if nbytes > self.READ_BYTES:
-            self.count = max(1, int(self.count * self.READ_BYTES / nbytes))
-        elif nbytes < self.READ_BYTES // 4 and self.count < self.MAX_ENTRIES:
-            self.count = min(self.MAX_ENTRIES, self.count * 2)
+    @staticmethod
+    def _point_bytes(cursor) -> int:
+        encoding = getattr(cursor._ll_stream, "encoding", None) or {}
+        try:
+            shape = [max(1, int(d)) for d in encoding.get("shape") or []]
+            return int(np.dtype(encoding.get("dtype_str", "u1")).itemsize * int(np.prod(shape or [1])))
+        except (TypeError, ValueError):
+            return 1
+
+    def _entry_bytes(self, cursor) -> tuple[int, bool]:
+        """(bytes of one entry, known) of a cursor's stream."""
+        known = getattr(cursor._ll_stream, "_nxw_entry_bytes", None)
+        if known is not None:
+            return max(1, known), True
+        point = self._point_bytes(cursor)
+        return (point, False) if point >= self.LARGE_POINT else (point * self.GUESS_POINTS, True)
+
+    def _plan(self) -> list[tuple[dict, int]]:
+        """The XREADs of one call, in order: (cursors, entries asked per stream)."""
+        active = self._active_cursors
+        sealed = {k: c for k, c in active.items() if c._ll_eos}
+        known, unknown = [], []
+        for key, cursor in active.items():
+            if key not in sealed:
+                n, sure = self._entry_bytes(cursor)
+                (known if sure else unknown).append((key, cursor, n))
+        total = sum(n for _, _, n in known)
+        if not unknown and total <= self.READ_BYTES:
+            return [(dict(active), self._count(total))]
+        groups, group, used = [], {}, 0
+        for key, cursor, n in known:  # one entry of each fits READ_BYTES, a group at a time
+            if group and used + n > self.READ_BYTES:
+                groups.append((group, self._count(used)))
+                group, used = {}, 0
+            group[key] = cursor
+            used += n
+        if group:
+            groups.append((group, self._count(used)))
+        groups += [({key: cursor}, 1) for key, cursor, _ in unknown]  # learnt alone
+        turn = self._turn % len(groups)
+        groups = groups[turn:] + groups[:turn]
+        groups[0][0].update(sealed)
+        return groups
+
+    def _count(self, nbytes: int) -> int:
+        return max(1, min(self.MAX_ENTRIES, self.READ_BYTES // max(1, nbytes)))
 
     def read(self, block: bool = True, timeout: float = 0, last_only: bool = False):
         if not self._bounded or last_only:
             return super().read(block=block, timeout=timeout, last_only=last_only)
         if not self._active_cursors:
             raise EndOfStream("All streams have been read until the end")
-        ranges = self._read_next_events_multi(self._active_cursors, int(timeout * 1000) if block else None,
-                                              self.count, set())
-        views = self._create_data_views(ranges, False)
+        groups = self._plan()
+        self.requests = []
+        views: dict = {}
+        ms = int(timeout * 1000) if block else None
+        if len(groups) == 1:
+            views.update(self._xread(groups[0][0], ms, groups[0][1]))
+        else:  # in turn, without waiting; the next call starts with the next group
+            for group, count in groups:
+                group = {k: c for k, c in group.items() if k in self._active_cursors}
+                if group:
+                    views.update(self._xread(group, None, count))
+                if views:
+                    self._turn += 1
+                    break
+            if not views and block and self._active_cursors:  # nothing anywhere: wait for all
+                views.update(self._xread(dict(self._active_cursors), ms, 1))
         if not views and not self._active_cursors:
             raise EndOfStream("All streams have been read until the end")
         return views
+
+    def _xread(self, cursors: dict, timeout_ms, count: int) -> dict:
+        self.requests.append(([c._hl_stream.name for c in cursors.values()], count))
+        ranges = self._read_next_events_multi(cursors, timeout_ms, count, set())
+        return self._create_data_views(ranges, False)
 
 
 def scans_since(ds: DataStore, seconds: float) -> tuple[str, list[str]]:
