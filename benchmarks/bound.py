@@ -12,7 +12,10 @@ the dataset OUR writer made for that channel (read back from its file), in the
 batches a draining writer receives: blissdata's ``CursorGroup.read`` returns at most
 100 sends per stream, so ``100 x`` the publisher's batch. The same run also times
 appends at the publisher's batch size (``write_pub_batch_s``, for reference). S5's
-bound is the VDS over the lima files, created in one call, plus the ROI counter.
+bound is the VDS over the lima files, created in one call, plus the ROI counter;
+S6's the VDS over the Lima2 receivers' files (frames dealt round robin: one strided
+source per file), S7's one VDS per MOSCA detector over its files, plus their 0D
+channels. The read side reads every stream of the scan (detector statuses too).
 Data are generated before the clock starts; the clock stops after ``close()``.
 
 The bound is read + write (a writer cannot write a point before reading it); both
@@ -56,9 +59,9 @@ def _read_once(ds, keys: list[str]) -> tuple[float, int]:
     npoints = 0
     for key in keys:
         scan = ds.load_scan(key)
-        # raw event streams: neither a lima server nor the fallback file is asked
+        # raw event streams: neither a detector server nor the fallback file is asked
         streams = [Stream(s.event_stream) for s in scan.streams.values()
-                   if s.kind == "array" or s.plugin == "lima"]
+                   if s.event_stream.info.get("plugin") != "scan_sequence"]
         group = CursorGroup(streams)
         while True:
             try:
@@ -166,6 +169,11 @@ def _write(path: str, plan: dict, arrays: list[dict], batch: int) -> float:
                                          shape=(per,) + tuple(lima["shape"]))
                 layout[k * per:k * per + n] = src[:n]
             f[arrays[0]["entry"]].create_virtual_dataset("image", layout, fillvalue=0)
+        for k, vds in enumerate(plan.get("vds", [])):  # Lima2 frames, MOSCA spectra
+            layout = h5py.VirtualLayout(shape=tuple(vds["shape"]), dtype=vds["dtype"])
+            for first, stride, count, fname, dset, src_shape in vds["sources"]:
+                layout[first:first + count * stride:stride] = h5py.VirtualSource(fname, dset, shape=tuple(src_shape))
+            f[arrays[0]["entry"]].create_virtual_dataset(f"vds{k}", layout, fillvalue=0)
     elapsed = time.perf_counter() - t0
     if ref is not None:
         ref.close()

@@ -11,7 +11,9 @@ Order of one repeat of a throughput scenario (S1, S1_50k, S2, S3, S5), per write
 7. empty Redis.
 
 S4 is live: the writer runs while the scan is published at 10 kHz, and a reader
-process samples the file (lag.py).
+process samples the file (lag.py). S3_live too: the writer runs while S3's 200 scans
+are published one after the other, as BLISS publishes them; its figure is the
+writer's CPU time per scan (the wall time is the publisher's).
 """
 
 from __future__ import annotations
@@ -35,16 +37,18 @@ import redis
 from blissdata.redis_engine.store import DataStore
 
 from nexus_writer_service.simulation.lima import LIMA_DATA_PATH
+from nexus_writer_service.simulation.lima2 import receiver_frames
 from nexus_writer_service.simulation.redis_server import RedisServer
 
 from . import report
 from .lag import lag_stats
 from .publishing import data_store, publish_all, publish_paced
-from .scenarios import LazyData, Scenario, build, data_streams, lima_detector, scenarios
+from .scenarios import (LazyData, Scenario, build, data_streams, forget_detector_files, lima2_detector,
+                        lima_detector, mosca_detector, scenarios)
 from .verify import describe, verify
 from .writers import ESRF_EXE, REPO, WriterFailed, WriterProcess
 
-ORDER = ["S1", "S1_50k", "S2", "S3", "S4", "S5"]
+ORDER = ["S1", "S1_50k", "S2", "S2_1", "S2_1000", "S3", "S3_live", "S4", "S5", "S6", "S6_25k", "S7", "S7_5k"]
 
 
 def log(msg: str) -> None:
@@ -84,7 +88,8 @@ class Bench:
             w.start()
             w.wait_ready()
             w.pause()
-            recs = build(sc, wdir / "data", session, images_dir=wdir / "lima")
+            recs = build(sc, wdir / "data", session, images_dir=wdir / "lima",
+                         detector_dir=self.root / "detector_files" / sc.name)
             keys, rec["publish_s"] = publish_all(data_store(self.url), recs, sc)
             read = None
             if kind == "ours" and sc.compare:
@@ -160,6 +165,7 @@ class Bench:
                                     "frames_per_file": det.frames_per_file, "shape": list(det.shape),
                                     "dtype": det.dtype}
                     expected += len(s.data)  # statuses read from Redis
+        plan["vds"] = self._detector_vds(sc, recs)
         plan_path = wdir / "bound_plan.json"
         plan_path.write_text(json.dumps(plan))
         write = self._child("benchmarks.bound", "write", str(plan_path))
@@ -169,6 +175,73 @@ class Bench:
                 "seconds": read["seconds"] + write["seconds"], "read_s": read["seconds"],
                 "write_s": write["seconds"], "write_pub_batch_s": write["write_pub_batch_s"],
                 "size_mb": write["size_mb"], "filters": write["filters"], "per_scan_ms": (read["seconds"] + write["seconds"]) / len(recs) * 1000}
+
+    def _detector_vds(self, sc: Scenario, recs: list) -> list[dict]:
+        """S6/S7: the virtual datasets plain h5py makes over the same detector files."""
+        out = []
+        folder = str(self.root / "detector_files" / sc.name)
+        for r in recs:
+            for s in r.streams:
+                plugin = s.info.get("plugin")
+                n = r.saved_points.get(s.name, 0)
+                if plugin == "lima2":
+                    det = lima2_detector(sc)
+                    sources = []
+                    for rank in range(det.receivers):
+                        for index in range(-(-len(range(rank, n, det.receivers)) // det.frames_per_file)):
+                            frames = receiver_frames(det, n, rank, index)
+                            sources.append((int(frames[0]), det.receivers, len(frames),
+                                            det.receiver_file(folder, rank, index), det.data_path,
+                                            [len(frames), *det.frame_shape]))
+                    out.append({"shape": [n, *det.frame_shape], "dtype": det.dtype, "sources": sources})
+                elif plugin == "mosca":
+                    det = mosca_detector(sc)
+                    alias, ppf = int(s.info["detector"]), det.points_per_file
+                    sources = [(start, 1, min(ppf, n - start), det.spectra_file(folder, k),
+                                f"{det.data_path}/spectra_{alias:02d}", [min(ppf, n - start), det.channels])
+                               for k, start in enumerate(range(0, n, ppf))]
+                    out.append({"shape": [n, det.channels], "dtype": det.dtype, "sources": sources})
+        return out
+
+    # -- S3_live: scans published one after the other while the writer runs --------------
+    def live_scans(self, sc: Scenario, kind: str, repeat: int) -> list[dict]:
+        session, wdir = self._session(sc, kind, repeat)
+        rec = {"scenario": sc.name, "writer": kind, "repeat": repeat, "ok": False}
+        records = [rec]
+        w = WriterProcess(kind, session, self.url, wdir, self.args.writer_args.get(kind, ()))
+        try:
+            w.start()
+            w.wait_ready()
+            recs = build(sc, wdir / "data", session)
+            cpu0 = w.cpu_seconds()
+            t0 = time.time()
+            keys, rec["publish_s"] = publish_all(data_store(self.url), recs, sc)
+            t_end = time.time()
+            t1, done = w.wait_done(keys, self.idle_timeout)
+            rec["cpu_s"] = w.cpu_seconds() - cpu0
+            rec["rss_mb"] = w.peak_rss_mb()
+            w.stop()
+            v = verify(recs[0].identity["path"], recs)
+            rec["size_mb"] = v["size_mb"]
+            rec["check"] = describe(v)
+            if t1 is None:
+                rec["check"] = f"{done}/{len(keys)} scans finished; " + rec["check"]
+            else:
+                rec["seconds"] = t1 - t0
+                rec["catchup_s"] = t1 - t_end
+                # the writer's own cost per scan: its CPU time (the wall time is the publisher's)
+                rec["per_scan_ms"] = rec["cpu_s"] / len(keys) * 1000
+            rec["ok"] = bool(v["ok"] and t1 is not None)
+            if kind == "ours" and sc.compare:
+                read = self._child("benchmarks.bound", "read", self.url, *keys)
+                records.append(self._bound(sc, repeat, recs, v, wdir, read))
+        except (WriterFailed, RuntimeError) as e:
+            rec["check"] = f"error: {str(e).splitlines()[0]}"
+            log(f"{sc.name} {kind}: {e}")
+        finally:
+            w.stop()
+            self._flush()
+        return records
 
     # -- S4: live ---------------------------------------------------------------------------
     def live(self, sc: Scenario, kind: str, repeat: int) -> list[dict]:
@@ -289,10 +362,11 @@ def main(argv=None) -> int:
             sc = all_sc[name]
             for repeat in range(args.repeat):
                 for kind in kinds:
-                    if kind == "esrf" and not sc.compare:
+                    if kind == "esrf" and not (sc.compare and sc.esrf):
                         continue
                     t = time.time()
-                    got = (bench.live if sc.live else bench.drain)(sc, kind, repeat)
+                    run = {"paced": bench.live, "live": bench.live_scans}.get(sc.mode, bench.drain)
+                    got = run(sc, kind, repeat)
                     runs.extend(got)
                     for g in got:
                         shown = {k: round(v, 3) for k, v in g.items() if isinstance(v, float)}
@@ -300,6 +374,9 @@ def main(argv=None) -> int:
                     log(f"{name} #{repeat + 1} {kind} took {time.time() - t:.0f} s")
                     if not args.keep:
                         shutil.rmtree(root / f"{sc.name}-{repeat}-{kind}", ignore_errors=True)
+            if not args.keep:  # S6/S7's detector files, shared by the repeats
+                shutil.rmtree(root / "detector_files" / sc.name, ignore_errors=True)
+                forget_detector_files()
     finally:
         server.stop()
         shutil.rmtree(redis_dir, ignore_errors=True)

@@ -11,6 +11,10 @@ repeated, so a compression filter gets a realistic, not a flattering, job.
 
 ``scale`` divides the number of points (and scans in S3, files in S5, and S4's
 duration): ``--quick`` uses 1/20.
+
+S6 (Lima2) and S7 (MOSCA) reference detector files: written once per benchmark run
+with the package's simulators (``detector_files``), outside any timed part, and
+shared by the repeats.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from nexus_writer_service.simulation.lima import LimaDetector, add_lima
+from nexus_writer_service.simulation.lima2 import Lima2Detector, add_lima2
+from nexus_writer_service.simulation.mosca import MoscaDetector, add_mosca
 from nexus_writer_service.simulation.recording import ScanRecording, load_recording, relocate, scaled
 
 
@@ -40,6 +46,12 @@ class Scenario:
     rate: float = 0.0
     #: compared with ESRF's writer and the bound (S1_50k only checks memory)
     compare: bool = True
+    #: how it runs: "drain" (published while the writer is paused), "paced" (S4: one scan
+    #: at ``rate`` points/s), "live" (S3_live: whole scans published back to back while
+    #: the writer runs); ``live`` is kept for "paced"
+    mode: str = "drain"
+    #: compared with the bound only (ESRF's writer has no Lima2/MOSCA support to compare)
+    esrf: bool = True
 
 
 def scenarios(scale: int = 1) -> dict[str, Scenario]:
@@ -52,12 +64,24 @@ def scenarios(scale: int = 1) -> dict[str, Scenario]:
         Scenario("S1_50k", "S1 at a quarter of the points (memory must not grow with length)",
                  1, n(50_000), 1000, compare=False),
         Scenario("S2", "MCA: 4 spectra x 4096 uint32 (+ 33 MCA/timer 0D)", 1, n(5_000), 50),
+        Scenario("S2_1", "S2 published 1 point per send", 1, n(5_000), 1),
+        Scenario("S2_1000", "S2 published 1000 points per send", 1, n(5_000), 1000),
         Scenario("S3", "many small scans: 10 points x 10 channels", n(200, 10), 10, 1),
+        Scenario("S3_live", "S3 published live, scan after scan, while the writer runs",
+                 n(200, 10), 10, 1, mode="live"),
         # S4 sends every 50 ms (500 points): 100 sends a batch is what one Python publisher
         # sustains beside the writer on 2 cores (100-point batches reached ~7 kHz only)
         Scenario("S4", "live: 100 counters paced at 10 kHz", 1, n(600_000), 500,
-                 live=True, rate=10_000.0),
+                 live=True, rate=10_000.0, mode="paced"),
         Scenario("S5", "lima: frames referenced in 100-frame HDF5 files", 1, n(10_000, 200), 100),
+        Scenario("S6", "lima2: frames from 2 receivers in 50 files each", 1, n(100_000, 400), 1000,
+                 esrf=False),
+        Scenario("S6_25k", "S6 at a quarter of the frames (memory must not grow with frames)",
+                 1, n(25_000, 100), 1000, compare=False),
+        Scenario("S7", "mosca: 4 detectors x 4096 channels in 100 files", 1, n(20_000, 400), 1000,
+                 esrf=False),
+        Scenario("S7_5k", "S7 at a quarter of the points (memory must not grow with points)",
+                 1, n(5_000, 100), 1000, compare=False),
     )}
 
 
@@ -132,16 +156,50 @@ def lima_detector() -> LimaDetector:
                         frames_per_file=100)
 
 
-def build(sc: Scenario, base: Path, session: str, images_dir: Path | None = None) -> list[ScanRecording]:
+def lima2_detector(sc: Scenario) -> Lima2Detector:
+    """2 receivers, 50 files each (1000 frames per file at 100,000 frames), 8 x 10 uint16."""
+    return Lima2Detector(name="bench_lima2", shape=(8, 10), dtype="uint16", receivers=2,
+                         frames_per_file=max(1, sc.npoints // 100))
+
+
+def mosca_detector(sc: Scenario) -> MoscaDetector:
+    """4 detectors x 4096 uint32 channels, 100 files (200 points per file at 20,000 points)."""
+    return MoscaDetector(name="bench_mosca", detectors=4, channels=4096, dtype="uint32",
+                         points_per_file=max(1, sc.npoints // 100))
+
+
+#: detector recordings made once per run: (scenario, folder) -> recording with its files
+_DETECTOR_RECS: dict = {}
+
+
+def detector_files(sc: Scenario, folder: Path) -> ScanRecording:
+    """The S6/S7 scan with its detector's files in ``folder``, written the first time only."""
+    key = (sc.name, str(folder))
+    if key not in _DETECTOR_RECS:
+        rec = _with_points(load_recording("13_timescan"), 0, sc.npoints)
+        if sc.name.startswith("S6"):
+            rec = add_lima2(rec, lima2_detector(sc), str(folder), keep_frames=False)
+        else:
+            rec = add_mosca(rec, mosca_detector(sc), str(folder), keep_spectra=False)
+        _DETECTOR_RECS[key] = rec
+    return _DETECTOR_RECS[key].copy()
+
+
+def forget_detector_files() -> None:
+    _DETECTOR_RECS.clear()
+
+
+def build(sc: Scenario, base: Path, session: str, images_dir: Path | None = None,
+          detector_dir: Path | None = None) -> list[ScanRecording]:
     """The recordings to publish for ``sc``: relocated under ``base``, in ``session``."""
     recs = []
     if sc.name in ("S1", "S1_50k"):
         rec = scaled(load_recording("03_ascan"), extra_counters=96)  # 4 recorded + 96 = 100 counters
         recs.append(_with_points(rec, 0, sc.npoints))
-    elif sc.name == "S2":
+    elif sc.name.startswith("S2"):
         rec = _spectra(load_recording("10_loopscan_mca"), 4096)
         recs.append(_with_points(rec, 0, sc.npoints))
-    elif sc.name == "S3":
+    elif sc.name.startswith("S3"):
         template = scaled(load_recording("13_timescan"), extra_counters=6)  # 4 + 6 = 10 channels
         for k in range(sc.nscans):
             recs.append(_with_points(template.copy(), k, sc.npoints))
@@ -156,6 +214,9 @@ def build(sc: Scenario, base: Path, session: str, images_dir: Path | None = None
         rec = add_lima(rec, lima_detector(), str(images_dir))
         rec.lima_frames = {}  # regenerated by the verifier; keeps copies small
         recs.append(rec)
+    elif sc.name.startswith(("S6", "S7")):
+        assert detector_dir is not None
+        recs.append(detector_files(sc, detector_dir))
     else:
         raise KeyError(sc.name)
     first = recs[0].number
@@ -163,5 +224,6 @@ def build(sc: Scenario, base: Path, session: str, images_dir: Path | None = None
 
 
 def data_streams(rec: ScanRecording) -> list:
-    """Numeric streams whose every point the writer must store."""
-    return [s for s in rec.streams if s.is_numeric]
+    """Numeric streams whose every point the writer must store (a Lima2 stream's events
+    are progress counts, not data)."""
+    return [s for s in rec.streams if s.is_numeric and s.info.get("plugin") in (None, "hdf5_fallback")]
