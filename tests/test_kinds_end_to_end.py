@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -180,3 +181,33 @@ def test_unknown_kind_is_incomplete_and_named(harness):
         assert np.array_equal(entry["measurement/robx"][()], rec.stream("axis:robx").data)
         notes = [w.decode() for w in entry["writer/warnings"][()]]
         assert any("future_kind" in w for w in notes)
+
+
+def test_mosca_spectra_grow_in_the_file_while_saved(harness):
+    from nexus_writer_service.simulation.replay import ScanPublisher
+
+    det = MoscaDetector(detectors=1, points_per_file=2)
+    rec = harness.recording("03_ascan")
+    rec = add_mosca(rec, det, _scan_folder(harness, rec))
+    name = next(iter(rec.mosca_spectra))
+    pub = ScanPublisher(harness.ds, rec).create().prepare().start()
+    pub.send_data(stop_after=5)  # 5 points read, the files of points 0-3 closed: 4 saved
+    path = f"{rec.number}.1/instrument/mosca_simulator_det00/spectrum"
+    deadline = time.monotonic() + 20
+    seen = 0
+    while time.monotonic() < deadline and seen < 2:
+        state = harness.writer.scans.get(pub.key)
+        if state is not None and state.file and os.path.exists(state.file):
+            try:
+                seen = len(_read_elsewhere(state.file, path))
+            except subprocess.CalledProcessError:
+                seen = 0  # not there yet
+        time.sleep(0.2)
+    # readable while the scan runs (it is not closed yet), at most what was read
+    assert 2 <= seen <= 6, seen
+    assert harness.writer.scans[pub.key].status == "WRITING"
+    pub.send_data(start_at=5)
+    pub.end()
+    state = harness.state(pub.key)
+    assert state.status == "SUCCEEDED", state
+    assert np.array_equal(_read_elsewhere(state.file, path), rec.mosca_spectra[name])

@@ -16,6 +16,8 @@ from pathlib import Path
 import h5py
 from blissdata.redis_engine.store import DataStore
 
+from ..simulation.lima2 import Lima2Detector, add_lima2
+from ..simulation.mosca import MoscaDetector, add_mosca
 from ..simulation.recording import load_recording, relocate
 from ..simulation.redis_server import RedisServer
 from ..simulation.replay import publish, publish_sequence
@@ -53,6 +55,21 @@ def start_writer(url: str, base: Path, log_lines: list[str], config: str | None 
     return proc
 
 
+def detector_scans(base: Path) -> list[tuple[str, object]]:
+    """Two scans with today's detectors, their files written as the detectors write them:
+    an ascan with a Lima2 camera (2 receivers, master file) and a loopscan with a MOSCA MCA."""
+    out = []
+    for label, fixture, number, add in (
+            ("ascan + Lima2 detector", "03_ascan", 101,
+             lambda rec, folder: add_lima2(rec, Lima2Detector(receivers=2, frames_per_file=2), folder)),
+            ("loopscan + MOSCA MCA", "13_timescan", 102,
+             lambda rec, folder: add_mosca(rec, MoscaDetector(detectors=2, channels=64), folder))):
+        rec = relocate(load_recording(fixture), base, session=SESSION, number=number)
+        path = rec.identity.get("path") or str(base / SESSION / f"{SESSION}_nexus.h5")
+        out.append((label, add(rec, str(Path(path).parent / f"scan{number:04d}"))))
+    return out
+
+
 def replay_session(url: str, base: Path) -> int:
     ds = DataStore(url)
     for name in SCANS:
@@ -61,7 +78,11 @@ def replay_session(url: str, base: Path) -> int:
     recs = [relocate(load_recording(n), base, session=SESSION) for n in SEQUENCE]
     print(f"  bliss  | {SEQUENCE[0]} (+2 child scans)", flush=True)
     publish_sequence(ds, recs[0], recs[1:])
-    return len(SCANS) + len(SEQUENCE)
+    detectors = detector_scans(base)
+    for label, rec in detectors:
+        print(f"  bliss  | {label}", flush=True)
+        publish(ds, rec, batch_size=2, interval=0.01)
+    return len(SCANS) + len(SEQUENCE) + len(detectors)
 
 
 def summary(base: Path) -> list[tuple]:
@@ -115,9 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         writer = start_writer(redis_server.url, base, log_lines, args.config or None)
         try:
             print(f"Replaying a BLISS session ({SESSION}) ...")
-            replay_session(redis_server.url, base)
+            published = replay_session(redis_server.url, base)
             # saved scans: everything but the save=False loopscan
-            rows = wait_finished(base, expected=len(SCANS) + len(SEQUENCE) - 1)
+            rows = wait_finished(base, expected=published - 1)
         finally:
             writer.terminate()
             writer.wait(30)

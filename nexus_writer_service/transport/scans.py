@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 from blissdata.exceptions import EndOfStream, IndexNoMoreThereError
-from blissdata.redis_engine.scan import ScanState
+from blissdata.redis_engine.scan import ScanState as BlissScanState  # blissdata's enum, not our record
 from blissdata.redis_engine.store import DataStore
 from blissdata.streams import CursorGroup
 from blissdata.streams.default import Stream as RawStream
@@ -22,7 +22,7 @@ from ..descriptions import ScanDescription, StreamDescription, describe_stream
 
 _logger = logging.getLogger(__name__)
 
-PREPARED, CLOSED = ScanState.PREPARED, ScanState.CLOSED
+PREPARED, CLOSED = BlissScanState.PREPARED, BlissScanState.CLOSED
 
 
 def _describe(name: str, stream) -> StreamDescription:
@@ -148,14 +148,10 @@ class ScanSource:
                 and len(streams) == 1 and set(streams[0]) == set(self.scan.streams))
 
     @property
-    def state(self) -> ScanState:
-        return self.scan.state
-
-    @property
     def closed(self) -> bool:
         return self.scan.state >= CLOSED
 
-    def wait(self, state: ScanState, timeout: float) -> bool:
+    def wait(self, state: BlissScanState, timeout: float) -> bool:
         """Wait until the scan reached ``state``; False on timeout."""
         deadline = time.monotonic() + timeout
         while self.scan.state < state:

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 
 @dataclass
 class WriterConfig:
-    #: where scans without a file name (writer 'null') go; see paths.default_path
-    base_path: str = os.getcwd()
+    #: where scans without a file name (writer 'null') go (``paths.target_file``); default:
+    #: the folder the writer starts in, taken when the settings are made, not at import
+    base_path: str = field(default_factory=os.getcwd)
     default_path_template: str = "{base_path}/{session}/{session}_nexus.h5"
     #: readers that open the file see new points after at most this long
     flush_period: float = 0.5

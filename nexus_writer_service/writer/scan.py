@@ -64,6 +64,8 @@ class ScanState:
     written: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    #: points the scan announces (scan_info ``npoints``; None: unknown or unbounded), for progress
+    expected: int | None = None
 
 
 class ScanLogger(logging.LoggerAdapter):
@@ -101,6 +103,8 @@ class ScanWriter:
         #: the kind of every stream of the scan (``kinds``), by stream name
         self._kinds: dict[str, kinds.StreamKind] = {}
         self._last_live = 0.0
+        #: items written while the scan ran (growing views), replaced by the final ones
+        self._live_paths: set[str] = set()
         #: the beamline configuration in force for this scan (writer's file + the session's)
         self._beamline: BeamlineConfig | None = None
         #: called with the ScanState at every change (completeness protocol)
@@ -139,6 +143,8 @@ class ScanWriter:
         src = self.source
         src.load()
         self.state.name, self.state.number = src.scan.name, src.scan.number
+        npoints = src.scan.info.get("npoints") if isinstance(src.scan.info, dict) else None
+        self.state.expected = npoints if type(npoints) is int and npoints > 0 else None
         self.log.extra["scan"] = f"{src.scan.number} {src.scan.name}"
         if src.scan.state < PREPARED:
             self.slot.give()  # waiting for the publisher is no work
@@ -282,8 +288,8 @@ class ScanWriter:
                 self._append(batches)
             else:
                 self.slot.give()  # no data: waiting (a hung scan must not hold a slot)
-            if batches and time.monotonic() - self._last_live > self.config.flush_period:
-                self._write_live()
+            if self._plan.referenced and time.monotonic() - self._last_live > self.config.flush_period:
+                self._write_live()  # kinds say None when nothing changed
             if time.monotonic() - self._last_publish > 1.0:  # progress, at most once a second
                 written = self._written()
                 if written != self.state.written:
@@ -335,6 +341,7 @@ class ScanWriter:
                     full = f"{ch.entry}/{path}"
                     parent, _, name = full.rpartition("/")
                     writer.write_at(self._handle.h5, parent, name, node, replace=True)
+                    self._live_paths.add(full)  # the final tree replaces it
                 writer.finish_links()
 
     def _append(self, batches: dict) -> None:
@@ -423,7 +430,8 @@ class ScanWriter:
                                          self._beamline, outcomes)
                 if subscans is not None and entry is plan.entries[0]:
                     tree.children["subscans"] = subscans
-                writer.write(h5, entry.name, tree, replace=frozenset({f"{entry.name}/writer/status"}))
+                writer.write(h5, entry.name, tree,
+                             replace=frozenset({f"{entry.name}/writer/status", *self._live_paths}))
                 if plotted is None and _worth_plotting(tree, entry, lengths):
                     plotted = entry.name
             writer.finish_links()
