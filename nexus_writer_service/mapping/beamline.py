@@ -77,7 +77,8 @@ def entry_plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: di
     wanted = tech.plots if tech else list(cfg.plots)
     out: dict[str, Group] = {}
     for plot_name in wanted:
-        nxdata, missing = plots.configured_plot(entry, info, channels, lengths, cfg.plots[plot_name])
+        nxdata, missing = plots.configured_plot(entry, info, channels, lengths, cfg.plots[plot_name],
+                                                  cfg.detectors)
         if nxdata is not None:
             out[plot_name] = nxdata
         elif tech:

@@ -34,6 +34,45 @@ MCA_FIELDS = {
     "ocr": "event_count_rate",
     "deadtime": "fractional_dead_time",
 }
+#: units of the MCA statistics, which BLISS (simulated/XIA MCA, MOSCA) publishes without:
+#: times in seconds, count rates in hertz, counts, and the dead time as a fraction
+#: (``1``: NeXus NX_DIMENSIONLESS, as pynxtools spells it). ESRF's writer puts ``s`` on
+#: the times and ``hertz`` on the trigger rate only; a reader needs them on all.
+MCA_UNITS = {
+    "realtime": "s",
+    "trigger_livetime": "s",
+    "energy_livetime": "s",
+    "triggers": "counts",
+    "events": "counts",
+    "icr": "hertz",
+    "ocr": "hertz",
+    "deadtime": "1",
+}
+
+
+def mca_statistic(name: str, info: dict) -> str | None:
+    """The MCA statistic a channel is (``realtime``, ``icr`` ... as BLISS names them), or None.
+
+    ``<mca>:realtime_det0`` (BLISS MCA) and ``<mca>:stat:realtime_det00`` (MOSCA), of a
+    device BLISS says is an MCA.
+    """
+    m = _MCA_STAT.match(name.rpartition(":")[2])
+    if not m or m.group(1) == "spectrum":
+        return None
+    dev = _device(info, name)
+    is_mca = dev.get("type") == "mca" or (dev.get("metadata") or {}).get("type") == "mca"
+    return m.group(1) if is_mca else None
+
+
+def mca_energy_calibration(ch: "ChannelPlan", detectors: Mapping | None) -> tuple[float, ...] | None:
+    """The beamline's ``energy_calibration`` of a spectrum channel (channel -> keV), looked
+    up as the configuration names detectors: channel, counter, BLISS's group, group, controller."""
+    ctrl = ch.stream.rpartition(":")[0].partition(":")[0]
+    for key in (ch.stream, ch.display_name, ch.bliss_group, ch.group, ctrl):
+        det = (detectors or {}).get(key) if key else None
+        if det is not None and getattr(det, "energy_calibration", None):
+            return tuple(float(c) for c in det.energy_calibration)
+    return None
 
 
 @dataclass
@@ -228,6 +267,8 @@ def plan_channels(desc: ScanDescription, detectors: Mapping | None = None
             if data_path and named != group and not note:
                 bliss_group = group  # BLISS's data_path still leads there (a link)
             group = safe_name(named)
+        if units is None and role == "counter":  # BLISS's and the beamline's units win
+            units = MCA_UNITS.get(mca_statistic(stream.name, info))
         taken = groups_taken.setdefault(entry, set())
         if (entry, group) not in fields_taken:
             if group in taken:  # two devices with one display name

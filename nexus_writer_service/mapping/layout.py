@@ -177,7 +177,7 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
     if image_plot is not None and "images" not in root.children:
         name, signal = image_plot
         root.children["images"] = group("NXdata", {name: signal}, signal=name, interpretation="image")
-    nxdata, default = plots.plots(entry.name, info, entry.channels, lengths)
+    nxdata, default = plots.plots(entry.name, info, entry.channels, lengths, config.detectors)
     extra, technique_default, config_warnings = beamline.entry_plots(entry.name, info, entry.channels,
                                                                      lengths, config)
     warnings.extend(w for w in config_warnings + meta_warnings if w not in warnings)

@@ -4,6 +4,11 @@
 a mesh in its real 2D shape with its axes, a ct or loopscan against time or
 index. Meshes and channels of unequal length (aborted scans) cannot be plain
 links, so they are virtual datasets over the channel arrays: nothing is copied.
+
+Every plot of spectra has an axis along the spectrum: ``channel`` (the index), and
+``energy`` (keV) when the beamline configuration gives the detector's
+``energy_calibration``; silx, PyMca and h5web then label the x axis instead of
+plotting against a bare index.
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ from __future__ import annotations
 import numpy as np
 from blissdata.h5map import SpaceSelection, VirtualDataset, VirtualSource
 
-from .channels import ChannelPlan
-from .nexus import PRIMARY_FIELDS, Group, field, group, link
+from typing import Mapping
+
+from .channels import ChannelPlan, mca_energy_calibration
+from .nexus import PRIMARY_FIELDS, Group, field, group, link, unique_name
 
 
 #: Up to this many points, 1D views map one source per point. HDF5 needs only one,
@@ -116,10 +123,16 @@ def _x_axis(info: dict, channels: list[ChannelPlan]) -> ChannelPlan | None:
     return None
 
 
-def plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str, int]) -> tuple[dict, str | None]:
-    """NXdata groups for one entry and the name of the default one."""
+def plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str, int],
+          detectors: Mapping | None = None) -> tuple[dict, str | None]:
+    """NXdata groups for one entry and the name of the default one.
+
+    ``detectors``: the beamline configuration's detectors (for MCA energy calibrations).
+    """
     counters = [c for c in channels if c.role == "counter" and c.ndim == 0]
     spectra = [c for c in channels if c.role == "spectrum" and c.ndim == 1]
+    # spectra a detector server saved (MOSCA): their dataset is in the file once saved
+    spectra += [c for c in channels if c.role == "spectrum_files" and c.ndim == 1 and lengths.get(c.stream, 0) > 0]
     # a detector's own value (diode, counter) makes the plot; the sub-fields of a
     # detector (MCA statistics, lima ROIs) do not: then the spectra are the plot
     primary = [c for c in counters if c.field in PRIMARY_FIELDS]
@@ -131,29 +144,67 @@ def plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str
         if mesh and mesh_axes:
             nxdata = _mesh_plot(entry, mesh, mesh_axes, counters, lengths)
         else:
-            nxdata = _curve_plot(entry, _x_axis(info, channels), counters, lengths)
+            nxdata = _curve_plot(entry, _x_axis(info, channels), counters, lengths, detectors)
         if nxdata is not None:
             out["plotselect"] = nxdata
     if spectra:
         n = min(lengths.get(c.stream, 0) for c in spectra)
         same = [c for c in spectra if c.point_shape == spectra[0].point_shape]
         children = {c.short_name: _trimmed(c, entry, n, lengths.get(c.stream, 0)) for c in same}
+        axes, axis_nodes = spectrum_axes(same, detectors, set(children))
+        children.update(axis_nodes)
         out["spectra"] = group("NXdata", children, signal=same[0].short_name,
                                auxiliary_signals=[c.short_name for c in same[1:]] or None,
-                               interpretation="spectrum")
+                               axes=["."] + axes, interpretation="spectrum",
+                               **{f"{name}_indices": 1 for name in axis_nodes})
     default = "plotselect" if "plotselect" in out else ("spectra" if out else None)
     return out, default
 
 
-def _curve_plot(entry: str, x: ChannelPlan | None, counters: list[ChannelPlan], lengths: dict) -> Group:
+def spectrum_axes(spectra: list[ChannelPlan], detectors: Mapping | None,
+                  taken: set[str] = frozenset()) -> tuple[list[str], dict]:
+    """The axis along the spectra (``[name]``) and the datasets to put in their NXdata.
+
+    ``channel`` is always there; ``energy`` (keV, from the configured calibration
+    E = a + b*ch [+ c*ch**2]) becomes the axis when every spectrum plotted together has
+    the same calibration (one x axis is all an NXdata has per dimension). Names already
+    ``taken`` in the NXdata (a signal called ``energy``) get a suffix.
+    """
+    names = set(taken)
+    channel_name, energy_name = unique_name("channel", names), unique_name("energy", names)
+    size = int(spectra[0].point_shape[-1]) if spectra[0].point_shape and spectra[0].point_shape[-1] > 0 else 0
+    if size <= 0:  # ragged spectra: no common channel axis
+        return ["."], {}
+    index = np.arange(size)
+    nodes = {channel_name: field(index.astype("int32"), long_name="MCA channel")}
+    calibrations = {mca_energy_calibration(c, detectors) for c in spectra}
+    if len(calibrations) == 1 and None not in calibrations:
+        (calib,) = calibrations
+        energy = sum(coef * index.astype(float) ** i for i, coef in enumerate(calib))
+        nodes[energy_name] = field(np.asarray(energy, dtype="float64"), units="keV",
+                                   calibration=list(calib))
+        return [energy_name], nodes
+    return [channel_name], nodes
+
+
+def _curve_plot(entry: str, x: ChannelPlan | None, counters: list[ChannelPlan], lengths: dict,
+                detectors: Mapping | None = None) -> Group:
     members = counters + ([x] if x else [])
     n = min(lengths.get(c.stream, 0) for c in members)
     children = {c.short_name: _trimmed(c, entry, n, lengths.get(c.stream, 0)) for c in members}
     attrs = dict(signal=counters[0].short_name,
                  auxiliary_signals=[c.short_name for c in counters[1:]] or None)
-    if x is not None:
-        # one axis along the scan; a spectrum's own dimension keeps its index (".")
-        attrs["axes"] = [x.short_name] + ["."] * counters[0].ndim
+    along: list[str] = ["."] * (counters[0].ndim)
+    if counters[0].ndim == 1:  # spectra: an axis along them
+        same = [c for c in counters if c.point_shape == counters[0].point_shape]
+        along, axis_nodes = spectrum_axes(same, detectors, set(children))
+        for name, node in axis_nodes.items():
+            children[name] = node
+            attrs[f"{name}_indices"] = 1
+        attrs["interpretation"] = "spectrum"
+    if x is not None or counters[0].ndim == 1:
+        # one axis along the scan; a spectrum's own dimension has its channel/energy axis
+        attrs["axes"] = [x.short_name if x is not None else "."] + along
     return group("NXdata", children, **attrs)
 
 
@@ -176,7 +227,7 @@ def _resolver(channels: list[ChannelPlan]) -> dict[str, ChannelPlan]:
 
 
 def configured_plot(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str, int],
-                    plot) -> tuple[Group | None, list[str]]:
+                    plot, detectors: Mapping | None = None) -> tuple[Group | None, list[str]]:
     """A plot the beamline configured (signal, axes, auxiliary signals by name)."""
     by_name = _resolver(channels)
     names = [plot.signal, *plot.auxiliary_signals, *plot.axes]
@@ -192,7 +243,7 @@ def configured_plot(entry: str, info: dict, channels: list[ChannelPlan], lengths
             and {c.stream for c in axes} <= {c.stream for c in mesh_axes}):
         nxdata = _mesh_plot(entry, mesh, mesh_axes, signals, lengths)
     else:
-        nxdata = _curve_plot(entry, axes[0] if axes else None, signals, lengths)
+        nxdata = _curve_plot(entry, axes[0] if axes else None, signals, lengths, detectors)
     if nxdata is not None and plot.title:
         nxdata.children["title"] = field(plot.title)
     return nxdata, []
