@@ -72,6 +72,19 @@ def uri(ref, file_dir: str) -> str:
     return f"fabio:{path}?slice={index}"
 
 
+def uris(refs, file_dir: str) -> list[str]:
+    """``uri`` of every ref; the part naming the file is made once per file (100k frames)."""
+    prefixes: dict = {}
+    out = []
+    for ref in refs:
+        key = ref[:3]
+        prefix = prefixes.get(key)
+        if prefix is None:
+            prefix = prefixes[key] = uri(ref, file_dir).rsplit("=", 1)[0] + "="
+        out.append(f"{prefix}{ref[3]}")
+    return out
+
+
 def _runs(refs) -> list[tuple[int, int]]:
     """(first frame, count) of runs of frames stored one after the other in one file."""
     runs, start = [], 0
@@ -147,7 +160,7 @@ def frame_nodes(entry: str, ch: ChannelPlan, frames: Frames, file_dir: str, info
         external = frames_external(frames, file_dir)
         if external is not None:
             det.children["data"] = external
-    det.children["frame_uris"] = field([uri(r, file_dir) for r in frames.refs] or [""])
+    det.children["frame_uris"] = field(uris(frames.refs, file_dir) or [""])
     det.children["frames_acquired"] = field(frames.acquired)
     det.children["frames_saved"] = field(frames.saved)
     if fmt:

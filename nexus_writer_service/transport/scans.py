@@ -279,7 +279,7 @@ class BoundedCursorGroup(CursorGroup):
       any number of them per entry: it is read alone, 1 entry, until its size is known;
       small points are assumed ``GUESS_POINTS`` per entry until known;
     - when one entry of every stream fits ``READ_BYTES``, all streams are read at once,
-      ``READ_BYTES / sum(entry sizes)`` entries each (at most ``MAX_ENTRIES``);
+      ``READ_BYTES / sum(entry sizes)`` entries each (at most ``MAX_ENTRIES``, 10 x blissdata's);
     - when it does not (huge entries, or an entry size to learn), the streams are read a
       group at a time (each group fitting ``READ_BYTES``), in turn, without blocking; only
       when none has data does one blocking read of 1 entry wait for all (live data,
@@ -291,7 +291,9 @@ class BoundedCursorGroup(CursorGroup):
     """
 
     READ_BYTES = 32 << 20
-    MAX_ENTRIES = 100  # blissdata's own limit
+    #: blissdata asks 100: small entries (one event or point each: statuses, progress ticks,
+    #: 1-point sends) then cost a round trip per 100; the byte budget bounds the reply anyway
+    MAX_ENTRIES = 1000
     #: points at least this large (bytes): an unknown entry size is not guessed
     LARGE_POINT = 1024
     #: points per entry assumed for small points until an entry was read
