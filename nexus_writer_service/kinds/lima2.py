@@ -184,7 +184,8 @@ class Lima2(StreamKind):
             shape = master.shape
             frame_shape = tuple(shape[2:]) if len(shape) == 4 and shape[1] == 1 else tuple(shape[1:])
             dtype = master.dtype or self.stream.dtype or "uint16"
-            refs = sorted((v, os.path.join(master_dir, f), d, i, sshape)
+            joined = {f: os.path.join(master_dir, f) for _, f, _, _, _ in master.sources}  # per file, not frame
+            refs = sorted((v, joined[f], d, i, sshape)
                           for vidx, f, d, sidx, sshape in master.sources for v, i in zip(vidx, sidx))
             n = max(self.acquired, len(refs))
             if not mesh_shape(ctx.info):  # a mesh needs its own (slow, fast) layout below
