@@ -51,3 +51,9 @@ def test_hostile_user_metadata_through_redis(harness):
         assert len(sample["note"][()]) == 100_000
         assert any(k.startswith("k" * 50) for k in sample)
         assert np.array_equal(f["71.1/measurement/robx"][()], rec.stream("axis:robx").data)
+
+
+def test_an_empty_key_is_kept_under_a_name():
+    # found by the fuzz test: {"": 1} failed the scan with KeyError
+    grp = nxdict_to_group({"": 1, "x": 2, "@kind": "k"})
+    assert sorted(grp.children) == ["unnamed", "x"] and "kind" in grp.attributes

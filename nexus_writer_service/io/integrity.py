@@ -16,7 +16,10 @@ import subprocess
 import sys
 
 import h5py
-import hdf5plugin  # noqa: F401  (the filters our datasets use: bitshuffle-LZ4 ...)
+
+import hdf5plugin  # noqa: F401  (registers the filters our datasets use: bitshuffle-LZ4 ...)
+
+from ..records import NOTE, NOTE_GROUP
 
 #: datasets up to this many elements are read whole; bigger ones at both ends
 _READ_WHOLE = 100_000
@@ -89,10 +92,10 @@ def match_allocation_to_size(path: str) -> tuple[int, int] | None:
 
 
 def _status(entry) -> str | None:
-    if not isinstance(entry, h5py.Group) or "writer" not in entry:
+    if not isinstance(entry, h5py.Group) or NOTE_GROUP not in entry:
         return None
     try:
-        status = entry["writer/status"][()]
+        status = entry[f"{NOTE_GROUP}/{NOTE.status}"][()]
     except Exception:
         return ""
     return status.decode() if isinstance(status, bytes) else str(status)

@@ -29,6 +29,7 @@ from blissdata.h5map import (
 )
 
 from ..fillvalues import fill_value
+from ..records import NOTE, NOTE_GROUP
 from .arrays import ArraySpec, GrowingDataset, required_plugins
 from .objects import mark_target, new_attr, new_field, new_group, new_soft_link, new_virtual, selection_extent
 
@@ -150,9 +151,9 @@ class TreeWriter:
         """The plugins the data below ``entry`` need: in its writer note and, for the
         whole file, in the root attribute (plugins of earlier entries are kept)."""
         plugins = required_plugins(self.filters)
-        note = entry.get("writer")
-        if isinstance(note, h5py.Group) and "required_filter_plugins" not in note:
-            note["required_filter_plugins"] = "; ".join(plugins) or "none"
+        note = entry.get(NOTE_GROUP)
+        if isinstance(note, h5py.Group) and NOTE.required_filter_plugins not in note:
+            note[NOTE.required_filter_plugins] = "; ".join(plugins) or "none"
         root = entry.file.attrs
         before = root.get("required_filter_plugins", "none")
         before = before.decode() if isinstance(before, bytes) else str(before)

@@ -19,6 +19,7 @@ from .channels import ChannelPlan, entry_names, plan_channels
 from ..descriptions import ScanDescription
 from .nexus import Group, field, group, insert, link, merge, nx_class, stream_field
 
+from ..records import NOTE, NOTE_GROUP
 from ..states import FAILED, WRITING
 
 
@@ -74,6 +75,7 @@ def plan_scan(desc: ScanDescription, config: BeamlineConfig | None = None) -> Sc
         by_name[ch.entry].channels.append(ch)
     warnings = [f"{c.stream}: {c.note}" for c in channels if c.note]
     warnings += [f"stream {name!r} not written: {why}" for name, why in skipped.items()]
+    warnings += metadata.unhonoured_writer_options(desc.info)
     subscans = [s.name for s in desc.streams if s.kind == "scan_sequence"]
     if len(entries) > 1:
         entries = [e for e in entries if e.channels] or entries[:1]
@@ -92,13 +94,11 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
         "start_time": field(str(info.get("start_time") or _now())),
         "instrument": group("NXinstrument"),
         "measurement": group("NXcollection"),
-        "writer": group("NXnote", {
-            "status": field(WRITING),
-            "writer": field("nexus_writer_service"),
-            "writer_version": field(__version__),
-            "type": field("text/plain"),
+        NOTE_GROUP: group("NXnote", {
+            **_note_identity(),
+            NOTE.status: field(WRITING),
             # which Redis scan this entry is: a restarted writer resumes only its own entries
-            "scan_key": field(desc.key),
+            NOTE.scan_key: field(desc.key),
         }),
     })
     for ch in entry.channels:
@@ -158,6 +158,18 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
     root.children["instrument"] = instrument
     for name, grp in metadata.user_categories(info, meta_warnings).items():
         root.children.setdefault(name, grp)
+    # ESRF data policy: the dataset's ICAT Sample* fields (after the scan's own sample
+    # metadata, before the beamline's defaults) and its other ICAT fields
+    icat_sample, icat_other = metadata.dataset_metadata(info)
+    if icat_sample is not None:
+        if "sample" in root.children:
+            merge(root.children["sample"], icat_sample)
+        else:
+            root.children["sample"] = icat_sample
+    extras = {"dataset_metadata": icat_other, "user_scan_info": metadata.user_scan_info(info, meta_warnings)}
+    for name, grp in extras.items():
+        if grp is not None:
+            root.children.setdefault(name, grp)
     sample_defaults = beamline.sample(config)
     if sample_defaults is not None:
         if "sample" in root.children:
@@ -192,17 +204,16 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
         default = "images"
     if default:
         root.attributes["default"] = default
-    root.children["writer"] = writer_note(entry, lengths, status, warnings)
+    root.children[NOTE_GROUP] = writer_note(entry, lengths, status, warnings)
     return root
 
 
 def failed_tree(info: dict, error: str | None) -> Group:
     """What remains of an entry whose file broke under it (its data stay in Redis)."""
-    note = {"status": field(FAILED), "writer": field("nexus_writer_service"),
-            "writer_version": field(__version__), "type": field("text/plain"), "date": field(_now())}
+    note = {**_note_identity(), NOTE.status: field(FAILED), NOTE.date: field(_now())}
     if error:
-        note["error"] = field(error)
-    children = {"writer": group("NXnote", note)}
+        note[NOTE.error] = field(error)
+    children = {NOTE_GROUP: group("NXnote", note)}
     if info.get("title"):
         children["title"] = field(str(info["title"]))
     if info.get("start_time"):
@@ -215,10 +226,15 @@ def writer_note(entry: EntryPlan, lengths: dict[str, int], status: str, warnings
         c.short_name: field(int(lengths.get(c.stream, 0)), stream=c.stream)
         for c in entry.channels if c.stream in lengths
     })
-    note = group("NXnote", {"status": field(status), "date": field(_now()), "points": points})
+    note = group("NXnote", {NOTE.status: field(status), NOTE.date: field(_now()), NOTE.points: points})
     if warnings:
-        note.children["warnings"] = field(list(warnings))
+        note.children[NOTE.warnings] = field(list(warnings))
     return note
+
+
+def _note_identity() -> dict:
+    return {NOTE.writer: field("nexus_writer_service"), NOTE.writer_version: field(__version__),
+            NOTE.type: field("text/plain")}
 
 
 def _now() -> str:

@@ -7,6 +7,7 @@ that convention so we do not re-implement it.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,9 @@ def _h5dict_group(h5dict: dict, default_class: str, warnings: list) -> Group:
     names: dict = {}
     for key in h5dict:
         name = key[0] if isinstance(key, tuple) else key
-        if name != "" and name not in names:
+        if isinstance(key, tuple) and name == "":  # the group's own attributes
+            continue
+        if name not in names:
             names[name] = unique_name(safe_name(name), taken)
             if len(str(name)) > MAX_NAME:
                 warnings.append(f"metadata key {str(name)[:40]!r}... ({len(str(name))} characters) "
@@ -170,3 +173,230 @@ def notes(info: dict) -> dict:
         "messages": field(messages),
         "dates": field(dates),
     })}
+
+
+# -- ESRF data policy: the dataset's ICAT metadata -------------------------------------
+#: ``dataset_metadata_snapshot`` (BLISS, ESRF data policy): the dataset's ICAT fields at
+#: the scan's start. ESRF's tools read the ``Sample*`` ones at NeXus paths below the
+#: entry, as ICAT's own definitions (``icat_esrf_definitions/hdf5_cfg.xml``) place them:
+#: ``<Group><Sub>..._<field>`` -> ``sample/<group>/<sub>/<field>``, one CamelCase word
+#: per group level. The positioners are left out (``instrument/positioners`` has them).
+#: This table gives what the rule cannot guess: a group's NX class, words that are one
+#: group (``GeologicalTime`` -> ``geological_time``), fields that are not where the rule
+#: puts them, and numeric fields with their units.
+ICAT_SKIPPED = frozenset({"SamplePositioners_name", "SamplePositioners_value"})
+ICAT_GROUP_CLASSES = {
+    ("sample",): "NXsample",
+    ("sample", "notes"): "NXnote",
+    ("sample", "environment"): "NXenvironment",
+    ("sample", "environment", "sensors"): "NXsensor",
+    ("sample", "tracking"): "NXsubentry",
+    ("sample", "tracking", "shipment"): "NXsubentry",
+    ("sample", "tracking", "parcel"): "NXsubentry",
+}
+#: numbered groups (SampleSolvent01_...): the class of every number
+_ICAT_NUMBERED_CLASSES = {re.compile(r"solvent\d+"): "NXsample_component"}
+_ICAT_COMPOUND_WORDS = {"GeologicalTime": "geological_time"}
+#: ICAT field -> path below the entry, where the rule alone would be wrong
+_ICAT_PATHS = {"Sample_notes": "sample/notes/notes"}
+#: numeric ICAT fields (ICAT: NX_INT / NX_NUMBER) and their units (pint spelling)
+_ICAT_NUMBERS = {
+    "Sample_distance": "mm", "Sample_thickness": "mm", "Sample_collection_year": None,
+    "SamplePatient_number": None, "SamplePatient_age": "a", "SamplePatient_weight": "kg",
+    "SamplePatient_size": "cm", "SampleTrackingParcel_storage_condition": "degC",
+}
+_ICAT_INTEGERS = frozenset({"SamplePatient_number", "Sample_collection_year"})
+_ICAT_NUMBER_PATTERNS = {re.compile(r"SampleSolvent\d+_density"): "g/cm**3"}
+
+
+def _icat_units(field_name: str) -> tuple[bool, str | None]:
+    """(numeric, units) of an ICAT field."""
+    if field_name in _ICAT_NUMBERS:
+        return True, _ICAT_NUMBERS[field_name]
+    for pattern, units in _ICAT_NUMBER_PATTERNS.items():
+        if pattern.fullmatch(field_name):
+            return True, units
+    return False, None
+
+
+def _icat_class(parts: tuple) -> str:
+    if parts in ICAT_GROUP_CLASSES:
+        return ICAT_GROUP_CLASSES[parts]
+    for pattern, nx_class in _ICAT_NUMBERED_CLASSES.items():
+        if pattern.fullmatch(parts[-1]):
+            return nx_class
+    return "NXcollection"
+
+
+def icat_path(field_name: str) -> str | None:
+    """Where ESRF's tools expect an ICAT ``Sample*`` field: ``Sample_name`` -> ``sample/name``,
+    ``SampleEnvironment_name`` -> ``sample/environment/name``; None for other fields."""
+    if field_name in _ICAT_PATHS:
+        return _ICAT_PATHS[field_name]
+    prefix, sep, name = field_name.partition("_")
+    if not sep or not name or not prefix.startswith("Sample"):
+        return None
+    words = prefix[len("Sample"):]
+    parts = ["sample"]
+    for compound, joined in _ICAT_COMPOUND_WORDS.items():
+        words = words.replace(compound, f"[{joined}]")
+    for token in re.findall(r"\[[a-z_]+\]|[A-Z][a-z0-9]*", words):
+        parts.append(token[1:-1] if token.startswith("[") else token.lower())
+    if "".join(p.title().replace("_", "") for p in parts[1:]) != prefix[len("Sample"):]:
+        return None  # not CamelCase words (e.g. 'Sample2_x'): not an ICAT sample field
+    return "/".join(parts + [safe_name(name)])
+
+
+def _icat_value(field_name: str, value: Any):
+    numeric, _ = _icat_units(field_name)
+    if numeric:
+        try:
+            number = float(value)
+            return int(number) if field_name in _ICAT_INTEGERS and number.is_integer() else number
+        except (TypeError, ValueError):
+            pass  # ICAT keeps what the user typed: so do we
+    return _scalar(value)
+
+
+def _numbers(value: Any) -> list[float] | None:
+    """'1 0 0, 0 1 0' / '[[1, 0], ...]' / a number -> its numbers; None if one is not."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [float(value)]
+    tokens = [t for t in re.split(r"[\s,;\[\]()]+", str(value)) if t]
+    try:
+        return [float(t) for t in tokens] or None
+    except ValueError:
+        return None
+
+
+def _ub_matrix(value: Any):
+    numbers = _numbers(value)
+    if numbers is None or len(numbers) % 9:
+        return None
+    return np.asarray(numbers).reshape(-1, 3, 3)  # NXsample: (n_comp, 3, 3)
+
+
+def _sensor_values(value: Any):
+    numbers = _numbers(value)
+    return None if numbers is None else (numbers[0] if len(numbers) == 1 else numbers)
+
+
+def _number(value: Any):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+_SITUATIONS = ("air", "vacuum", "inert atmosphere", "oxidising atmosphere", "reducing atmosphere",
+               "sealed can", "other")
+#: NeXus paths where NXsample/NXsensor say what a value must be (ICAT keeps text): the
+#: value NeXus takes, or None when this one cannot be (it then stays in dataset_metadata)
+_NEXUS_VALUES = {
+    "sample/distance": _number,
+    "sample/thickness": _number,
+    "sample/ub_matrix": _ub_matrix,
+    "sample/environment/sensors/value": _sensor_values,
+    "sample/situation": lambda v: v if str(v) in _SITUATIONS else None,
+    "sample/temperature_env": lambda v: None,  # NXsample: a group (NXenvironment)
+}
+_NEXUS_VALUE_PATTERNS = {re.compile(r"sample/solvent\d+/density"): _number}
+
+
+def _as_nexus(path: str, value: Any):
+    """(fits, value) for ``path``: ``value`` as NeXus wants it there, if it can be."""
+    check = _NEXUS_VALUES.get(path)
+    if check is None:
+        check = next((c for p, c in _NEXUS_VALUE_PATTERNS.items() if p.fullmatch(path)), None)
+    if check is None:
+        return True, value
+    fitted = check(value)
+    return fitted is not None, fitted
+
+
+def dataset_metadata(info: dict) -> tuple[Group | None, Group | None]:
+    """(``sample`` group, ``dataset_metadata`` collection) from BLISS's snapshot of the
+    dataset's ICAT metadata (ESRF data policy); (None, None) without one.
+
+    The ``Sample*`` fields go where ESRF's tools read them (``icat_path``) when NeXus
+    takes the value there (``sample/distance`` is a number with units, ``situation``
+    one of NXsample's words ...); the other fields (technique, instrument ...) and the
+    sample values NeXus cannot take at their place are kept under their ICAT names in
+    an NXcollection, so nothing BLISS sent is lost and the file stays valid NeXus.
+    """
+    snapshot = info.get("dataset_metadata_snapshot")
+    if not isinstance(snapshot, dict) or not snapshot:
+        return None, None
+    sample = group("NXsample")
+    others: dict = {}
+    for key, value in snapshot.items():
+        key = str(key)
+        if key in ICAT_SKIPPED or value is None or value == "":
+            continue
+        path = icat_path(key)
+        fits, nexus_value = _as_nexus(path, _icat_value(key, value)) if path else (False, None)
+        if not fits:
+            others[unique_name(safe_name(key), set(others))] = field(_scalar(value), icat_field=key)
+            continue
+        parts = path.split("/")
+        parent = sample
+        for depth in range(2, len(parts)):
+            child = parent.children.get(parts[depth - 1])
+            if not isinstance(child, Group):
+                child = group(_icat_class(tuple(parts[:depth])))
+                parent.children[parts[depth - 1]] = child
+            parent = child
+        numeric = isinstance(nexus_value, (int, float, list, np.ndarray)) and not isinstance(nexus_value, bool)
+        units = _icat_units(key)[1] if numeric else None
+        parent.children[parts[-1]] = field(_scalar(nexus_value) if not isinstance(nexus_value, np.ndarray)
+                                           else nexus_value, units=units, icat_field=key)
+    return (None if is_empty(sample) else sample), (group("NXcollection", others) if others else None)
+
+
+# -- the user keys of scan_info={...} ---------------------------------------------------
+#: top-level scan_info keys BLISS itself writes beside those of blissdata's ScanInfoDict
+BLISS_SCAN_INFO_KEYS = frozenset({
+    "name", "filename", "images_path", "start", "stop", "npoints1", "npoints2", "data_dim",
+    "comments", "positioners", "scan_meta_categories", "nexuswriter", "dataset_metadata_snapshot",
+    "h5maps", "writer_options",
+    # scan_meta categories BLISS always has (ct scans disable scan_meta but may keep them)
+    "instrument", "technique", "sample",
+})
+
+
+def _schema_keys() -> frozenset:
+    import typing
+
+    from blissdata.schemas.scan_info import ScanInfoDict
+
+    return frozenset(typing.get_type_hints(ScanInfoDict))
+
+
+def user_scan_info_keys(info: dict) -> list[str]:
+    """The top-level keys a user added with ``scan_info={...}``, in their order: neither
+    blissdata's schema, nor BLISS's own, nor a scan_meta category."""
+    known = _schema_keys() | BLISS_SCAN_INFO_KEYS | set(info.get("scan_meta_categories") or [])
+    return [k for k in info if isinstance(k, str) and k not in known]
+
+
+def user_scan_info(info: dict, warnings: list | None = None) -> Group | None:
+    """The user keys of ``scan_info={...}`` (BLISS publishes them; ESRF's writer drops
+    them) as an NXcollection; nested dictionaries are sub-collections, and the silx
+    NeXus-dict convention (``"@NX_class"``, ``"energy@units"``) applies as in scan_meta."""
+    keys = user_scan_info_keys(info)
+    if not keys:
+        return None
+    grp = nxdict_to_group({k: info[k] for k in keys}, "NXcollection", warnings)
+    grp.attributes["NX_class"] = "NXcollection"  # a user's '@NX_class' key does not change what it is
+    return None if is_empty(grp) else grp
+
+
+def unhonoured_writer_options(info: dict) -> list[str]:
+    """Warnings for BLISS writer_options this writer does not follow (said once per scan).
+
+    ``separate_scan_files`` (ESRF's writer: each scan in its own
+    ``<scan folder>/bliss_master.h5``, the dataset file linking to it) is not honoured:
+    every scan is written into the file BLISS names, as without the option.
+    """
+    options = info.get("writer_options")
+    if isinstance(options, dict) and options.get("separate_scan_files"):
+        return ["writer_options.separate_scan_files is not honoured: the scan is written "
+                "into the dataset file BLISS names"]
+    return []

@@ -6,6 +6,8 @@ through Beacon (``BEACON_HOST``) or ``REDIS_DATA_URL``.
 
 from __future__ import annotations
 
+from .. import records
+
 import time
 from dataclasses import dataclass, field
 
@@ -38,7 +40,7 @@ def format_status(status: WriterStatus) -> str:
         head = f"session {status.session}: NO WRITER ALIVE - scans are not being saved"
     lines = [head]
     for s in status.scans:
-        points = max((s.get("written") or {}).values(), default=0)
+        points = records.points(s)
         where = f"{s.get('file') or '-'} {','.join(s.get('entries') or [])}"
         line = f"  {s.get('number')!s:>5} {s.get('name', '')[:14]:14} {s.get('status', '?'):10} {points:6d} pts  {where}"
         if s.get("error"):

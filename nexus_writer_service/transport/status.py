@@ -8,7 +8,8 @@ Keys (JSON strings):
   nexus_writer:<session>:heartbeat   the writer's pid, host, version; expires after TTL.
                                      Also the session's claim: set only if absent (one
                                      writer per session), renewed only by its owner
-  nexus_writer:scan:<scan key>       one scan's state; expires with the scan (7 days)
+  nexus_writer:scan:<scan key>       one scan's record (``records.ScanRecord`` + session,
+                                     updated); expires with the scan (7 days)
   nexus_writer:<session>:scans       sorted set of scan keys by last update (recent ones)
   nexus_writer:<session>:open_files  set of the files the writer has open (a writer that
                                      starts checks those a killed one left behind)
@@ -22,10 +23,10 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import asdict, is_dataclass
 
 import redis
 
+from ..records import read_record
 from ..states import FINAL_STATES
 
 PREFIX = "nexus_writer"
@@ -182,7 +183,7 @@ class StatusPublisher:
 
     def scan(self, state) -> None:
         """Publish one scan's state (a dataclass or dict with at least ``key``)."""
-        data = asdict(state) if is_dataclass(state) else dict(state)
+        data = state.to_dict() if hasattr(state, "to_dict") else dict(state)
         data["session"] = self.session
         data["updated"] = time.time()
         try:
@@ -225,8 +226,8 @@ class StatusReader:
         return json.loads(raw) if raw else None
 
     def scan(self, scan_key: str) -> dict | None:
-        raw = self._redis.get(scan_state_key(scan_key))
-        return json.loads(raw) if raw else None
+        """The scan's record (``records.read_record``: every field, typed), or None."""
+        return read_record(self._redis.get(scan_state_key(scan_key)))
 
     def recent(self, session: str, count: int = 20) -> list[dict]:
         keys = [k.decode() for k in self._redis.zrevrange(recent_key(session), 0, count - 1)]
@@ -261,3 +262,94 @@ class StatusReader:
             if (state and state.get("status") in FINAL_STATES) or time.monotonic() >= deadline:
                 return state
             time.sleep(period)
+
+
+class PlotReader:
+    """Service side: a few points of a scan's streams, for the status page's small plots.
+
+    The points come from Redis, where the scan's publisher put them, not from the file:
+    the service already talks to this Redis, a bounded read (the last N points, or N
+    samples of a finished scan) costs a few round trips whatever the scan's size, and
+    the page never opens an HDF5 file that a writer is appending to (no SWMR: a reader
+    can meet half-flushed metadata, and a slow or remote file system would stall the
+    page). The price: once Redis trimmed or expired a scan's data, its plot is gone
+    (the page says so); the file still has everything.
+
+    Streams are read raw (blissdata's plain ``Stream`` over the event stream), like
+    the writer reads them: no plugin falls back to reading the file behind our back.
+    """
+
+    #: a finished scan of at most this many points is read whole, then decimated;
+    #: a longer one is sampled point by point
+    FULL_READ = 20000
+    #: scans kept loaded (a running scan's plot is refreshed every few seconds)
+    KEEP = 64
+
+    def __init__(self, redis_url: str):
+        self._url = redis_url
+        self._ds = None
+        self._loaded: dict = {}  # scan key -> (blissdata scan, ScanDescription)
+
+    def _store(self):
+        if self._ds is None:  # lazily: Redis may be away when the service starts
+            from blissdata.redis_engine.store import DataStore
+
+            self._ds = DataStore(self._url)
+        return self._ds
+
+    def description(self, scan_key: str):
+        """The scan's ``ScanDescription`` once its streams exist (PREPARED), else None.
+
+        Raises ``LookupError`` for a key that is no scan (anyone may write a state record).
+        """
+        from blissdata.exceptions import ScanLoadError
+
+        from .scans import ScanSource
+
+        if scan_key in self._loaded:
+            return self._loaded[scan_key][1]
+        source = ScanSource(self._store(), scan_key)
+        try:
+            source.load(timeout=0)
+        except (ScanLoadError, RuntimeError) as exc:  # RuntimeError: not a scan key at all
+            raise LookupError(f"no scan {scan_key!r} in Redis ({type(exc).__name__})") from exc
+        if not source.scan.streams:
+            return None  # not prepared yet: ask again on the next refresh
+        desc = source.description()
+        while len(self._loaded) >= self.KEEP:
+            self._loaded.pop(next(iter(self._loaded)))
+        self._loaded[scan_key] = (source.scan, desc)
+        return desc
+
+    def forget(self, scan_key: str) -> None:
+        self._loaded.pop(scan_key, None)
+
+    def points(self, scan_key: str, names: list[str], count: int, whole: bool):
+        """``(indices, {name: values})`` of 0D streams ``names``, over the points all have.
+
+        ``whole=False``: the last ``count`` points (a running scan). ``whole=True``: the
+        whole scan, read entirely up to ``FULL_READ`` points, else ``count`` points
+        sampled evenly (a finished scan: its plot is made once). Raises ``LookupError``
+        when Redis no longer holds the points (trimmed or expired).
+        """
+        import numpy as np
+        from blissdata.exceptions import IndexNoMoreThereError
+        from blissdata.streams.default import Stream as RawStream
+
+        if scan_key not in self._loaded and self.description(scan_key) is None:
+            return np.arange(0), {n: np.arange(0.0) for n in names}
+        scan = self._loaded[scan_key][0]
+        streams = {n: RawStream(scan.streams[n].event_stream) for n in names}
+        n = min((len(s) for s in streams.values()), default=0)
+        try:
+            if whole and n > self.FULL_READ:
+                index = np.unique(np.linspace(0, n - 1, max(2, count)).astype(int))
+                values = {k: np.array([s[int(i)] for i in index], dtype=float) for k, s in streams.items()}
+            else:
+                start = 0 if whole else max(0, n - count)
+                index = np.arange(start, n)
+                values = {k: np.asarray(s[start:n], dtype=float).reshape(-1)[: n - start]
+                          for k, s in streams.items()}
+        except IndexNoMoreThereError as exc:
+            raise LookupError(f"points no longer in Redis ({exc})") from exc
+        return index, values

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import redis
@@ -20,7 +19,9 @@ from blissdata.h5map import ExternalLink
 
 from .. import kinds
 from ..descriptions import ScanDescription
+from ..records import NOTE, NOTE_GROUP, ScanRecord
 from ..io import inspect
+from ..io import entries
 from ..io.arrays import ArraySpec, StorageOptions
 from ..io.files import FileHandle, FileRegistry
 from ..io.tree import TreeWriter
@@ -29,7 +30,7 @@ from ..mapping.scaninfo import clean as clean_info
 from ..mapping.layout import ScanPlan
 from ..metadata.config import BeamlineConfig, ConfigError, merged
 from ..metadata.config import from_dict as config_from_dict
-from ..states import FAILED, FINAL_STATES, INCOMPLETE, PENDING, SKIPPED, SUCCEEDED, WRITING
+from ..states import FAILED, FINAL_STATES, INCOMPLETE, SKIPPED, SUCCEEDED, WRITING
 from ..mapping.nexus import group, link
 from ..transport.scans import CLOSED, PREPARED, ScanSource
 from .config import WriterConfig
@@ -49,23 +50,6 @@ class AlreadyWritten(Exception):
     def __init__(self, message: str, status: str):
         super().__init__(message)
         self.status = status
-
-
-@dataclass
-class ScanState:
-    """What the writer knows of one scan (reported by the completeness protocol)."""
-
-    key: str
-    name: str = ""
-    number: int | None = None
-    status: str = PENDING
-    file: str | None = None
-    entries: list[str] = field(default_factory=list)
-    written: dict[str, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    error: str | None = None
-    #: points the scan announces (scan_info ``npoints``; None: unknown or unbounded), for progress
-    expected: int | None = None
 
 
 class ScanLogger(logging.LoggerAdapter):
@@ -89,7 +73,7 @@ class ScanWriter:
         self.source = source
         self.files = files
         self.config = config
-        self.state = ScanState(source.key)
+        self.state = ScanRecord(source.key)
         self.log = ScanLogger(logger, {"session": session, "scan": source.key})
         self._handle: FileHandle | None = None
         self._arrays: dict = {}
@@ -107,14 +91,14 @@ class ScanWriter:
         self._live_paths: set[str] = set()
         #: the beamline configuration in force for this scan (writer's file + the session's)
         self._beamline: BeamlineConfig | None = None
-        #: called with the ScanState at every change (completeness protocol)
+        #: called with the ScanRecord at every change (completeness protocol)
         self._on_change = publish
         self._last_publish = 0.0
         #: the session's working slot (``scheduler``): given back while waiting for Redis
         self.slot = NO_SLOT
 
     # -- public ------------------------------------------------------------
-    def run(self) -> ScanState:
+    def run(self) -> ScanRecord:
         try:
             self._run()
         except AlreadyWritten as done:
@@ -204,21 +188,15 @@ class ScanWriter:
                  for c in plan.streamed}
         with self._handle.lock:
             h5 = self._handle.h5
-            existing = [e.name for e in plan.entries if e.name in h5]
+            existing = [e.name for e in plan.entries if entries.has(h5, e.name)]
             resume = bool(existing) and self._own_unfinished(h5, existing, desc.key, path)
             writer = TreeWriter(specs, resume=resume)
             for entry in plan.entries:
                 tree = layout.start_tree(desc, entry)
-                if entry.name in h5:  # resumed: complete what is missing
+                if entries.has(h5, entry.name):  # resumed: complete what is missing
                     writer.write(h5, entry.name, tree)
                 else:
-                    # Built aside and moved into place in one link operation: a writer
-                    # killed meanwhile leaves a staging group, never a half entry.
-                    staging = _staging_name(entry.name)
-                    for leftover in [k for k in h5 if k.startswith(staging.rsplit("_", 1)[0] + "_")]:
-                        del h5[leftover]  # a crashed run's staging for this entry
-                    writer.write(h5, staging, tree)
-                    h5.move(staging, entry.name)
+                    entries.create(h5, entry.name, lambda parent, name: writer.write(parent, name, tree))
                 self.state.entries.append(entry.name)
             writer.finish_links()
             self._arrays = writer.streams
@@ -231,15 +209,13 @@ class ScanWriter:
         # visible to readers with the next periodic flush (back-to-back scans share the file)
         self._handle.flush(self.config.flush_period)
 
-    def _own_unfinished(self, h5, entries: list[str], key: str, path: str) -> bool:
+    def _own_unfinished(self, h5, names: list[str], key: str, path: str) -> bool:
         """True if these entries are this scan's, left unfinished by a writer that died."""
-        for name in entries:
-            entry = h5.get(name)
-            note = entry.get("writer") if hasattr(entry, "get") else None
-            own = note is not None and "scan_key" in note and note["scan_key"][()].decode() == key
-            if not own:
+        for name in names:
+            note = entries.note(h5, name)
+            if note is None or note[0] != key:
                 raise EntryExistsError(f"entry {name} already exists in {path}: not overwritten")
-            status = note["status"][()].decode() if "status" in note else ""
+            status = note[1]
             if status in FINAL_STATES:
                 raise AlreadyWritten(f"entry {name} was already written ({status})", status)
         return True
@@ -431,14 +407,14 @@ class ScanWriter:
                 if subscans is not None and entry is plan.entries[0]:
                     tree.children["subscans"] = subscans
                 writer.write(h5, entry.name, tree,
-                             replace=frozenset({f"{entry.name}/writer/status", *self._live_paths}))
+                             replace=frozenset({f"{entry.name}/{NOTE_GROUP}/{NOTE.status}", *self._live_paths}))
                 if plotted is None and _worth_plotting(tree, entry, lengths):
                     plotted = entry.name
             writer.finish_links()
             self._note_warnings(writer.warnings)
             # the file opens on the last scan with something to show, never on an empty entry
             if plotted is not None:
-                h5.attrs["default"] = plotted
+                entries.set_default(h5, plotted)
         self._handle.flush()
         self.state.status = status
         npoints = max(lengths.values(), default=0)
@@ -489,7 +465,7 @@ class ScanWriter:
 
     def _has(self, entry: str) -> bool:
         with self._handle.lock:
-            return entry in self._handle.h5
+            return entries.has(self._handle.h5, entry)
 
     # -- reporting ---------------------------------------------------------
     def _publish(self) -> None:
@@ -523,7 +499,7 @@ class ScanWriter:
                 with handle.lock:
                     writer = TreeWriter()
                     for entry in self.state.entries:
-                        if entry not in kept and entry not in handle.h5:
+                        if entry not in kept and not entries.has(handle.h5, entry):
                             writer.write(handle.h5, entry, layout.failed_tree(
                                 self._desc.info if self._desc else {}, self.state.error))
                     writer.finish_links()
@@ -539,15 +515,7 @@ class ScanWriter:
             return
         try:
             with self._handle.lock:
-                for entry in self.state.entries:
-                    grp = self._handle.h5.get(f"{entry}/writer")
-                    if grp is not None:
-                        if "status" in grp:
-                            del grp["status"]
-                        grp["status"] = status
-                        if self.state.error and "error" not in grp:
-                            grp["error"] = self.state.error
-                self._handle.h5.flush()
+                entries.set_status(self._handle.h5, self.state.entries, status, self.state.error)
         except Exception:
             self.log.debug("could not mark the file as %s", status, exc_info=True)
 
@@ -557,10 +525,6 @@ def _worth_plotting(tree, entry, lengths: dict) -> bool:
     if "default" not in tree.attributes:
         return False
     return any(lengths.get(c.stream, 0) > 0 for c in entry.channels)
-
-
-def _staging_name(entry: str) -> str:
-    return f"_nxw_staging_{entry.replace('.', '_')}_{os.getpid()}"
 
 
 def _fill_points(array, n: int):

@@ -5,7 +5,7 @@ previous one is finalised) and each waits on Redis most of the time: each scan i
 progress runs on a thread of a bounded pool, and only a few work at once
 (``scheduler``: a scan waiting for Redis gives its working slot back). Threads
 rather than gevent, because h5py calls block in C and would stall a gevent loop
-anyway. Finished scans are remembered by their small ``ScanState`` only.
+anyway. Finished scans are remembered by their small ``ScanRecord`` only.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from ..transport.status import SessionTaken, StatusPublisher, StatusReader
 from .config import WriterConfig
 from .paths import check_session_name, check_template
 from .salvage import not_ours, salvage
-from .scan import ScanState, ScanWriter
+from ..records import ScanRecord
+from .scan import ScanWriter
 from .scheduler import ScanPool, Slots
 
 _logger = logging.getLogger("nexus_writer_service")
@@ -53,7 +54,7 @@ class SessionWriter:
         self._stop = threading.Event()
         self._ready = threading.Event()
         #: what is known of recent scans (small: never a writer, its scan_info or datasets)
-        self._states: OrderedDict[str, ScanState] = OrderedDict()
+        self._states: OrderedDict[str, ScanRecord] = OrderedDict()
         self._lock = threading.Lock()
         self._slots = Slots(self.config.max_active_scans)
         self._pool = ScanPool(self._run_writer, self.config.max_scan_threads, name=f"scan-{self.session}")
@@ -68,7 +69,7 @@ class SessionWriter:
         return self._ready.wait(timeout)
 
     @property
-    def scans(self) -> dict[str, ScanState]:
+    def scans(self) -> dict[str, ScanRecord]:
         with self._lock:
             return dict(self._states)
 

@@ -1,0 +1,68 @@
+"""Scan entries in a file: created whole or not at all, their writer note read back,
+their status changed, the file's default entry.
+
+What the scan writer needs of h5py beyond writing plan trees (``io.tree``); the
+note's item names come from ``records.NOTE``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+
+from ..records import NOTE, NOTE_GROUP
+
+
+def has(h5: h5py.File, entry: str) -> bool:
+    return entry in h5
+
+
+def note(h5: h5py.File, entry: str) -> tuple[str | None, str] | None:
+    """(scan key, status) of an entry's writer note; None if the entry has no note."""
+    grp = h5.get(entry)
+    grp = grp.get(NOTE_GROUP) if isinstance(grp, h5py.Group) else None
+    if not isinstance(grp, h5py.Group):
+        return None
+
+    def text(name: str) -> str | None:
+        item = grp.get(name)
+        if not isinstance(item, h5py.Dataset):
+            return None
+        value = item[()]
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    return text(NOTE.scan_key), text(NOTE.status) or ""
+
+
+def create(h5: h5py.File, entry: str, write) -> None:
+    """Make ``entry`` with ``write(parent, name)``, built aside and moved into place in one
+    link operation: a writer killed meanwhile leaves a staging group, never a half entry
+    (a later run removes its leftovers)."""
+    staging = f"_nxw_staging_{entry.replace('.', '_')}_{os.getpid()}"
+    stem = staging.rsplit("_", 1)[0] + "_"
+    for leftover in [k for k in h5 if k.startswith(stem)]:
+        del h5[leftover]
+    write(h5, staging)
+    h5.move(staging, entry)
+
+
+def set_status(h5: h5py.File, entries: list[str], status: str, error: str | None = None) -> None:
+    """Replace the status of these entries' notes (and add the error if none is there)."""
+    for entry in entries:
+        grp = h5.get(f"{entry}/{NOTE_GROUP}")
+        if isinstance(grp, h5py.Group):
+            if NOTE.status in grp:
+                del grp[NOTE.status]
+            grp[NOTE.status] = status
+            if error and NOTE.error not in grp:
+                grp[NOTE.error] = error
+    h5.flush()
+
+
+def set_default(h5: h5py.File, entry: str) -> None:
+    """The entry a viewer opens the file on."""
+    h5.attrs["default"] = entry
+
+
+__all__ = ["has", "note", "create", "set_status", "set_default"]
