@@ -42,7 +42,8 @@ Compression = Annotated[str, AfterValidator(check_compression)]
 
 #: items of every entry (doc/layout.md): plots and techniques may not take these names
 RESERVED = frozenset({"instrument", "measurement", "sample", "writer", "plotselect", "spectra", "images",
-                      "notes", "title", "start_time", "end_time", "end_reason", "subscans"})
+                      "notes", "title", "start_time", "end_time", "end_reason", "subscans",
+                      "dataset_metadata", "user_scan_info"})
 
 
 class _Strict(BaseModel):
