@@ -24,6 +24,9 @@ _logger = logging.getLogger(__name__)
 
 PREPARED, CLOSED = BlissScanState.PREPARED, BlissScanState.CLOSED
 
+#: what Redis raises when it is unreachable: the layers above retry on these
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
 
 def _describe(name: str, stream) -> StreamDescription:
     """What a stream says of itself in Redis, without its blissdata plugin class.

@@ -13,15 +13,13 @@ import os
 import time
 
 import numpy as np
-import redis
 from blissdata.exceptions import EndOfStream
 from blissdata.h5map import ExternalLink
 
 from .. import kinds
 from ..descriptions import ScanDescription
 from ..records import NOTE, NOTE_GROUP, ScanRecord
-from ..io import inspect
-from ..io import entries
+from ..io import entries, inspect
 from ..io.arrays import ArraySpec, StorageOptions
 from ..io.files import FileHandle, FileRegistry
 from ..io.tree import TreeWriter
@@ -32,7 +30,7 @@ from ..metadata.config import BeamlineConfig, ConfigError, merged
 from ..metadata.config import from_dict as config_from_dict
 from ..states import FAILED, FINAL_STATES, INCOMPLETE, SKIPPED, SUCCEEDED, WRITING
 from ..mapping.nexus import group, link
-from ..transport.scans import CLOSED, PREPARED, ScanSource
+from ..transport.scans import CLOSED, PREPARED, REDIS_DOWN, ScanSource
 from .config import WriterConfig
 from .masterfiles import master_links, update_master_files
 from .paths import target_file
@@ -252,7 +250,7 @@ class ScanWriter:
                 self._drained = True  # every stream sealed and read to its end
                 self.slot.take()
                 return True
-            except (redis.ConnectionError, redis.TimeoutError) as e:
+            except REDIS_DOWN as e:
                 if not redis_down:
                     self.log.warning("Redis unreachable (%s): retrying", e)
                     redis_down = True
@@ -275,7 +273,7 @@ class ScanWriter:
                 try:
                     if src.poll():
                         last_progress = time.monotonic()
-                except (redis.ConnectionError, redis.TimeoutError):
+                except REDIS_DOWN:
                     pass
                 if src.closed and not batches:
                     # sealed streams end the cursors; a closed scan with unsealed ones is over too
