@@ -211,3 +211,19 @@ def test_mosca_spectra_grow_in_the_file_while_saved(harness):
     state = harness.state(pub.key)
     assert state.status == "SUCCEEDED", state
     assert np.array_equal(_read_elsewhere(state.file, path), rec.mosca_spectra[name])
+
+
+def test_missing_float_frames_read_as_the_fill_value_the_file_states(harness):
+    from nexus_writer_service.simulation.lima import LimaDetector, add_lima
+
+    det = LimaDetector(dtype="float32", frames_per_file=2)
+    rec = harness.recording("03_ascan")
+    rec = add_lima(rec, det, _scan_folder(harness, rec), saved=4)
+    state = harness.state(harness.publish(rec))
+    assert state.status == "INCOMPLETE", state
+    with read_file(state.file) as f:
+        data = f[f"{rec.number}.1/instrument/{det.name}/data"]
+        stated = data.attrs["fill_value"]
+        assert np.isnan(stated)  # the file says NaN ...
+        assert np.isnan(data[4:]).all() and np.isnan(data.fillvalue)  # ... and a reader gets NaN
+        assert np.array_equal(data[:4], rec.lima_frames[det.channel][:4])

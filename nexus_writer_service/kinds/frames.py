@@ -25,7 +25,7 @@ from blissdata.h5map import (
 
 from ..fillvalues import fill_value
 from ..mapping.channels import ChannelPlan
-from ..mapping.nexus import Group, field, group, link
+from ..mapping.nexus import Group, attr_value, field, group, link
 from ..mapping.plots import mesh_shape
 
 
@@ -129,7 +129,8 @@ def frames_vds(frames: Frames, file_dir: str, mesh: tuple[int, int] | None = Non
                                                                   count=[k, *pre, *dims])))
     shape = [n, *dims] if mesh is None else [mesh[0], mesh[1], *dims]
     return VirtualDataset(dtype=np.dtype(frames.dtype).str, shape=shape, virtual_sources=sources,
-                          attributes={"interpretation": interpretation, "fill_value": fill_value(frames.dtype)})
+                          attributes={"interpretation": interpretation,
+                                      "fill_value": attr_value(fill_value(frames.dtype))})
 
 
 def frames_external(frames: Frames, file_dir: str) -> ExternalBinaryDataset | None:

@@ -27,7 +27,7 @@ from blissdata.h5map import ExternalLink, SpaceSelection, VirtualDataset, Virtua
 
 from ..descriptions import FileQuery, StreamDescription
 from ..fillvalues import fill_value
-from ..mapping.nexus import field
+from ..mapping.nexus import attr_value, field
 from . import register
 from .base import Context, Outcome, StreamKind
 from ..mapping.plots import mesh_shape
@@ -72,7 +72,7 @@ def master_vds(sources: list, folder: str, file_dir: str, n: int, frame_shape: t
                 src_file=src, src_dataset=src_dataset,
                 src_space=SpaceSelection(start=[s0, *[0] * len(extra), *zeros], count=[count, *extra, *dims])))
     return VirtualDataset(dtype=np.dtype(dtype).str, shape=[n, *dims], virtual_sources=vsources,
-                          attributes={"interpretation": "image", "fill_value": fill})
+                          attributes={"interpretation": "image", "fill_value": attr_value(fill)})
 
 
 def master_parts(master_path: str) -> tuple[str, str] | None:

@@ -85,6 +85,11 @@ def _attr(value: Any):
     return _item(value)
 
 
+def attr_value(value: Any):
+    """An attribute value as a plan item (NaN and inf kept: h5map refuses them raw)."""
+    return _attr(value)
+
+
 def field(value: Any, **attrs: Any) -> Dataset:
     """A static dataset; None becomes NaN, NaN/inf are kept (h5map refuses them raw)."""
     attributes = {k: _attr(v) for k, v in attrs.items() if v is not None}
