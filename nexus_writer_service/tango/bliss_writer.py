@@ -22,11 +22,11 @@ import threading
 from collections import OrderedDict
 
 from tango import DevState
-from tango.server import Device, command, device_property
+from tango.server import command
 
 from ..states import FINAL_STATES
 from . import checks, hosting
-from .view import SessionView, open_view
+from .session_device import SessionDevice
 
 _log = logging.getLogger("nexus_writer_service.tango")
 
@@ -34,41 +34,14 @@ _log = logging.getLogger("nexus_writer_service.tango")
 KEEP = 200
 
 
-class BlissWriter(Device):
+class BlissWriter(SessionDevice):
     """The writer of one BLISS session for BLISS 2.4's 'mapping' mode."""
 
-    session = device_property(dtype=str, default_value="", doc="BLISS session name (required)")
-    beacon_host = device_property(dtype=str, default_value="")
-    redis_url = device_property(dtype=str, default_value="")
-    required_disk_space = device_property(dtype=float, default_value=200.0,
-                                          doc="MB: less free space refuses the scan")
-    recommended_disk_space = device_property(dtype=float, default_value=1024.0,
-                                             doc="MB: less free space adds a warning to the scan")
-
     def init_device(self) -> None:
-        super().init_device()
         self._lock = threading.Lock()
         #: scan key -> warnings handed out so far (append-only: BLISS asks by index)
         self._requested: OrderedDict[str, list[str]] = OrderedDict()
-        self._view, self._init_error = open_view(self.session, self.redis_url, self.beacon_host)
-        if self._init_error:
-            _log.error("[%s] %s", self.get_name(), self._init_error)
-
-    def _session_state(self) -> tuple[str, str]:
-        if self._view is None:
-            return "FAULT", self._init_error
-        return self._view.state()
-
-    def dev_state(self) -> DevState:
-        return getattr(DevState, self._session_state()[0])
-
-    def dev_status(self) -> str:
-        return f"{self.session}: {self._session_state()[1]}"
-
-    def _v(self) -> SessionView:
-        if self._view is None:
-            raise RuntimeError(self._init_error)
-        return self._view
+        super().init_device()
 
     # -- commands ----------------------------------------------------------------
     @command(dtype_in=str, dtype_out=bool, doc_in="scan key", doc_out="the scan will be written")

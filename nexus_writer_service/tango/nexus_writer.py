@@ -23,10 +23,11 @@ import logging
 import os
 
 from tango import DevState
-from tango.server import Device, attribute, command, device_property
+from tango.server import attribute, command
 
 from . import checks, hosting
-from .view import RECENT_WINDOW, SessionView, open_view
+from .session_device import SessionDevice
+from .view import RECENT_WINDOW
 
 _log = logging.getLogger("nexus_writer_service.tango")
 
@@ -35,42 +36,8 @@ def _state(name: str) -> DevState:
     return getattr(DevState, name)
 
 
-class NexusWriter(Device):
+class NexusWriter(SessionDevice):
     """The NeXus writer of one BLISS session (drop-in for ESRF's device of that class)."""
-
-    session = device_property(dtype=str, default_value="", doc="BLISS session name (required)")
-    beacon_host = device_property(dtype=str, default_value="",
-                                  doc="host:port of the session's Beacon (BLISS matches it with $BEACON_HOST)")
-    redis_url = device_property(dtype=str, default_value="",
-                                doc="Redis data URL (default: the hosting service's, else asked from beacon_host)")
-    required_disk_space = device_property(dtype=float, default_value=200.0,
-                                          doc="MB: less free space refuses the scan")
-    recommended_disk_space = device_property(dtype=float, default_value=1024.0,
-                                             doc="MB: less free space warns in the BLISS shell")
-
-    def init_device(self) -> None:
-        super().init_device()
-        self._view, self._init_error = open_view(self.session, self.redis_url, self.beacon_host)
-        if self._init_error:
-            _log.error("[%s] %s", self.get_name(), self._init_error)
-
-    # -- state ---------------------------------------------------------------
-    def _session_state(self) -> tuple[str, str]:
-        if self._view is None:
-            return "FAULT", self._init_error
-        return self._view.state()
-
-    def dev_state(self) -> DevState:
-        return _state(self._session_state()[0])
-
-    def dev_status(self) -> str:
-        state, text = self._session_state()
-        return f"{self.session}: {text}"
-
-    def _v(self) -> SessionView:
-        if self._view is None:
-            raise RuntimeError(self._init_error)
-        return self._view
 
     def _scan(self, identifier: str) -> tuple[str | None, dict | None]:
         view = self._v()

@@ -1,0 +1,53 @@
+"""What the Tango devices of a BLISS session have in common: the properties that name the
+session and its thresholds, and a device state that is the session writer's.
+
+``NexusWriter`` (BLISS 2.2's mode 'nexus') and ``BlissWriter`` (BLISS 2.4's 'mapping')
+answer different calls about the same session writer.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tango import DevState
+from tango.server import Device, device_property
+
+from .view import SessionView, open_view
+
+_log = logging.getLogger("nexus_writer_service.tango")
+
+
+class SessionDevice(Device):
+    """A device in front of one session writer (its state and status are the writer's)."""
+
+    session = device_property(dtype=str, default_value="", doc="BLISS session name (required)")
+    beacon_host = device_property(dtype=str, default_value="",
+                                  doc="host:port of the session's Beacon (BLISS matches it with $BEACON_HOST)")
+    redis_url = device_property(dtype=str, default_value="",
+                                doc="Redis data URL (default: the hosting service's, else asked from beacon_host)")
+    required_disk_space = device_property(dtype=float, default_value=200.0,
+                                          doc="MB: less free space refuses the scan")
+    recommended_disk_space = device_property(dtype=float, default_value=1024.0,
+                                             doc="MB: less free space warns in the BLISS shell")
+
+    def init_device(self) -> None:
+        super().init_device()
+        self._view, self._init_error = open_view(self.session, self.redis_url, self.beacon_host)
+        if self._init_error:
+            _log.error("[%s] %s", self.get_name(), self._init_error)
+
+    def _session_state(self) -> tuple[str, str]:
+        if self._view is None:
+            return "FAULT", self._init_error
+        return self._view.state()
+
+    def dev_state(self) -> DevState:
+        return getattr(DevState, self._session_state()[0])
+
+    def dev_status(self) -> str:
+        return f"{self.session}: {self._session_state()[1]}"
+
+    def _v(self) -> SessionView:
+        if self._view is None:
+            raise RuntimeError(self._init_error)
+        return self._view
