@@ -1,10 +1,12 @@
-"""``nexus-writer status [SESSION ...]``: writers alive and their recent scans, from Redis."""
+"""``nexus-writer status [SESSION ...]``: writers alive and their recent scans, from Redis;
+``nexus-writer show FILE``: a file's tree and default plot (``apps/show.py``)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from . import show
 from ..metadata.status import WriterStatus, format_status
 from ..transport.connection import resolve_redis_url
 from ..transport.status import StatusReader
@@ -17,7 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("sessions", nargs="*", help="sessions (default: every session seen in Redis)")
     st.add_argument("--redis-url", help="Redis data URL (default: $REDIS_DATA_URL, else Beacon)")
     st.add_argument("-n", "--count", type=int, default=10, help="recent scans per session")
+    show.add_parser(sub)
     args = p.parse_args(argv)
+    if args.command == "show":
+        return show.run(args)
     try:
         reader = StatusReader(resolve_redis_url(args.redis_url))
         sessions = args.sessions or reader.sessions()
