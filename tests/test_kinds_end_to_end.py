@@ -227,3 +227,40 @@ def test_missing_float_frames_read_as_the_fill_value_the_file_states(harness):
         assert np.isnan(stated)  # the file says NaN ...
         assert np.isnan(data[4:]).all() and np.isnan(data.fillvalue)  # ... and a reader gets NaN
         assert np.array_equal(data[:4], rec.lima_frames[det.channel][:4])
+
+
+def test_lima2_in_a_mesh_plots_in_the_mesh_shape(harness):
+    det = Lima2Detector(receivers=2, frames_per_file=3)
+    rec = harness.recording("07_amesh")
+    rec = add_lima2(rec, det, _scan_folder(harness, rec))
+    state = harness.state(harness.publish(rec))
+    assert state.status == "SUCCEEDED", state
+    expected = rec.lima_frames[det.channel]
+    n1, n2 = rec.info_final["npoints1"], rec.info_final["npoints2"]
+    with read_file(state.file) as f:
+        entry = f[f"{rec.number}.1"]
+        assert entry[f"instrument/{det.name}/data"].shape == expected.shape == (n1 * n2, 8, 10)
+        images = entry["images"][det.name]
+        assert images.shape == (n2, n1, 8, 10)
+        assert np.array_equal(images[()].reshape(expected.shape), expected)
+    assert nexus_errors(state.file) == []
+
+
+def test_mosca_spectra_read_elsewhere_and_after_moving_the_folder(harness):
+    det = MoscaDetector(detectors=1)
+    rec = harness.recording("03_ascan")
+    rec = add_mosca(rec, det, _scan_folder(harness, rec))
+    state = harness.state(harness.publish(rec))
+    assert state.status == "SUCCEEDED", state
+    (name, spectra), = rec.mosca_spectra.items()
+    path = f"{rec.number}.1/instrument/mosca_simulator_det00/spectrum"
+    assert np.array_equal(_read_elsewhere(state.file, path), spectra)
+    with read_file(state.file) as f:
+        entry = f[f"{rec.number}.1"]
+        assert entry.attrs["default"] in entry  # the counters still make the default plot
+        sources = {s.file_name for s in f[path].virtual_sources()}
+        assert sources and all(not os.path.isabs(s) for s in sources)
+    harness.stop()
+    moved = str(harness.base / "moved")
+    shutil.move(os.path.dirname(state.file), moved)
+    assert np.array_equal(_read_elsewhere(os.path.join(moved, os.path.basename(state.file)), path), spectra)
