@@ -23,9 +23,10 @@ import time
 
 from ..metadata.config.yamlsource import ConfigError, read
 from ..service.supervisor import SessionSpec, Supervisor, default_log_dir
+from ..service.plots import PlotSource
 from ..service.web import serve
 from ..transport.connection import redact_url, resolve_redis_url
-from ..transport.status import StatusReader
+from ..transport.status import PlotReader, StatusReader
 from ..writer.paths import check_session_name
 from .session_writer import setup_logging
 
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     port = config.get("port", args.port)
-    server = serve(status, int(port), args.host)
+    server = serve(status, int(port), args.host, plots=PlotSource(PlotReader(url)))
     log.info("status page on http://%s:%d/", *server.server_address[:2])
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())

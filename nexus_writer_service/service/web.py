@@ -1,7 +1,10 @@
 """A small status page for people, and the same as JSON for programs.
 
 Standard library only (``http.server``): the page is plain HTML that refreshes
-itself every two seconds; it binds to localhost unless told otherwise.
+itself every two seconds; it binds to localhost unless told otherwise. Per scan:
+its state, a progress bar (points written of those the scan announces), its
+warnings and a small plot of its default signal (``service.plots``: inline SVG made
+here, no script; a running scan's plot is redrawn at each refresh).
 """
 
 from __future__ import annotations
@@ -12,9 +15,15 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
+from .plots import svg
+
 _STYLE = """body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:1.5em}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#eee}
-.SUCCEEDED{color:#070}.FAILED{color:#b00}.INCOMPLETE{color:#b60}.WRITING{color:#05a}.dead{color:#b00}"""
+.SUCCEEDED{color:#070}.FAILED{color:#b00}.INCOMPLETE{color:#b60}.WRITING{color:#05a}.dead{color:#b00}
+.bar{width:130px;height:14px;border:1px solid #889;background:#fff;position:relative}
+.bar>div{height:100%;background:#6a9fd8}.bar.done>div{background:#5cb85c}
+.bar>span{position:absolute;left:0;right:0;top:0;font-size:11px;line-height:14px;text-align:center}
+td.file{max-width:22em;word-break:break-all}ul.warnings{margin:0;padding-left:1.2em}"""
 
 
 def _text(value) -> str:
@@ -33,13 +42,35 @@ def _points(scan: dict):
     return ", ".join(str(v) for v in written.values())
 
 
+def _count(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _progress(scan: dict) -> str:
+    """Points written of those expected, as a bar; without an expected number, the count alone."""
+    points = _points(scan)
+    written, expected = _count(points), _count(scan.get("expected"))
+    if written is None:  # a record of another shape: its text, escaped
+        return _text(points)
+    if not expected:
+        fraction, label = (1.0 if scan.get("status") == "SUCCEEDED" else 0.0), f"{written} points"
+    else:
+        fraction, label = min(1.0, written / expected), f"{written} / {expected}"
+    done = " done" if scan.get("status") == "SUCCEEDED" else ""
+    return (f"<div class='bar{done}' title='{_text(label)}'><div style='width:{100 * fraction:.1f}%'></div>"
+            f"<span>{_text(label)}</span></div>")
+
+
 def _problems(scan: dict) -> str:
+    """The error, or the warnings as a list; escaped."""
     error, warnings = scan.get("error"), scan.get("warnings")
     if error:
-        return str(error)
+        return _text(error)
     if isinstance(warnings, list):
-        return "; ".join(str(w) for w in warnings)
-    return "" if warnings is None else str(warnings)
+        if not warnings:
+            return ""
+        return "<ul class='warnings'>" + "".join(f"<li>{_text(w)}</li>" for w in warnings) + "</ul>"
+    return "" if warnings is None else _text(warnings)
 
 
 def render(status: dict) -> str:
@@ -59,7 +90,8 @@ def render(status: dict) -> str:
     parts.append("</table>")
     for name, s in sessions.items():
         parts.append(f"<h2>{e(name)}: recent scans</h2><table class='scans'><tr><th>scan</th><th>name</th>"
-                     "<th>state</th><th>points</th><th>file</th><th>entries</th><th>problems</th></tr>")
+                     "<th>state</th><th>points</th><th>file</th><th>entries</th><th>problems</th>"
+                     "<th>plot</th></tr>")
         for scan in s.get("scans") or []:
             if not isinstance(scan, dict):
                 continue
@@ -67,20 +99,35 @@ def render(status: dict) -> str:
             entries = ", ".join(str(x) for x in entries) if isinstance(entries, list) else entries
             state = e(scan.get("status", "?"))
             parts.append(f"<tr><td>{e(scan.get('number'))}</td><td>{e(scan.get('name', ''))}</td>"
-                         f"<td class='{state}'>{state}</td><td>{e(_points(scan))}</td>"
-                         f"<td>{e(scan.get('file') or '-')}</td><td>{e(entries or '')}</td>"
-                         f"<td>{e(_problems(scan))}</td></tr>")
+                         f"<td class='{state}'>{state}</td><td>{_progress(scan)}</td>"
+                         f"<td class='file'>{e(scan.get('file') or '-')}</td><td>{e(entries or '')}</td>"
+                         f"<td>{_problems(scan)}</td><td>{svg(scan.get('plot'))}</td></tr>")
         parts.append("</table>")
     parts.append("</body></html>")
     return "".join(parts)
 
 
-def serve(get_status: Callable[[], dict], port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
-    """Start the page in a thread; ``server.server_address`` tells the port (0: any free one)."""
+def _with_plots(status: dict, plots: Callable[[dict], dict | None]) -> dict:
+    """Each scan's plot under ``scan["plot"]`` (the page draws it, /status.json gives its points)."""
+    for s in (status.get("sessions") or {}).values():
+        for scan in (s.get("scans") or []) if isinstance(s, dict) else []:
+            if isinstance(scan, dict):
+                scan["plot"] = plots(scan)
+    return status
+
+
+def serve(get_status: Callable[[], dict], port: int, host: str = "127.0.0.1",
+          plots: Callable[[dict], dict | None] | None = None) -> ThreadingHTTPServer:
+    """Start the page in a thread; ``server.server_address`` tells the port (0: any free one).
+
+    ``plots``: a scan state record -> its plot (``service.plots.PlotSource``); None: no plots.
+    """
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             status = get_status()
+            if plots is not None:
+                status = _with_plots(status, plots)
             if self.path.startswith("/status.json"):
                 body, ctype = json.dumps(status, default=str).encode(), "application/json"
             elif self.path in ("/", "/index.html"):
