@@ -78,7 +78,8 @@ class FileQuery:
     dataset: str = ""
     #: glob pattern instead of a path: every matching file
     pattern: str = ""
-    #: "dataset": an HDF5 dataset's shape/type/virtual sources; "edf": each frame's raw bytes
+    #: "dataset": an HDF5 dataset's shape/type/virtual sources; "edf": each frame's raw bytes;
+    #: "list": only which files match (none is opened)
     what: str = "dataset"
 
 

@@ -264,3 +264,34 @@ def test_mosca_spectra_read_elsewhere_and_after_moving_the_folder(harness):
     moved = str(harness.base / "moved")
     shutil.move(os.path.dirname(state.file), moved)
     assert np.array_equal(_read_elsewhere(os.path.join(moved, os.path.basename(state.file)), path), spectra)
+
+
+def test_lima2_frames_are_visible_while_the_scan_runs(harness):
+    from nexus_writer_service.simulation.replay import ScanPublisher
+
+    det = Lima2Detector(receivers=2, frames_per_file=2)
+    rec = harness.recording("03_ascan")
+    rec = add_lima2(rec, det, _scan_folder(harness, rec))
+    pub = ScanPublisher(harness.ds, rec).create().prepare().start()
+    pub.send_data(stop_after=3)
+    path = f"{rec.number}.1/instrument/{det.name}/data"
+    deadline, seen = time.monotonic() + 20, None
+    while time.monotonic() < deadline and seen is None:
+        state = harness.writer.scans.get(pub.key)
+        if state is not None and state.file and os.path.exists(state.file):
+            try:
+                seen = _read_elsewhere(state.file, path)
+            except subprocess.CalledProcessError:
+                seen = None
+        time.sleep(0.2)
+    # before the master file exists: the receivers' frames, in round robin order
+    assert seen is not None and harness.writer.scans[pub.key].status == "WRITING"
+    expected = rec.lima_frames[det.channel]
+    assert np.array_equal(seen, expected[:len(seen)]) and len(seen) >= 2
+    pub.send_data(start_at=3)
+    pub.end()
+    state = harness.state(pub.key)
+    assert state.status == "SUCCEEDED", state
+    assert np.array_equal(_read_elsewhere(state.file, path), expected)
+    with read_file(state.file) as f:
+        assert f[path].is_virtual and int(f[f"{rec.number}.1/instrument/{det.name}/frames_saved"][()]) == 6

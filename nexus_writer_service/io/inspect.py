@@ -33,6 +33,9 @@ def answer(queries: list[FileQuery]) -> dict[FileQuery, list[FileFacts]]:
 
 def _facts(path: str, q: FileQuery) -> FileFacts:
     facts = FileFacts(path=path, dataset=q.dataset)
+    if q.what == "list":
+        facts.exists = os.path.isfile(path)
+        return facts
     if q.what == "edf":
         facts.raw = frame_layout(path) if os.path.isfile(path) else None
         facts.exists = facts.raw is not None

@@ -87,8 +87,15 @@ class StreamKind:
         return None
 
     def live(self, ctx: Context) -> dict | None:
-        """Nodes to (re)write while the scan runs (a growing VDS), or None if unchanged."""
+        """Nodes to (re)write while the scan runs (a growing VDS), or None if unchanged.
+
+        ``ctx.files`` holds the answers to ``live_files_needed``."""
         return None
+
+    def live_files_needed(self, known: dict) -> list[FileQuery]:
+        """Detector files to read before ``live`` (asked again with the answers, like
+        ``files_needed``); keep it cheap: it runs at every flush period."""
+        return []
 
     # -- at the end ---------------------------------------------------------
     def files_needed(self, known: dict) -> list[FileQuery]:

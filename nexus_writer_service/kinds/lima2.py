@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 import numpy as np
 from blissdata.h5map import ExternalLink, SpaceSelection, VirtualDataset, VirtualSource
@@ -98,6 +99,11 @@ class Lima2(StreamKind):
     def __init__(self, stream: StreamDescription):
         super().__init__(stream)
         self.acquired = 0
+        #: receiver file -> facts: seen while running, and those that will not grow any more
+        self._seen: dict = {}
+        self._complete: dict = {}
+        self._live_at = -float("inf")
+        self._live_frames = 0
         master = stream.info.get("master_file")
         if isinstance(master, (list, tuple)) and len(master) == 2 and master[0]:
             self.master = (str(master[0]), "/" + str(master[1]).lstrip("/"))
@@ -139,6 +145,52 @@ class Lima2(StreamKind):
         if "receivers" in q and q["receivers"] not in known and not (master and master.exists):
             return [q["receivers"]]
         return []
+
+    # -- while the scan runs: the receivers' files as they fill ----------------
+    #: seconds between two live views (each reads the new receiver files' shapes)
+    LIVE_PERIOD = 2.0
+
+    def live_files_needed(self, known: dict) -> list[FileQuery]:
+        """The receivers' files (listed, not opened), then the shape of those not known
+        complete: a file is complete once its receiver has started the next one."""
+        q = self._queries().get("receivers")
+        if q is None or time.monotonic() - self._live_at < self.LIVE_PERIOD:
+            return []
+        listing = FileQuery(pattern=q.pattern, dataset=q.dataset, what="list")
+        if listing not in known:
+            return [listing]
+        files = [f.path for f in known[listing] if f.exists and _RECEIVER.match(f.path)]
+        last = {}
+        for path in files:
+            rank, index = (int(g) for g in _RECEIVER.match(path).groups())
+            last[rank] = max(last.get(rank, -1), index)
+        wanted = []
+        for path in files:
+            rank, index = (int(g) for g in _RECEIVER.match(path).groups())
+            if path not in self._complete or index == last[rank]:
+                wanted.append(FileQuery(path=path, dataset=q.dataset))
+            if index < last[rank] and path in self._seen:
+                self._complete[path] = self._seen[path]
+        return wanted
+
+    def live(self, ctx: Context) -> dict | None:
+        """Frames saved so far, dealt round robin over the receivers (the master's mapping
+        replaces this view at the end)."""
+        if not ctx.files:
+            return None
+        self._live_at = time.monotonic()
+        for answers in ctx.files.values():
+            for facts in answers:
+                if facts.exists and facts.shape:
+                    self._seen[facts.path] = facts
+        refs, frame_shape, dtype, prefix = self._round_robin(list(self._seen.values()))
+        if not refs or len(refs) == self._live_frames:
+            return None
+        self._live_frames = len(refs)
+        sources = _sources_of(refs, prefix, frame_shape)
+        return {f"instrument/{ctx.channel.group}/{ctx.channel.field}":
+                master_vds(sources, "", ctx.file_dir, len(refs), frame_shape, dtype or "uint16",
+                           fill_value(dtype or "uint16"))}
 
     def expected(self, info: dict) -> int:
         """Frames the acquisition was to take: what BLISS sent the detector
@@ -231,6 +283,18 @@ class Lima2(StreamKind):
                 if i < len(refs):
                     out.append(refs[i])
         return out, frame_shape, dtype, prefix
+
+
+def _sources_of(refs: list, prefix: tuple, frame_shape: tuple) -> list:
+    """``refs`` (format, file, dataset, index) in frame order, as master-style sources:
+    (frame indices, file, dataset, indices in it, the file's dataset shape)."""
+    by_file: dict = {}
+    for frame, (_, path, dataset, index) in enumerate(refs):
+        vidx, sidx, _ = by_file.setdefault((path, dataset), ([], [], None))
+        vidx.append(frame)
+        sidx.append(index)
+    return [(vidx, path, dataset, sidx, (max(sidx) + 1, *prefix, *frame_shape))
+            for (path, dataset), (vidx, sidx, _) in by_file.items()]
 
 
 def glob_escape(text: str) -> str:

@@ -103,7 +103,7 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
     })
     for ch in entry.channels:
         if not _appends(ch.kind):  # its kind adds its nodes (live and final)
-            if ch.role == "spectrum_files":  # spectra grow in their MCA group while saved
+            if ch.role == "spectrum_files" or ch.kind == "lima2":  # views grow in it while saved
                 root.children["instrument"].children.setdefault(ch.group, group(ch.nx_class))
             continue
         grp = root.children["instrument"].children.get(ch.group)

@@ -306,7 +306,8 @@ class ScanWriter:
         """What kinds show while the scan runs (spectra saved by MOSCA so far)."""
         self._last_live = time.monotonic()
         for ch in self._plan.referenced:
-            nodes = self._kinds[ch.stream].live(self._context(ch, self._desc.info))
+            kind = self._kinds[ch.stream]
+            nodes = kind.live(self._context(ch, self._desc.info, self._answers(kind.live_files_needed)))
             if not nodes:
                 continue
             with self._handle.lock:
@@ -420,6 +421,16 @@ class ScanWriter:
         log = self.log.info if status == SUCCEEDED else self.log.warning
         log("%s: %s (%d points, end_reason %s)", ", ".join(self.state.entries), status, npoints, end)
 
+    @staticmethod
+    def _answers(needed) -> dict:
+        """Read the detector files a kind asks for, until it asks nothing new."""
+        known: dict = {}
+        while True:
+            queries = [q for q in needed(known) if q not in known]
+            if not queries:
+                return known
+            known.update(inspect.answer(queries))
+
     def _outcomes(self, info: dict) -> dict[str, kinds.Outcome]:
         """What each kind that is not plain appended data adds, by stream."""
         out = {}
@@ -427,12 +438,7 @@ class ScanWriter:
         for name, kind in self._kinds.items():
             if kind.appends or (kind.has_channel and name not in channels):
                 continue
-            known: dict = {}
-            while True:
-                queries = [q for q in kind.files_needed(known) if q not in known]
-                if not queries:
-                    break
-                known.update(inspect.answer(queries))
+            known = self._answers(kind.files_needed)
             try:
                 out[name] = kind.finish(self._context(channels.get(name), info, known))
             except Exception as exc:  # one stream never fails the scan
