@@ -76,7 +76,7 @@ def test_page_escapes_redis_content_and_hides_the_password(private_redis, tmp_pa
             "key": "esc:1", "number": "<b id='n'>1</b>", "name": INJECTED, "status": "<i id='st'>X</i>",
             "written": {"a": "<script>document.title='pwned'</script>"},
             "file": "<u id='file'>f</u>", "entries": ["<s id='entry'>1.1</s>"],
-            "warnings": ["<em id='warn'>w</em>"], "error": None})
+            "warnings": ["<em id='warn'>w</em>"], "error": "<script>document.title='pwned'</script>"})
 
         dom = subprocess.run(
             [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -90,7 +90,10 @@ def test_page_escapes_redis_content_and_hides_the_password(private_redis, tmp_pa
         for tag in ("<b id=", "<i id=", "<u id=", "<s id=", "<em id=", "<img", "<script>"):
             assert tag not in text, tag
         assert "&lt;img src=x onerror=" in text and "&lt;script&gt;document.title" in text
-        assert "&lt;b id='n'&gt;1&lt;/b&gt;" in text.replace("&#x27;", "'").replace("&#39;", "'")
+        # values of the wrong type (a number that is HTML, points that are text) are dropped
+        # by the record's reader (records.read_record) before anything shows them
+        assert "id='n'" not in text.replace("&#x27;", "'").replace("&#39;", "'")
+        assert "id=&#x27;n&#x27;" not in text and "id=&#39;n&#39;" not in text
 
         status = _json(page + "status.json")
         for where, content in (("page", text), ("status.json", status)):
