@@ -33,7 +33,7 @@ _report("timescan", timescan(0.01, diode1, npoints=5))
 # user metadata (in every scan while it is set) and a comment (this scan only).
 # Metadata reaches the file through scan_meta categories (entry/<category>, "sample" as
 # NXsample, "instrument" inside NXinstrument); other keys of a scan's scan_info={...}
-# argument stay in Redis only (as with ESRF's writer).
+# argument go to entry/user_scan_info (ESRF's writer drops them).
 _usm = get_user_scan_meta()
 _usm.add_categories(["sample"])
 # a category keeps its class; BLISS 2.2.1 also fails to remove the last key of a category
