@@ -150,7 +150,9 @@ def plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str
     if spectra:
         n = min(lengths.get(c.stream, 0) for c in spectra)
         same = [c for c in spectra if c.point_shape == spectra[0].point_shape]
-        children = {c.short_name: _trimmed(c, entry, n, lengths.get(c.stream, 0)) for c in same}
+        # spectra in detector files are virtual datasets already: linked, never a view of a view
+        children = {c.short_name: (link(f"/{entry}/{c.path}") if c.role == "spectrum_files"
+                                   else _trimmed(c, entry, n, lengths.get(c.stream, 0))) for c in same}
         axes, axis_nodes = spectrum_axes(same, detectors, set(children))
         children.update(axis_nodes)
         out["spectra"] = group("NXdata", children, signal=same[0].short_name,
