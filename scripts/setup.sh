@@ -15,6 +15,13 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
         || echo "setup: chromium not installed; the browser test will be skipped"
 fi
+# Qt (offscreen) for the viewer tests (tests/test_viewer.py): the libraries PyQt6's wheels need
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && ! ldconfig -p | grep -q "libEGL.so.1"; then
+    echo "setup: installing Debian's libgl1 libegl1 libxkbcommon0 libfontconfig1 for Qt offscreen"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        libgl1 libegl1 libxkbcommon0 libfontconfig1 libglib2.0-0) >/dev/null 2>&1 \
+        || echo "setup: Qt libraries not installed; the viewer tests will be skipped"
+fi
 stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
     .venv/bin/python -m pip install --quiet --upgrade pip

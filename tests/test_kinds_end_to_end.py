@@ -51,6 +51,23 @@ class _nothing:
         return False
 
 
+def _wait_readable(harness, pub, path: str, enough, timeout: float = 60.0):
+    """What another process reads at ``path`` in the scan's file while it runs (None if
+    nothing after ``timeout``); a publisher left open would hang the test run: abandoned."""
+    deadline, seen = time.monotonic() + timeout, None
+    while time.monotonic() < deadline and not (seen is not None and enough(seen)):
+        state = harness.writer.scans.get(pub.key)
+        if state is not None and state.file and os.path.exists(state.file):
+            try:
+                seen = _read_elsewhere(state.file, path)
+            except subprocess.CalledProcessError:
+                seen = None  # not there yet
+        time.sleep(0.2)
+    if seen is None or not enough(seen):
+        pub.abandon()
+    return seen
+
+
 def _read_elsewhere(path: str, dataset: str) -> np.ndarray:
     """The dataset as h5py reads it in another process and another working directory."""
     code = ("import sys, h5py, numpy as np, hdf5plugin\n"
@@ -193,18 +210,10 @@ def test_mosca_spectra_grow_in_the_file_while_saved(harness):
     pub = ScanPublisher(harness.ds, rec).create().prepare().start()
     pub.send_data(stop_after=5)  # 5 points read, the files of points 0-3 closed: 4 saved
     path = f"{rec.number}.1/instrument/mosca_simulator_det00/spectrum"
-    deadline = time.monotonic() + 20
-    seen = 0
-    while time.monotonic() < deadline and seen < 2:
-        state = harness.writer.scans.get(pub.key)
-        if state is not None and state.file and os.path.exists(state.file):
-            try:
-                seen = len(_read_elsewhere(state.file, path))
-            except subprocess.CalledProcessError:
-                seen = 0  # not there yet
-        time.sleep(0.2)
+    seen = _wait_readable(harness, pub, path, lambda data: len(data) >= 2)
     # readable while the scan runs (it is not closed yet), at most what was read
-    assert 2 <= seen <= 6, seen
+    assert seen is not None and 2 <= len(seen) <= 6, seen
+    assert np.array_equal(seen, rec.mosca_spectra[name][:len(seen)])
     assert harness.writer.scans[pub.key].status == "WRITING"
     pub.send_data(start_at=5)
     pub.end()
@@ -275,15 +284,7 @@ def test_lima2_frames_are_visible_while_the_scan_runs(harness):
     pub = ScanPublisher(harness.ds, rec).create().prepare().start()
     pub.send_data(stop_after=3)
     path = f"{rec.number}.1/instrument/{det.name}/data"
-    deadline, seen = time.monotonic() + 20, None
-    while time.monotonic() < deadline and seen is None:
-        state = harness.writer.scans.get(pub.key)
-        if state is not None and state.file and os.path.exists(state.file):
-            try:
-                seen = _read_elsewhere(state.file, path)
-            except subprocess.CalledProcessError:
-                seen = None
-        time.sleep(0.2)
+    seen = _wait_readable(harness, pub, path, lambda data: len(data) >= 2)
     # before the master file exists: the receivers' frames, in round robin order
     assert seen is not None and harness.writer.scans[pub.key].status == "WRITING"
     expected = rec.lima_frames[det.channel]

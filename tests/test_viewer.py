@@ -28,7 +28,21 @@ from test_compression import read_without_plugins
 BIN = Path(sys.executable).parent
 SEQUENCE = ["26_sequence", "27_sequence_child1", "28_sequence_child2"]
 QT = any(importlib.util.find_spec(b) for b in ("PySide6", "PyQt6", "PyQt5"))
-needs_qt = pytest.mark.skipif(not QT, reason="no Qt binding: pip install 'nexus_writer_service[viewer]'")
+
+
+def _qt_starts() -> str | None:
+    """Why Qt cannot start offscreen here (None: it can). Its wheels need system libraries
+    (libEGL, libGL...) that scripts/setup.sh installs when it runs as root."""
+    if not QT:
+        return "no Qt binding: pip install 'nexus_writer_service[viewer]'"
+    proc = subprocess.run([sys.executable, "-c", "from silx.gui import qt; qt.QApplication([])"],
+                          env=dict(os.environ, QT_QPA_PLATFORM="offscreen"), capture_output=True, text=True,
+                          timeout=60)
+    return None if proc.returncode == 0 else f"Qt cannot start offscreen: {proc.stderr.strip()[-300:]}"
+
+
+QT_PROBLEM = _qt_starts()
+needs_qt = pytest.mark.skipif(QT_PROBLEM is not None, reason=str(QT_PROBLEM))
 
 
 def _run(*args, env=None, timeout=120):
