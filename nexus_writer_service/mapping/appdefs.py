@@ -18,7 +18,7 @@ import numpy as np
 from ..metadata.config import BeamlineConfig, TechniqueConfig
 from ..metadata.config.units import _units_registry
 from . import plots
-from .channels import ChannelPlan
+from .channels import ChannelPlan, mca_energy_calibration
 from .nexus import Dataset, Group, field, group, link, nx_class
 
 #: definitions whose content is filled in here
@@ -123,13 +123,7 @@ def _sample(root: Group, entry: str, required: bool = True) -> dict:
 
 
 def _mca_energy(ch: ChannelPlan, cfg: BeamlineConfig) -> Dataset:
-    calib = None
-    ctrl = ch.stream.rpartition(":")[0].partition(":")[0]
-    for key in (ch.stream, ch.display_name, ch.bliss_group, ch.group, ctrl):
-        det = cfg.detectors.get(key) if key else None
-        if det is not None and det.energy_calibration:
-            calib = det.energy_calibration
-            break
+    calib = mca_energy_calibration(ch, cfg.detectors)
     if calib is None:
         raise Missing(f"no energy_calibration for detector {ch.group} (detectors.<name>.energy_calibration)")
     channels = np.arange(int(ch.point_shape[-1]), dtype=float)
