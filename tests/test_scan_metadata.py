@@ -1,8 +1,8 @@
 """Metadata BLISS sends that ESRF's writer loses or places by ICAT's rules, replayed
 through a real Redis: the ESRF data policy's ``dataset_metadata_snapshot`` (Sample*
 fields where ICAT's definitions put them, the rest under their ICAT names), the user
-keys of ``scan_info={...}``, and ``writer_options.separate_scan_files`` (not honoured,
-said once)."""
+keys of ``scan_info={...}``, and ``writer_options.separate_scan_files`` (each scan in its
+own file, linked from the dataset file)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 
 from conftest import read_file
@@ -156,23 +158,27 @@ def test_user_scan_info_is_kept_in_a_collection(harness):
     assert nexus_errors(state.file) == []
 
 
-def test_separate_scan_files_is_not_honoured_and_said_once(harness):
+def test_separate_scan_files_put_the_scan_in_its_folder_linked_from_the_dataset(harness):
     rec = harness.recording("03_ascan")
+    dataset_file = Path(rec.identity["path"])
+    scan_dir = dataset_file.parent / f"scan{rec.number:04d}"
 
     def edit(info):
         info["writer_options"] = {"chunk_options": {}, "separate_scan_files": True}
+        info["images_path"] = str(scan_dir / "{img_acq_device}_")
         return info
 
     _edit_info(rec, edit)
     state = harness.state(harness.publish(rec))
     assert state.status == "SUCCEEDED", state
-    assert state.file == rec.identity["path"]  # the dataset file, as without the option
-    said = [w for w in state.warnings if "separate_scan_files" in w]
-    assert len(said) == 1 and "not honoured" in said[0], state.warnings
-    lines = [line for line in harness.caplog.text.splitlines() if "writer_options.separate_scan_files" in line]
-    assert len(lines) == 1 and "WARNING" in lines[0], lines
-    with read_file(state.file) as f:
-        warnings = [_text(w) for w in f[f"{rec.number}.1/writer/warnings"][()]]
-        assert warnings == said
-    assert not list(Path(state.file).parent.rglob("bliss_master.h5"))
-
+    scan_file = scan_dir / "bliss_master.h5"
+    assert state.file == str(scan_file)  # the data are in the scan's own file ...
+    entry = f"{rec.number}.1"
+    with read_file(scan_file) as f:
+        assert np.array_equal(f[f"{entry}/measurement/robx"][()], rec.stream("axis:robx").data)
+    with read_file(dataset_file) as f:  # ... and the dataset file links its entry there
+        link = f.get(entry, getlink=True)
+        assert isinstance(link, h5py.ExternalLink)
+        assert link.filename == f"scan{rec.number:04d}/bliss_master.h5" and link.path == f"/{entry}"
+        assert np.array_equal(f[f"{entry}/measurement/robx"][()], rec.stream("axis:robx").data)
+    assert not any("separate_scan_files" in w for w in state.warnings)

@@ -75,7 +75,6 @@ def plan_scan(desc: ScanDescription, config: BeamlineConfig | None = None) -> Sc
         by_name[ch.entry].channels.append(ch)
     warnings = [f"{c.stream}: {c.note}" for c in channels if c.note]
     warnings += [f"stream {name!r} not written: {why}" for name, why in skipped.items()]
-    warnings += metadata.unhonoured_writer_options(desc.info)
     subscans = [s.name for s in desc.streams if s.kind == "scan_sequence"]
     if len(entries) > 1:
         entries = [e for e in entries if e.channels] or entries[:1]

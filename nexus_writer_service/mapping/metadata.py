@@ -386,17 +386,3 @@ def user_scan_info(info: dict, warnings: list | None = None) -> Group | None:
     grp = nxdict_to_group({k: info[k] for k in keys}, "NXcollection", warnings)
     grp.attributes["NX_class"] = "NXcollection"  # a user's '@NX_class' key does not change what it is
     return None if is_empty(grp) else grp
-
-
-def unhonoured_writer_options(info: dict) -> list[str]:
-    """Warnings for BLISS writer_options this writer does not follow (said once per scan).
-
-    ``separate_scan_files`` (ESRF's writer: each scan in its own
-    ``<scan folder>/bliss_master.h5``, the dataset file linking to it) is not honoured:
-    every scan is written into the file BLISS names, as without the option.
-    """
-    options = info.get("writer_options")
-    if isinstance(options, dict) and options.get("separate_scan_files"):
-        return ["writer_options.separate_scan_files is not honoured: the scan is written "
-                "into the dataset file BLISS names"]
-    return []

@@ -113,6 +113,33 @@ def target_file(desc: ScanDescription, base_path: str, template: str) -> tuple[s
     return path, True
 
 
+def scan_file(info: dict, dataset_file: str) -> str | None:
+    """Where the scan's own entries go when BLISS asks for separate scan files (its
+    ``writer_options.separate_scan_files``), None otherwise (the dataset file).
+
+    As ESRF's writer places it: ``bliss_master.h5`` (the dataset file's extension) in the
+    scan's folder, i.e. the folders of ``images_path`` below the dataset file's folder up to
+    the first one still holding a ``{field}``; the dataset file links each entry there.
+    """
+    options = info.get("writer_options")
+    images_path = info.get("images_path")
+    if not (isinstance(options, dict) and options.get("separate_scan_files")):
+        return None
+    if not isinstance(images_path, str) or not images_path:
+        return None
+    root = os.path.dirname(dataset_file)
+    parts = []
+    for part in os.path.relpath(checked_path(images_path), root).split(os.sep):
+        if "{" in part:
+            break
+        if part in ("..", "."):  # the scan folder stays below the dataset's
+            return None
+        if part:
+            parts.append(part)
+    ext = os.path.splitext(dataset_file)[1] or ".h5"
+    return os.path.join(root, *parts, "bliss_master" + ext)
+
+
 def checked_path(path: str) -> str:
     """``path`` normalised; PathRefused if it is relative or holds a NUL."""
     if "\0" in path:

@@ -32,8 +32,8 @@ from ..states import FAILED, FINAL_STATES, INCOMPLETE, SKIPPED, SUCCEEDED, WRITI
 from ..mapping.nexus import group, link
 from ..transport.scans import CLOSED, PREPARED, REDIS_DOWN, ScanSource
 from .config import WriterConfig
-from .masterfiles import master_links, update_master_files
-from .paths import target_file
+from .masterfiles import MasterLink, master_links, update_master_files
+from .paths import scan_file, target_file
 from .salvage import salvage
 from .scheduler import NO_SLOT
 
@@ -142,7 +142,9 @@ class ScanWriter:
             self.state.status = SKIPPED
             self.log.info("not saved (save=False): nothing written")
             return
-        path, from_template = target_file(desc, self.config.base_path, self.config.default_path_template)
+        dataset_file, from_template = target_file(desc, self.config.base_path, self.config.default_path_template)
+        # BLISS's separate_scan_files: the entries in the scan's own file, linked from the dataset's
+        path = scan_file(desc.info, dataset_file) or dataset_file
         self.state.file = path
         self._beamline = self._beamline_config(desc.info)
         plan = self._plan = layout.plan_scan(desc, self._beamline)
@@ -151,7 +153,7 @@ class ScanWriter:
         for w in plan.warnings:
             self.log.warning(w)
         self._create(path, plan, desc)
-        self._link_master_files(desc, path)
+        self._link_master_files(desc, dataset_file, path)
         where = " (no file named by BLISS: default template)" if from_template else ""
         self.log.info("writing %s in %s%s", ", ".join(self.state.entries), path, where)
         self.state.status = WRITING
@@ -218,9 +220,13 @@ class ScanWriter:
                 raise AlreadyWritten(f"entry {name} was already written ({status})", status)
         return True
 
-    def _link_master_files(self, desc: ScanDescription, path: str) -> None:
-        """ESRF data policy: the scan appears in its collection and proposal files as it starts."""
-        links = master_links(desc, path, self.state.entries)
+    def _link_master_files(self, desc: ScanDescription, dataset_file: str, path: str) -> None:
+        """The scan appears in the files that link it as it starts: the dataset file when the
+        scan has its own (separate scan files), the ESRF data policy's collection and proposal
+        files."""
+        links = master_links(desc, dataset_file, self.state.entries)
+        if path != dataset_file:
+            links = [MasterLink(dataset_file, entry, path, entry) for entry in self.state.entries] + links
         if not links:
             return
         try:
