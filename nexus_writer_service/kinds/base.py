@@ -63,6 +63,8 @@ class StreamKind:
     appends: ClassVar[bool] = False
     #: it is read while the scan runs (its events reach ``on_events``)
     follows: ClassVar[bool] = True
+    #: its events are cumulative statuses: only the newest one is read each time
+    cumulative: ClassVar[bool] = False
     #: it has a place under ``instrument/`` (a ``ChannelPlan``)
     has_channel: ClassVar[bool] = True
     #: role of its channel ("lima": frames in detector files; None: from BLISS's naming)

@@ -144,12 +144,12 @@ def frames_external(frames: Frames, file_dir: str) -> ExternalBinaryDataset | No
 
 
 def frame_nodes(entry: str, ch: ChannelPlan, frames: Frames, file_dir: str, info: dict,
-                extra: dict | None = None, data=None) -> tuple[dict, tuple | None]:
+                extra: dict | None = None, data=None, with_uris: bool = True) -> tuple[dict, tuple | None]:
     """(entry-relative nodes, image plot) for one detector's frames in its files.
 
-    The detector group (data, one URL per frame, counts, format), its measurement
-    link, and an ``images`` plot (in the mesh's shape for a mesh). ``data``: the
-    frames' dataset when the kind built it itself.
+    The detector group (data, one URL per frame unless ``with_uris`` is False, counts,
+    format), its measurement link, and an ``images`` plot (in the mesh's shape for a
+    mesh). ``data``: the frames' dataset when the kind built it itself.
     """
     det = group("NXdetector", dict(extra or {}))
     fmt = frames.refs[0][0] if frames.refs else ""
@@ -161,7 +161,8 @@ def frame_nodes(entry: str, ch: ChannelPlan, frames: Frames, file_dir: str, info
         external = frames_external(frames, file_dir)
         if external is not None:
             det.children["data"] = external
-    det.children["frame_uris"] = field(uris(frames.refs, file_dir) or [""])
+    if with_uris:
+        det.children["frame_uris"] = field(uris(frames.refs, file_dir) or [""])
     det.children["frames_acquired"] = field(frames.acquired)
     det.children["frames_saved"] = field(frames.saved)
     if fmt:

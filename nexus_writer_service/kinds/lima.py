@@ -43,6 +43,7 @@ def frame_references(lima_info: dict, count: int) -> list[tuple[str, str, str, i
 class Lima(StreamKind):
     name = "lima"
     priority = 20
+    cumulative = True  # each status says all: the newest one is enough
     role = "lima"
 
     @classmethod

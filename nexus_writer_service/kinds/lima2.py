@@ -90,6 +90,7 @@ _RECEIVER = re.compile(r".*_(\d+)_(\d+)\.h5$")
 class Lima2(StreamKind):
     name = "lima2"
     priority = 20
+    cumulative = True  # each status says all: the newest one is enough
     role = "lima"
 
     @classmethod
@@ -226,7 +227,8 @@ class Lima2(StreamKind):
             extra["sparse"] = ExternalLink(target_file=relative(self.master[0], ctx.file_dir),
                                            target_path=self.master[1])
             frames = Frames(max(self.acquired, saved), self.stream.dtype or "float32", (), [])
-            nodes, plot = frame_nodes(ctx.entry, ctx.channel, frames, ctx.file_dir, ctx.info, extra)
+            nodes, plot = frame_nodes(ctx.entry, ctx.channel, frames, ctx.file_dir, ctx.info, extra,
+                                      with_uris=False)
             missing = max(0, self.acquired - saved)
             if missing:
                 warnings.append(f"{name}: {missing} of {self.acquired} sparse frames not in the master file")
@@ -252,7 +254,8 @@ class Lima2(StreamKind):
                 warnings.append(f"{name}: no master file at {self.master[0]}: frames referenced from "
                                 f"{len({r[1] for r in refs})} receiver files, order assumed round robin")
         frames = Frames(max(self.acquired, len(refs)), dtype or "uint16", frame_shape, refs, src_prefix=prefix)
-        nodes, plot = frame_nodes(ctx.entry, ctx.channel, frames, ctx.file_dir, ctx.info, extra, data=data)
+        nodes, plot = frame_nodes(ctx.entry, ctx.channel, frames, ctx.file_dir, ctx.info, extra, data=data,
+                                  with_uris=False)  # the VDS and the master link say it all
         if frames.missing:
             warnings.append(f"{name}: {frames.missing} of {frames.acquired} frames were never saved "
                             f"by the detector (fill value in the data)")

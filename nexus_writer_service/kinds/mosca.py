@@ -48,6 +48,7 @@ def spectra_file(mosca: dict, number: int) -> str:
 class Mosca(StreamKind):
     name = "mosca"
     priority = 20
+    cumulative = True  # each status says all: the newest one is enough
     role = "spectrum_files"
 
     @classmethod
@@ -109,12 +110,12 @@ class Mosca(StreamKind):
         if frames.missing:
             why = "saving disabled" if not self.saving else "never saved by MOSCA"
             warnings.append(f"{name}: {frames.missing} of {frames.acquired} spectra {why} (fill value in the data)")
-        nodes, _ = frame_nodes(ctx.entry, ch, frames, ctx.file_dir, ctx.info)
+        # no URL per spectrum: 4 x 20,000 strings say what the virtual dataset says
+        nodes, _ = frame_nodes(ctx.entry, ch, frames, ctx.file_dir, ctx.info, with_uris=False)
         det = nodes[f"instrument/{ch.group}"]
         # spectra, not images: in the MCA's group beside its statistics, no image plot
         children = det.children
         data = children.pop("data", None)
-        children["spectrum_uris"] = children.pop("frame_uris")
         children["spectra_read"] = children.pop("frames_acquired")
         children["spectra_saved"] = children.pop("frames_saved")
         children.pop("file_format", None)

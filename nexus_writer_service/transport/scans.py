@@ -194,18 +194,20 @@ class ScanSource:
         return dict(self.scan.info)
 
     # -- data --------------------------------------------------------------
-    def follow(self, names: list[str]) -> None:
+    def follow(self, names: list[str], last_only: frozenset | set = frozenset()) -> None:
         """Read these streams' raw events (numeric points or JSON documents) from now on.
 
         Raw: blissdata's plain ``Stream`` over each event stream, whatever its plugin
         class would do (fetch frames from a detector server, or read trimmed points
-        back from the file we are writing).
+        back from the file we are writing). ``last_only``: streams whose events are
+        cumulative statuses: only the newest is read each time (100,000 Lima2 progress
+        ticks are one Redis read each time, not 100,000 decoded events).
         """
         streams = []
         for n in names:
             events = self.scan.streams[n].event_stream
             _guard_decoding(events, n)
-            streams.append(RawStream(events))
+            streams.append(LastOnlyStream(events) if n in last_only else RawStream(events))
         self._cursors = BoundedCursorGroup(streams) if streams else None
 
     def close(self) -> None:
@@ -267,6 +269,13 @@ class ScanSource:
     def child_path(self, key: str) -> tuple[str | None, int]:
         child = self.ds.load_scan(key)
         return child.path, child.number
+
+
+class LastOnlyStream(RawStream):
+    """A raw stream of which only the newest event matters (blissdata reads the last entry)."""
+
+    def _need_last_only(self, last_only):
+        return True
 
 
 class BoundedCursorGroup(CursorGroup):
@@ -337,7 +346,9 @@ class BoundedCursorGroup(CursorGroup):
 
     def _plan(self) -> list[tuple[dict, int]]:
         """The XREADs of one call, in order: (cursors, entries asked per stream)."""
-        active = self._active_cursors
+        active = {k: c for k, c in self._active_cursors.items() if not c._hl_stream._need_last_only(False)}
+        if not active:
+            return []
         sealed = {k: c for k, c in active.items() if c._ll_eos}
         known, unknown = [], []
         for key, cursor in active.items():
@@ -370,11 +381,19 @@ class BoundedCursorGroup(CursorGroup):
             return super().read(block=block, timeout=timeout, last_only=last_only)
         if not self._active_cursors:
             raise EndOfStream("All streams have been read until the end")
-        groups = self._plan()
         self.requests = []
         views: dict = {}
+        last = {k: c for k, c in self._active_cursors.items() if c._hl_stream._need_last_only(False)}
+        if last:  # statuses: their newest entry, one small read whatever was sent meanwhile
+            views.update(self._create_data_views(self._read_last_event_multi(last), True))
+            if views:
+                block = False
+        groups = self._plan()
         ms = int(timeout * 1000) if block else None
-        if len(groups) == 1:
+        if not groups:
+            if not views and block and self._active_cursors:
+                views.update(self._xread(dict(self._active_cursors), ms, 1))
+        elif len(groups) == 1:
             views.update(self._xread(groups[0][0], ms, groups[0][1]))
         else:  # in turn, without waiting; the next call starts with the next group
             for group, count in groups:
@@ -392,7 +411,8 @@ class BoundedCursorGroup(CursorGroup):
 
     def _xread(self, cursors: dict, timeout_ms, count: int) -> dict:
         self.requests.append(([c._hl_stream.name for c in cursors.values()], count))
-        ranges = self._read_next_events_multi(cursors, timeout_ms, count, set())
+        last = {k for k, c in cursors.items() if c._hl_stream._need_last_only(False)}
+        ranges = self._read_next_events_multi(cursors, timeout_ms, count, last)
         return self._create_data_views(ranges, False)
 
 

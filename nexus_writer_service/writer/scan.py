@@ -239,7 +239,7 @@ class ScanWriter:
         """Append data until every stream is sealed and read; False if given up."""
         src = self.source
         events = [n for n, k in self._kinds.items() if k.follows and not k.appends]
-        src.follow(list(self._arrays) + events)
+        src.follow(list(self._arrays) + events, {n for n in events if self._kinds[n].cumulative})
         # a slow scan (long count time) is not a stalled one
         count_time = self._desc.info.get("count_time")
         stall = max(self.config.stall_timeout,
