@@ -44,9 +44,12 @@ class Frames:
     #: extra axes of the detector's dataset between frame index and frame (Lima2: (1,))
     src_prefix: tuple = ()
 
+    #: frames saved when ``refs`` holds only the first (the kind built the dataset itself)
+    saved_count: int | None = None
+
     @property
     def saved(self) -> int:
-        return len(self.refs)
+        return len(self.refs) if self.saved_count is None else self.saved_count
 
     @property
     def missing(self) -> int:

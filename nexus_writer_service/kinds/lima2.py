@@ -238,22 +238,26 @@ class Lima2(StreamKind):
             shape = master.shape
             frame_shape = tuple(shape[2:]) if len(shape) == 4 and shape[1] == 1 else tuple(shape[1:])
             dtype = master.dtype or self.stream.dtype or "uint16"
-            joined = {f: os.path.join(master_dir, f) for _, f, _, _, _ in master.sources}  # per file, not frame
-            refs = sorted((v, joined[f], d, i, sshape)
-                          for vidx, f, d, sidx, sshape in master.sources for v, i in zip(vidx, sidx))
-            n = max(self.acquired, len(refs))
-            if not mesh_shape(ctx.info):  # a mesh needs its own (slow, fast) layout below
-                data = master_vds(master.sources, master_dir, ctx.file_dir, n, frame_shape, dtype,
-                                  fill_value(dtype))
-            prefix = tuple(refs[0][4][1:len(refs[0][4]) - len(frame_shape)]) if refs else ()
-            refs = [("HDF5", f, d, i) for _, f, d, i, _ in refs]
+            saved = sum(len(vidx) for vidx, *_ in master.sources)
+            first = master.sources[0]
+            prefix = tuple(first[4][1:len(first[4]) - len(frame_shape)])
+            if mesh_shape(ctx.info):  # a mesh needs its (slow, fast) layout: frame by frame
+                joined = {f: os.path.join(master_dir, f) for _, f, _, _, _ in master.sources}  # per file
+                refs = [("HDF5", f, d, i) for _, f, d, i in sorted(
+                    (v, joined[f], d, i) for vidx, f, d, sidx, _ in master.sources for v, i in zip(vidx, sidx))]
+            else:  # one strided source per receiver file; no list of 100,000 references
+                data = master_vds(master.sources, master_dir, ctx.file_dir, max(self.acquired, saved),
+                                  frame_shape, dtype, fill_value(dtype))
+                refs = [("HDF5", os.path.join(master_dir, first[1]), first[2], first[3][0])]
         else:
             receivers = ctx.files.get(queries["receivers"], []) if "receivers" in queries else []
             refs, frame_shape, dtype, prefix = self._round_robin(receivers)
             if refs:
                 warnings.append(f"{name}: no master file at {self.master[0]}: frames referenced from "
                                 f"{len({r[1] for r in refs})} receiver files, order assumed round robin")
-        frames = Frames(max(self.acquired, len(refs)), dtype or "uint16", frame_shape, refs, src_prefix=prefix)
+        saved = len(refs) if data is None else saved
+        frames = Frames(max(self.acquired, saved), dtype or "uint16", frame_shape, refs, src_prefix=prefix,
+                        saved_count=None if data is None else saved)
         nodes, plot = frame_nodes(ctx.entry, ctx.channel, frames, ctx.file_dir, ctx.info, extra, data=data,
                                   with_uris=False)  # the VDS and the master link say it all
         if frames.missing:
