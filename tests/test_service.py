@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
+from browser import chromium, get_json, wait
 from nexus_writer_service.apps.service import ConfigError, load_config, session_specs
 from nexus_writer_service.simulation.recording import load_recording, relocate
 from nexus_writer_service.simulation.replay import publish
-
-
-def _json(url):
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return json.loads(r.read())
-
-
-def _wait(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
@@ -54,13 +37,13 @@ def service(redis_server, tmp_path):
 
 def test_service_restarts_a_killed_session_writer(service, redis_server):
     url, tmp_path = service
-    status = _wait(lambda: (s := _json(url + "status.json"))
+    status = wait(lambda: (s := get_json(url + "status.json"))
                    and all(v["heartbeat"] for v in s["sessions"].values()) and s)
     assert set(status["sessions"]) == {"svc_a", "svc_b"}
     old_pid = status["sessions"]["svc_b"]["pid"]
     os.kill(old_pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    status = _wait(lambda: (s := _json(url + "status.json"))["sessions"]["svc_b"]["pid"] not in (None, old_pid)
+    status = wait(lambda: (s := get_json(url + "status.json"))["sessions"]["svc_b"]["pid"] not in (None, old_pid)
                    and s["sessions"]["svc_b"]["heartbeat"] and s)
     assert time.monotonic() - killed_at < 10  # back within seconds
     b = status["sessions"]["svc_b"]
@@ -70,34 +53,22 @@ def test_service_restarts_a_killed_session_writer(service, redis_server):
     from blissdata.redis_engine.store import DataStore
 
     publish(DataStore(redis_server.url), relocate(load_recording("33_null_ascan"), tmp_path, session="svc_b"))
-    status = _wait(lambda: (s := _json(url + "status.json"))["sessions"]["svc_b"]["scans"]
+    status = wait(lambda: (s := get_json(url + "status.json"))["sessions"]["svc_b"]["scans"]
                    and s["sessions"]["svc_b"]["scans"][0]["status"] == "SUCCEEDED" and s)
     scan = status["sessions"]["svc_b"]["scans"][0]
     assert scan["file"] == f"{tmp_path}/b/svc_b/svc_b_nexus.h5"
     assert os.path.exists(scan["file"])
 
 
-def _browser():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("no headless browser (scripts/setup.sh installs Debian's chromium when run as root)")
-
-
 def test_status_page_in_a_headless_browser(service, redis_server):
     url, tmp_path = service
     from blissdata.redis_engine.store import DataStore
 
-    _wait(lambda: all(v["heartbeat"] for v in _json(url + "status.json")["sessions"].values()))
+    wait(lambda: all(v["heartbeat"] for v in get_json(url + "status.json")["sessions"].values()))
     publish(DataStore(redis_server.url), relocate(load_recording("03_ascan"), tmp_path, session="svc_a"))
-    _wait(lambda: (s := _json(url + "status.json")["sessions"]["svc_a"]["scans"]) and s[0]["status"] == "SUCCEEDED")
+    wait(lambda: (s := get_json(url + "status.json")["sessions"]["svc_a"]["scans"]) and s[0]["status"] == "SUCCEEDED")
     profile = tmp_path / "chromium-profile"
-    out = subprocess.run(
-        [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--dump-dom", url],
-        capture_output=True, text=True, timeout=60)
+    out = chromium(url, profile, "--dump-dom")
     dom = out.stdout
     assert "<h1>NeXus writers</h1>" in dom, out.stderr[-2000:]
     assert "svc_a" in dom and "svc_b" in dom and "alive" in dom

@@ -10,15 +10,11 @@ kept under the test's tmp folder (``page_running.png``, ``page_finished.png``).
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 
 import numpy as np
 import pytest
@@ -27,6 +23,7 @@ from blissdata.redis_engine.store import DataStore
 from nexus_writer_service.service import plots
 from nexus_writer_service.service.plots import PlotSource, choose, decimate, svg
 from nexus_writer_service.service.web import render
+from browser import chromium, get_json, wait
 from nexus_writer_service.simulation.recording import load_recording, relocate
 from nexus_writer_service.simulation.replay import ScanPublisher, publish
 from nexus_writer_service.transport.scans import ScanSource
@@ -37,43 +34,12 @@ DIODE = "simulation_diode_sampling_controller:diode1"
 N = 240
 
 
-def _json(url):
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return json.loads(r.read())
-
-
-def _wait(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
-def _browser():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("no headless browser (scripts/setup.sh installs Debian's chromium when run as root)")
-
-
-def _chromium(url, profile, *args):
-    return subprocess.run(
-        [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", f"--user-data-dir={profile}", *args, url],
-        capture_output=True, text=True, timeout=60)
-
-
 def _look(url, tmp_path, name):
     """The page's DOM and a screenshot of it (numpy RGB array), both from one browser each."""
-    dom = _chromium(url, tmp_path / f"profile_{name}", "--dump-dom")
+    dom = chromium(url, tmp_path / f"profile_{name}", "--dump-dom")
     assert "<h1>NeXus writers</h1>" in dom.stdout, dom.stderr[-2000:]
     png = tmp_path / f"{name}.png"
-    shot = _chromium(url, tmp_path / f"profile_{name}_shot", f"--screenshot={png}", "--window-size=1500,900")
+    shot = chromium(url, tmp_path / f"profile_{name}_shot", f"--screenshot={png}", "--window-size=1500,900")
     assert png.exists(), shot.stderr[-2000:]
     from PIL import Image
 
@@ -155,7 +121,7 @@ def service(redis_server, tmp_path):
         line = proc.stdout.readline()
         assert line, "service did not start"
     url = line.split("status page on ")[1].strip()
-    _wait(lambda: _json(url + "status.json")["sessions"][SESSION]["heartbeat"])
+    wait(lambda: get_json(url + "status.json")["sessions"][SESSION]["heartbeat"])
     yield url
     proc.send_signal(signal.SIGTERM)
     proc.wait(30)
@@ -166,7 +132,7 @@ def test_page_draws_running_and_finished_scans(service, redis_server, tmp_path):
     url = service
     ds = DataStore(redis_server.url)
     publish(ds, relocate(load_recording("03_ascan"), tmp_path, session=SESSION, number=1))
-    _wait(lambda: (s := _json(url + "status.json")["sessions"][SESSION]["scans"]) and s[0]["status"] == "SUCCEEDED")
+    wait(lambda: (s := get_json(url + "status.json")["sessions"][SESSION]["scans"]) and s[0]["status"] == "SUCCEEDED")
 
     pub = ScanPublisher(ds, _long_ascan(tmp_path, 2), batch_size=20).create().prepare().start()
     try:
@@ -181,7 +147,7 @@ def _look_while_running_then_finished(url, tmp_path, pub):
     for stop in (100, 180):  # two moments of the running scan: the plot follows it
         pub.send_data(stop_after=stop, start_at=shown[-1] if shown else 0)
         pub.join()
-        status = _wait(lambda: (s := _json(url + "status.json")["sessions"][SESSION]["scans"])
+        status = wait(lambda: (s := get_json(url + "status.json")["sessions"][SESSION]["scans"])
                        and s[0]["key"] == pub.key and max(s[0]["written"].values(), default=0) >= stop
                        and s[0]["plot"] and s[0]["plot"]["total"] >= stop and s)
         running = status[0]
@@ -208,7 +174,7 @@ def _look_while_running_then_finished(url, tmp_path, pub):
 
     pub.send_data(start_at=shown[-1])
     pub.end()
-    status = _wait(lambda: (s := _json(url + "status.json")["sessions"][SESSION]["scans"])
+    status = wait(lambda: (s := get_json(url + "status.json")["sessions"][SESSION]["scans"])
                    and s[0]["status"] == "SUCCEEDED" and s)
     final = status[0]["plot"]
     assert not final["live"] and final["total"] == N and len(final["y"]) == N

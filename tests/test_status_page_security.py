@@ -16,29 +16,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import pytest
 import redis
 
+from browser import chromium, get_text
 from nexus_writer_service.simulation.redis_server import RedisServer
 from nexus_writer_service.transport.status import StatusPublisher, StatusReader
 
 PASSWORD = "s3cr3t-Pw-nxw"
 INJECTED = "<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">"
-
-
-def _browser():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("no headless browser (scripts/setup.sh installs Debian's chromium when run as root)")
-
-
-def _json(url):
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return r.read().decode()
 
 
 @pytest.fixture
@@ -78,11 +65,7 @@ def test_page_escapes_redis_content_and_hides_the_password(private_redis, tmp_pa
             "file": "<u id='file'>f</u>", "entries": ["<s id='entry'>1.1</s>"],
             "warnings": ["<em id='warn'>w</em>"], "error": "<script>document.title='pwned'</script>"})
 
-        dom = subprocess.run(
-            [_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page],
-            capture_output=True, text=True, timeout=60)
+        dom = chromium(page, tmp_path / "profile", "--dump-dom")
         text = dom.stdout
         assert "<h1>NeXus writers</h1>" in text, dom.stderr[-2000:]
         # nothing ran: the body has no attribute set by the image's onerror, the title is ours
@@ -95,7 +78,7 @@ def test_page_escapes_redis_content_and_hides_the_password(private_redis, tmp_pa
         assert "id='n'" not in text.replace("&#x27;", "'").replace("&#39;", "'")
         assert "id=&#x27;n&#x27;" not in text and "id=&#39;n&#39;" not in text
 
-        status = _json(page + "status.json")
+        status = get_text(page + "status.json")
         for where, content in (("page", text), ("status.json", status)):
             assert PASSWORD not in content, where
         assert json.loads(status)["redis_url"] == shown
