@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -91,15 +90,10 @@ class RealStack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     t0 = time.monotonic()
-    build = subprocess.run(["bash", str(REPO / "scripts" / "bliss_env.sh")], capture_output=True, text=True)
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    from beacon import CONFIG_DIR, running_beacon
+    from beacon import prepare, running_beacon
 
     tmp = tmp_path_factory.mktemp("real_bliss")
-    # the repo's Beacon config plus a root node naming the beamline (instrument_info)
-    config = tmp / "config"
-    shutil.copytree(CONFIG_DIR, config)
-    (config / "__init__.yml").write_text(f"beamline: {BEAMLINE}\ninstrument: {INSTRUMENT}\n")
+    config = prepare(tmp, BEAMLINE, INSTRUMENT)  # BLISS built once; the repo's Beacon config
     with running_beacon(tmp / "beacon", config_dir=config) as beacon:
         s = RealStack(tmp, beacon)
         s.start_writer()

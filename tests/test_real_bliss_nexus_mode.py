@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -148,14 +147,10 @@ class NexusModeStack:
 def stack(tmp_path_factory):
     t0 = time.monotonic()
     before = os.environ.get("TANGO_HOST")
-    build = subprocess.run(["bash", str(REPO / "scripts" / "bliss_env.sh")], capture_output=True, text=True)
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    from beacon import CONFIG_DIR, running_beacon
+    from beacon import prepare, running_beacon
 
     tmp = tmp_path_factory.mktemp("real_bliss_nexus")
-    config = tmp / "config"
-    shutil.copytree(CONFIG_DIR, config)
-    (config / "__init__.yml").write_text(f"beamline: {BEAMLINE}\ninstrument: {INSTRUMENT}\n")
+    config = prepare(tmp, BEAMLINE, INSTRUMENT)  # BLISS built once; the repo's Beacon config
     with running_beacon(tmp / "beacon", config_dir=config, tango=True) as beacon:
         s = NexusModeStack(tmp, beacon)
         registered = s.run("RegisterNexusWriter", SESSION, "--domain", BEAMLINE, "--instance", INSTANCE,

@@ -99,6 +99,19 @@ class ScriptResult:
     stderr: str
 
 
+def prepare(tmp: Path, beamline: str, instrument: str) -> Path:
+    """BLISS 2.2.1 built (once; ``scripts/bliss_env.sh``) and a copy of the test Beacon
+    config under ``tmp`` with a root node naming the beamline (instrument_info)."""
+    import shutil
+
+    build = subprocess.run(["bash", str(REPO / "scripts" / "bliss_env.sh")], capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    config = tmp / "config"
+    shutil.copytree(CONFIG_DIR, config)
+    (config / "__init__.yml").write_text(f"beamline: {beamline}\ninstrument: {instrument}\n")
+    return config
+
+
 def venv_site_packages(bliss_venv: Path) -> Path:
     found = sorted(Path(bliss_venv).glob("lib/python3*/site-packages"))
     if not found:
