@@ -78,6 +78,17 @@ class Bench:
         session = f"bench_{sc.name.lower()}_{kind}_{repeat}_{uuid.uuid4().hex[:4]}"
         return session, self.root / f"{sc.name}-{repeat}-{kind}"
 
+    @staticmethod
+    def _check_files(rec: dict, recs: list, keys: list, t1, done: int) -> dict:
+        """Every point of the written files checked (``rec``: size, check, ok)."""
+        v = verify(recs[0].identity["path"], recs)
+        rec["size_mb"] = v["size_mb"]
+        rec["check"] = describe(v)
+        if t1 is None:
+            rec["check"] = f"{done}/{len(keys)} scans finished; " + rec["check"]
+        rec["ok"] = bool(v["ok"] and t1 is not None)
+        return v
+
     # -- one writer on one throughput scenario -------------------------------------------
     def drain(self, sc: Scenario, kind: str, repeat: int) -> list[dict]:
         session, wdir = self._session(sc, kind, repeat)
@@ -105,16 +116,10 @@ class Bench:
             rec["cpu_s"] = w.cpu_since_resume()
             rec["rss_mb"] = w.peak_rss_mb()
             w.stop()
-            path = recs[0].identity["path"]
-            v = verify(path, recs)
-            rec["size_mb"] = v["size_mb"]
-            rec["check"] = describe(v)
-            if t1 is None:
-                rec["check"] = f"{done}/{len(keys)} scans finished; " + rec["check"]
-            else:
+            v = self._check_files(rec, recs, keys, t1, done)
+            if t1 is not None:
                 rec["seconds"] = t1 - t0
                 rec["per_scan_ms"] = rec["seconds"] / len(keys) * 1000
-            rec["ok"] = bool(v["ok"] and t1 is not None)
             if w.cpu_while_paused > 0.05 or w.state_before_resume != "T":
                 rec["ok"] = False  # it wrote before the clock started: no figure
                 rec["check"] = (f"pause did not hold (state {w.state_before_resume}, "
@@ -221,17 +226,12 @@ class Bench:
             rec["cpu_s"] = w.cpu_seconds() - cpu0
             rec["rss_mb"] = w.peak_rss_mb()
             w.stop()
-            v = verify(recs[0].identity["path"], recs)
-            rec["size_mb"] = v["size_mb"]
-            rec["check"] = describe(v)
-            if t1 is None:
-                rec["check"] = f"{done}/{len(keys)} scans finished; " + rec["check"]
-            else:
+            v = self._check_files(rec, recs, keys, t1, done)
+            if t1 is not None:
                 rec["seconds"] = t1 - t0
                 rec["catchup_s"] = t1 - t_end
                 # the writer's own cost per scan: its CPU time (the wall time is the publisher's)
                 rec["per_scan_ms"] = rec["cpu_s"] / len(keys) * 1000
-            rec["ok"] = bool(v["ok"] and t1 is not None)
             if kind == "ours" and sc.compare:
                 read = self._child("benchmarks.bound", "read", self.url, *keys)
                 records.append(self._bound(sc, repeat, recs, v, wdir, read))
