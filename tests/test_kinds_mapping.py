@@ -134,3 +134,11 @@ def test_unsupported_kind_is_never_accounted():
     k = kinds.handler(describe_stream("f:x", {"plugin": "future"}, NUM))
     out = k.finish(kinds.Context(entry="1.1", channel=None, file_dir="", info={}))
     assert not out.accounted and "future" in out.warnings[0] and "f:x" in out.warnings[0]
+
+
+def test_sequence_children_trimmed_from_redis_are_missing():
+    k = kinds.handler(describe_stream("SUBSCANS", {"plugin": "scan_sequence", "format": "subscan"}, JSON))
+    k.on_events([{"key": "esrf:scan:b", "scan_number": 5}], lost=1)
+    out = k.finish(kinds.Context(entry="4.1", channel=None, file_dir="", info={}))
+    assert k.children == [("esrf:scan:b", 5)]
+    assert (out.written, out.missing) == (1, 1) and "trimmed" in out.warnings[0]

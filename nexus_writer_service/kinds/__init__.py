@@ -71,8 +71,17 @@ def classify(desc: ScanDescription) -> ScanDescription:
 
 def appends(kind: str) -> bool:
     """True for kinds whose events are the points (appended to growing datasets)."""
+    return _flag(kind, "appends")
+
+
+def live_group(kind: str) -> bool:
+    """True for kinds whose live views need their channel's group from the start."""
+    return _flag(kind, "live_group")
+
+
+def _flag(kind: str, name: str) -> bool:
     try:
-        return by_name(kind).appends
+        return bool(getattr(by_name(kind), name))
     except KeyError:
         return False
 

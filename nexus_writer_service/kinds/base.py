@@ -65,6 +65,8 @@ class StreamKind:
     follows: ClassVar[bool] = True
     #: its events are cumulative statuses: only the newest one is read each time
     cumulative: ClassVar[bool] = False
+    #: its ``live`` views go into its channel's group, made with the entry
+    live_group: ClassVar[bool] = False
     #: it has a place under ``instrument/`` (a ``ChannelPlan``)
     has_channel: ClassVar[bool] = True
     #: role of its channel ("lima": frames in detector files; None: from BLISS's naming)

@@ -91,6 +91,7 @@ class Lima2(StreamKind):
     name = "lima2"
     priority = 20
     cumulative = True  # each status says all: the newest one is enough
+    live_group = True
     role = "lima"
 
     @classmethod

@@ -49,6 +49,7 @@ class Mosca(StreamKind):
     name = "mosca"
     priority = 20
     cumulative = True  # each status says all: the newest one is enough
+    live_group = True
     role = "spectrum_files"
 
     @classmethod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..descriptions import StreamDescription
 from . import register
-from .base import StreamKind
+from .base import Context, Outcome, StreamKind
 
 
 @register
@@ -25,8 +25,10 @@ class ScanSequence(StreamKind):
         super().__init__(stream)
         #: (child scan key, scan number) in announcement order
         self.children: list[tuple[str, int]] = []
+        self.lost = 0
 
     def on_events(self, events, lost: int = 0) -> None:
+        self.lost += lost  # children announced, then trimmed from Redis before we read them
         for event in events:
             if isinstance(event, dict) and event.get("key"):
                 try:
@@ -37,3 +39,10 @@ class ScanSequence(StreamKind):
 
     def progress(self) -> int:
         return len(self.children)
+
+    def finish(self, ctx: Context) -> Outcome:
+        if not self.lost:
+            return Outcome(written=len(self.children))
+        return Outcome(written=len(self.children), missing=self.lost, warnings=[
+            f"{self.stream.name}: {self.lost} child scans announced but trimmed from Redis before "
+            f"they were read: not linked"])

@@ -29,6 +29,12 @@ def _appends(kind: str) -> bool:
     return kinds.appends(kind)
 
 
+def _live_group(kind: str) -> bool:
+    from .. import kinds
+
+    return kinds.live_group(kind)
+
+
 @dataclass
 class EntryPlan:
     name: str
@@ -102,7 +108,7 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
     })
     for ch in entry.channels:
         if not _appends(ch.kind):  # its kind adds its nodes (live and final)
-            if ch.role == "spectrum_files" or ch.kind == "lima2":  # views grow in it while saved
+            if _live_group(ch.kind):  # its views grow in the group while the detector saves
                 root.children["instrument"].children.setdefault(ch.group, group(ch.nx_class))
             continue
         grp = root.children["instrument"].children.get(ch.group)

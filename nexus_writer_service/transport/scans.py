@@ -24,6 +24,9 @@ _logger = logging.getLogger(__name__)
 
 PREPARED, CLOSED = BlissScanState.PREPARED, BlissScanState.CLOSED
 
+#: a published length Redis could not give (never taken as "nothing was published")
+UNCHECKED = -1
+
 #: what Redis raises when it is unreachable: the layers above retry on these
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
@@ -218,12 +221,20 @@ class ScanSource:
         """New data of the followed streams; raises EndOfStream when all are sealed and read."""
         if self._cursors is None:
             raise EndOfStream
+        out: dict[str, Batch] = {}
         try:
             views = self._cursors.read(block=True, timeout=timeout)
-        except UndecodableStream as bad:
+        except UndecodableStream as bad:  # blissdata's own read (not bounded)
             self._cursors.drop(bad.name)
-            return {bad.name: Batch(None, error=bad.reason)}
-        out = {}
+            views = {}
+            self._cursors.undecodable[bad.name] = bad.reason
+        except EndOfStream:
+            if not self._cursors.undecodable:
+                raise
+            views = {}  # the last stream followed was dropped: say why first
+        for name, reason in self._cursors.undecodable.items():
+            out[name] = Batch(None, error=reason)
+        self._cursors.undecodable.clear()
         for stream, view in views.items():
             try:
                 out[stream.name] = Batch(view.get_data())
@@ -239,7 +250,7 @@ class ScanSource:
     def published_lengths(self, known: dict[str, int] | None = None) -> dict[str, int | None]:
         """Events in every stream of the scan, from a load made after it closed (a stale
         one may lack streams); None for a stream whose Redis key is gone (deleted or
-        evicted: what it held is lost).
+        evicted: what it held is lost); ``UNCHECKED`` where Redis could not say.
 
         ``known``: lengths already certain (streams read to their sealed end), not asked again.
         """
@@ -253,7 +264,7 @@ class ScanSource:
                 pipe.exists(stream.event_stream.key)
             present = [bool(n) for n in pipe.execute()]
         except redis.RedisError:
-            present = [True] * len(streams)
+            return {name: known.get(name, UNCHECKED) for name, _ in streams}
         for (name, stream), there in zip(streams, present):
             if not there:
                 lengths[name] = None
@@ -263,7 +274,7 @@ class ScanSource:
                 try:
                     lengths[name] = len(stream.event_stream)
                 except redis.RedisError:
-                    lengths[name] = 0
+                    lengths[name] = UNCHECKED
         return lengths
 
     def child_path(self, key: str) -> tuple[str | None, int]:
@@ -316,6 +327,8 @@ class BoundedCursorGroup(CursorGroup):
 
     def __init__(self, streams):
         super().__init__(streams)
+        #: streams dropped because their entries do not decode: why (reported by the next read)
+        self.undecodable: dict[str, str] = {}
         self._bounded = hasattr(self, "_read_next_events_multi") and hasattr(self, "_create_data_views")
         self._turn = 0
         #: what the last read asked Redis: (stream names, entries per stream) of each XREAD
@@ -385,7 +398,8 @@ class BoundedCursorGroup(CursorGroup):
         views: dict = {}
         last = {k: c for k, c in self._active_cursors.items() if c._hl_stream._need_last_only(False)}
         if last:  # statuses: their newest entry, one small read whatever was sent meanwhile
-            views.update(self._create_data_views(self._read_last_event_multi(last), True))
+            views.update(self._safe(lambda cs: self._create_data_views(self._read_last_event_multi(cs), True),
+                                    last))
             if views:
                 block = False
         groups = self._plan()
@@ -409,7 +423,24 @@ class BoundedCursorGroup(CursorGroup):
             raise EndOfStream("All streams have been read until the end")
         return views
 
+    def _safe(self, read, cursors: dict) -> dict:
+        """``read(cursors)``; a stream whose entries do not decode is dropped (its reason kept
+        in ``undecodable``) and the read made again without it: decoding fails before any
+        cursor moves, so the others lose nothing."""
+        cursors = dict(cursors)
+        while cursors:
+            try:
+                return read(cursors)
+            except UndecodableStream as bad:
+                self.undecodable[bad.name] = bad.reason
+                self.drop(bad.name)
+                cursors = {k: c for k, c in cursors.items() if k in self._active_cursors}
+        return {}
+
     def _xread(self, cursors: dict, timeout_ms, count: int) -> dict:
+        return self._safe(lambda cs: self._xread_all(cs, timeout_ms, count), cursors)
+
+    def _xread_all(self, cursors: dict, timeout_ms, count: int) -> dict:
         self.requests.append(([c._hl_stream.name for c in cursors.values()], count))
         last = {k for k, c in cursors.items() if c._hl_stream._need_last_only(False)}
         ranges = self._read_next_events_multi(cursors, timeout_ms, count, last)

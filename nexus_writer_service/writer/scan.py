@@ -30,7 +30,7 @@ from ..metadata.config import BeamlineConfig, ConfigError, merged
 from ..metadata.config import from_dict as config_from_dict
 from ..states import FAILED, FINAL_STATES, INCOMPLETE, SKIPPED, SUCCEEDED, WRITING
 from ..mapping.nexus import group, link
-from ..transport.scans import CLOSED, PREPARED, REDIS_DOWN, ScanSource
+from ..transport.scans import CLOSED, PREPARED, REDIS_DOWN, UNCHECKED, ScanSource
 from .config import WriterConfig
 from .masterfiles import MasterLink, master_links, update_master_files
 from .paths import scan_file, target_file
@@ -246,6 +246,7 @@ class ScanWriter:
                     10 * count_time if isinstance(count_time, (int, float)) else 0)
         last_progress = time.monotonic()
         redis_down = False
+        has_live = bool(self._plan.referenced)  # views that grow while the scan runs
         while True:
             try:
                 batches = src.read(timeout=self.config.read_timeout)
@@ -268,7 +269,7 @@ class ScanWriter:
                 self._append(batches)
             else:
                 self.slot.give()  # no data: waiting (a hung scan must not hold a slot)
-            if self._plan.referenced and time.monotonic() - self._last_live > self.config.flush_period:
+            if has_live and time.monotonic() - self._last_live > self.config.flush_period:
                 self._write_live()  # kinds say None when nothing changed
             if time.monotonic() - self._last_publish > 1.0:  # progress, at most once a second
                 written = self._written()
@@ -380,8 +381,15 @@ class ScanWriter:
                 self._warn(f"{name}: its data are gone from Redis (stream deleted or evicted): "
                            f"{n} points written")
                 ok = False
+            elif published.get(name) == UNCHECKED:
+                self._warn(f"{name}: {n} points written; Redis could not say how many were published")
+                ok = False
             elif n < (published.get(name) or 0):
                 self._warn(f"{name}: {n} points written of {published[name]} published")
+                ok = False
+        for ch in plan.streamed:  # e.g. a resumed entry where something else took its place
+            if ch.stream not in self._arrays:
+                self._warn(f"{ch.stream}: not written (no growing dataset at {ch.entry}/{ch.path})")
                 ok = False
         # never complete without every published stream accounted for (written,
         # referenced, or skipped with a warning): a scan read too early shows fewer
