@@ -8,6 +8,7 @@ what is not its own, and must say at once what it found instead of an HDF5 file.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import time
 import uuid
@@ -290,3 +291,25 @@ def test_what_is_at_the_target_is_said_at_once(make_harness, tmp_path, kind, exp
         assert path.read_text() == "hello, a text file"
     _retarget(rec := harness.recording("03_ascan", number=81), path.parent / "other.h5")
     assert _state(harness, harness.publish(rec)).status == "SUCCEEDED"
+
+
+def test_a_damaged_hdf5_file_with_another_writers_entries_is_never_moved(redis_server, tmp_path, caplog):
+    """Listed in Redis as "left open" (by a killed writer, or by anyone who can write Redis),
+    an HDF5 file holding another program's entries stays where and what it is, even damaged."""
+    from nexus_writer_service.writer.salvage import salvage
+
+    path = tmp_path / "theirs.h5"
+    with h5py.File(path, "w") as f:
+        f["1.1/measurement/x"] = [1.0, 2.0, 3.0]
+        f["1.1/writer_of_theirs"] = "blisswriter"
+        big = f.create_dataset("1.1/measurement/y", data=list(range(2000)), chunks=(100,))
+        offset = big.id.get_chunk_info(5).byte_offset
+    content = bytearray(path.read_bytes())
+    content[offset:offset + 64] = b"\xff" * 64  # damaged: the chunk no longer reads as written
+    path.write_bytes(bytes(content))
+    before = path.read_bytes()
+    log = logging.getLogger("nexus_writer_service")
+    caplog.set_level(logging.INFO, logger="nexus_writer_service")
+    assert salvage(str(path), log, force=True) is None
+    assert path.read_bytes() == before and not list(tmp_path.glob("theirs.damaged-*"))
+    assert "holds entries this writer did not write (1.1)" in caplog.text

@@ -61,7 +61,27 @@ def check(path: str) -> dict:
                 entries[name] = None
             except Exception as exc:
                 entries[name] = f"{type(exc).__name__}: {exc}"
-    return {"open_error": None, "entries": entries}
+        foreign = [name for name in names if not name.startswith("_nxw_staging_") and not _ours(f, name)]
+    return {"open_error": None, "entries": entries, "foreign": foreign}
+
+
+def _ours(f: h5py.File, name: str) -> bool:
+    """The entry carries this writer's note (a damaged one that cannot tell counts as ours:
+    only a readable note of another writer, or none at all, says it is not)."""
+    try:
+        item = f.get(name, getlink=True)
+        if not isinstance(item, h5py.HardLink):
+            return False  # a link: nothing we ever write at the top level
+        writer = f[name].get(f"{NOTE_GROUP}/{NOTE.writer}")
+    except Exception:
+        return True
+    if writer is None:
+        return False
+    try:
+        value = writer[()]
+    except Exception:
+        return True
+    return (value.decode() if isinstance(value, bytes) else str(value)) == "nexus_writer_service"
 
 
 _SIGNATURE = b"\x89HDF\r\n\x1a\n"

@@ -70,6 +70,10 @@ def salvage(path: str, log: logging.Logger | logging.LoggerAdapter,
     damaged = {name: err for name, err in report["entries"].items() if err}
     if report["open_error"] is None and not damaged and not force:
         return None
+    if report.get("foreign"):  # another writer's entries: not ours to move, whatever state
+        log.warning("%s is not moved aside: it holds entries this writer did not write (%s)",
+                    path, ", ".join(report["foreign"][:5]))
+        return None
     aside = _aside_name(path)
     os.rename(path, aside)
     why = report["open_error"] or "; ".join(f"{n}: {e}" for n, e in list(damaged.items())[:3]) or "reads well"
