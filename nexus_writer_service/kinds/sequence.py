@@ -37,12 +37,10 @@ class ScanSequence(StreamKind):
                     number = 0
                 self.children.append((str(event["key"]), number))
 
-    def progress(self) -> int:
-        return len(self.children)
-
     def finish(self, ctx: Context) -> Outcome:
+        # children are scans of their own, not points of this one: nothing counted as written
         if not self.lost:
-            return Outcome(written=len(self.children))
-        return Outcome(written=len(self.children), missing=self.lost, warnings=[
+            return Outcome()
+        return Outcome(missing=self.lost, warnings=[
             f"{self.stream.name}: {self.lost} child scans announced but trimmed from Redis before "
             f"they were read: not linked"])
