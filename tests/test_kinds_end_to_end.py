@@ -1,9 +1,9 @@
 """Each stream kind through real Redis: published as BLISS and the plugins publish it,
 written by the session writer, read back from the file as a user would.
 
-The plugins' stream classes are never needed: every test runs once with the
-blissdata plugin hidden (``MissingPluginStream``) and, when it is installed, once
-with it (Lima2's class then cannot reach a conductor: ``BrokenPluginStream``).
+The writer never builds the plugins' stream classes (``transport/raw_scan.py``):
+the tests that take ``plugin_mode`` run once with the blissdata plugin hidden and,
+when it is installed, once with it, and the file must not differ.
 """
 
 from __future__ import annotations
@@ -106,6 +106,21 @@ def test_lima2_frames_are_referenced_and_read_back(harness, plugin_mode, receive
         assert np.array_equal(f[f"{entry}/measurement/robx"][()], rec.stream("axis:robx").data)
     assert np.array_equal(_read_elsewhere(state.file, f"{entry}/instrument/{det.name}/data"), expected)
     assert nexus_errors(state.file) == []
+
+
+def test_plugins_are_never_built_for_the_writer(harness, caplog):
+    """With blissdata-lima2 installed, its stream class (a tango client of the conductor)
+    would be made at each load of the scan and fail with a logged traceback."""
+    if not plugin_installed("lima2"):
+        pytest.skip("blissdata plugin 'lima2' not installed")
+    det = Lima2Detector(receivers=2, frames_per_file=2)
+    rec = harness.recording("03_ascan")
+    rec = add_lima2(rec, det, _scan_folder(harness, rec))
+    with caplog.at_level("WARNING", logger="blissdata"):
+        state = harness.state(harness.publish(rec))
+    assert state.status == "SUCCEEDED", state
+    plugin_records = [r for r in caplog.records if "plugin" in r.getMessage()]
+    assert plugin_records == [], [r.getMessage() for r in plugin_records]
 
 
 def test_lima2_stopped_early_is_incomplete_with_the_count(harness):

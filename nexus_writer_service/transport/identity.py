@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from blissdata.exceptions import ScanLoadError
 from blissdata.redis_engine.store import DataStore
 
+from .raw_scan import load_scan
+
 
 @dataclass(frozen=True)
 class ScanIdentity:
@@ -63,7 +65,7 @@ def _text(value) -> str:
 def scan_identity(ds: DataStore, key: str) -> ScanIdentity | None:
     """The identity of scan ``key`` (None when it is not, or no longer, in Redis)."""
     try:
-        scan = ds.load_scan(key)
+        scan = load_scan(ds, key)
     except (ScanLoadError, RuntimeError):
         return None
     path = getattr(scan, "path", None)

@@ -19,6 +19,7 @@ from blissdata.streams import CursorGroup
 from blissdata.streams.default import Stream as RawStream
 
 from ..descriptions import ScanDescription, StreamDescription, describe_stream
+from .raw_scan import load_scan
 
 _logger = logging.getLogger(__name__)
 
@@ -32,11 +33,8 @@ REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
 def _describe(name: str, stream) -> StreamDescription:
-    """What a stream says of itself in Redis, without its blissdata plugin class.
-
-    A plugin that is missing here (``MissingPluginStream``) or cannot reach its
-    detector server (``BrokenPluginStream``: Lima2's needs the conductor) is normal:
-    the low-level event stream always reads.
+    """What a stream says of itself in Redis, without its blissdata plugin class
+    (never built here: ``transport.plugins``); the low-level event stream always reads.
     """
     events = stream.event_stream
     return describe_stream(name, events.info, events.encoding)
@@ -127,10 +125,10 @@ class ScanSource:
         """
         deadline = time.monotonic() + timeout
         while True:
-            self.scan, self._loaded = self._loaded or self.ds.load_scan(self.key), None
+            self.scan, self._loaded = self._loaded or load_scan(self.ds, self.key), None
             if self.scan.state >= CLOSED:
                 if not self._info_is_current():
-                    self.scan = self.ds.load_scan(self.key)
+                    self.scan = load_scan(self.ds, self.key)
                 self._final = True
                 return
             if self.scan.state < PREPARED or self.scan.streams or time.monotonic() > deadline:
@@ -256,7 +254,7 @@ class ScanSource:
         """
         known = known or {}
         lengths: dict[str, int | None] = {}
-        scan = self.scan if self._final else self.ds.load_scan(self.key)
+        scan = self.scan if self._final else load_scan(self.ds, self.key)
         streams = list(scan.streams.items())
         try:  # a stream whose key is gone reads as empty and sealed: ask Redis (one round trip)
             pipe = self.ds._redis.pipeline(transaction=False)
@@ -278,7 +276,7 @@ class ScanSource:
         return lengths
 
     def child_path(self, key: str) -> tuple[str | None, int]:
-        child = self.ds.load_scan(key)
+        child = load_scan(self.ds, key)
         return child.path, child.number
 
 
