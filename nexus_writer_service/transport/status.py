@@ -113,6 +113,9 @@ class StatusPublisher:
         #: called (once, from the heartbeat thread) when another writer took the session
         self._on_lost = on_lost or (lambda holder: None)
         self.claimed = False
+        #: another writer took the session: nothing more of it is written to Redis by us
+        self.lost = False
+        self._renewing = threading.Lock()
 
     def _payload(self) -> str:
         return json.dumps(dict(self._identity, time=time.time()))
@@ -164,25 +167,36 @@ class StatusPublisher:
             pass
         self.claimed = False
 
-    def _beat(self) -> None:
-        while not self._stop.is_set():
+    def renew(self) -> bool:
+        """One beat now; False once another writer holds the session (``on_lost`` is then
+        called, once). Also called by a scan that sees Redis back after an outage: its
+        first append must not wait for the next beat to learn the session changed hands."""
+        with self._renewing:
+            if self.lost or not self.claimed:
+                return not self.lost  # never claimed, or released by a clean stop: nothing to renew
             try:
                 ours = self._redis.eval(_RENEW, 1, heartbeat_key(self.session), self._token,
                                         self._payload(), HEARTBEAT_TTL)
             except redis.RedisError:
-                ours = 1  # Redis away: the heartbeat expires, which is the truth
-            if not ours:
-                self.claimed = False
-                try:
-                    holder = json.loads(self._redis.get(heartbeat_key(self.session)) or "{}")
-                except (redis.RedisError, ValueError):
-                    holder = {}
-                self._on_lost(holder)
-                return
+                return True  # Redis away: the heartbeat expires, which is the truth
+            if ours:
+                return True
+            self.lost, self.claimed = True, False
+            try:
+                holder = json.loads(self._redis.get(heartbeat_key(self.session)) or "{}")
+            except (redis.RedisError, ValueError):
+                holder = {}
+        self._on_lost(holder if isinstance(holder, dict) else {})
+        return False
+
+    def _beat(self) -> None:
+        while not self._stop.is_set() and self.renew():
             self._stop.wait(HEARTBEAT_PERIOD)
 
     def scan(self, state) -> None:
         """Publish one scan's state (a dataclass or dict with at least ``key``)."""
+        if self.lost:
+            return  # the writer that took the session over owns its scans' records now
         data = state.to_dict() if hasattr(state, "to_dict") else dict(state)
         data["session"] = self.session
         data["updated"] = time.time()
@@ -198,19 +212,23 @@ class StatusPublisher:
 
     def file_opening(self, path: str) -> None:
         """Said before a file is opened for writing: a kill from now on may damage it."""
+        if self.lost:
+            return  # the set is the new writer's now (it checks what it lists when it starts)
         try:
             self._redis.sadd(open_files_key(self.session), path)
         except redis.RedisError:
             pass  # the files of unfinished scans are checked anyway
 
     def file_closed(self, path: str) -> None:
+        if self.lost:
+            return  # the path may be the new writer's record of the same file
         try:
             self._redis.srem(open_files_key(self.session), path)
         except redis.RedisError:
             pass
 
     def forget_open_files(self, paths) -> None:
-        if paths:
+        if paths and not self.lost:
             self._redis.srem(open_files_key(self.session), *paths)
 
 

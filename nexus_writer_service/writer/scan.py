@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 
 import numpy as np
@@ -50,6 +51,10 @@ class AlreadyWritten(Exception):
         self.status = status
 
 
+class Superseded(Exception):
+    """Another writer took the session over: this scan is its now (it resumes it from the file)."""
+
+
 class ScanLogger(logging.LoggerAdapter):
     """Prefixes ``[session] [scan]``; the prefix is data, never part of the format string.
 
@@ -67,7 +72,8 @@ class ScanLogger(logging.LoggerAdapter):
 
 class ScanWriter:
     def __init__(self, source: ScanSource, files: FileRegistry, config: WriterConfig,
-                 logger: logging.Logger, session: str = "", publish=None):
+                 logger: logging.Logger, session: str = "", publish=None,
+                 superseded: threading.Event | None = None, confirm_claim=None):
         self.source = source
         self.files = files
         self.config = config
@@ -94,6 +100,10 @@ class ScanWriter:
         self._last_publish = 0.0
         #: the session's working slot (``scheduler``): given back while waiting for Redis
         self.slot = NO_SLOT
+        #: set when another writer took the session: stop writing and publishing at once
+        self._superseded = superseded or threading.Event()
+        #: asks Redis now whether the session is still ours (sets ``superseded`` if not)
+        self._confirm_claim = confirm_claim or (lambda: True)
 
     # -- public ------------------------------------------------------------
     def run(self) -> ScanRecord:
@@ -102,7 +112,13 @@ class ScanWriter:
         except AlreadyWritten as done:
             self.state.status = done.status
             self.log.info("%s: nothing to do", done)
+        except Superseded:
+            self._hand_over()
         except Exception as e:  # one scan's failure must not reach the session writer
+            if self._superseded.is_set():  # whatever failed, the file is the new writer's now
+                self.log.debug("error after the session was taken over", exc_info=True)
+                self._hand_over()
+                return self.state
             self.state.status = FAILED
             self.state.error = f"{type(e).__name__}: {e}"
             self.log.error("FAILED: %s", self.state.error, exc_info=self.log.isEnabledFor(logging.DEBUG) or bool(os.environ.get("NXW_TRACEBACKS")))
@@ -121,8 +137,36 @@ class ScanWriter:
         return self.state
 
     # -- steps -------------------------------------------------------------
+    def _check_claim(self) -> None:
+        """Between steps (never inside one: nothing is left half-written)."""
+        if self._superseded.is_set():
+            raise Superseded()
+
+    def _hand_over(self) -> None:
+        """What this writer wrote stays, flushed; the writer that took over goes on from it."""
+        points = max(self._written().values(), default=0) if self._arrays else 0
+        if self._handle is not None:
+            try:
+                self._handle.flush()
+            except Exception as exc:  # the new writer checks the file like one a crash left
+                self.log.error("could not flush %s before leaving it: %s", self._handle.path, exc)
+        where = f" ({points} points in {self.state.file})" if self.state.file else ""
+        self.log.warning("left to the writer that took over the session%s: not finished here", where)
+
+    def _wait_for(self, state, timeout: float) -> bool:
+        """``source.wait`` in steps of at most a second, stopped when the session is taken over."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_claim()
+            remaining = deadline - time.monotonic()
+            if self.source.wait(state, max(0.0, min(remaining, 1.0))):
+                return True
+            if remaining <= 1.0:
+                return False
+
     def _run(self) -> None:
         src = self.source
+        self._check_claim()  # queued while the session was taken over
         src.load()
         self.state.name, self.state.number = src.scan.name, src.scan.number
         npoints = src.scan.info.get("npoints") if isinstance(src.scan.info, dict) else None
@@ -130,7 +174,7 @@ class ScanWriter:
         self.log.extra["scan"] = f"{src.scan.number} {src.scan.name}"
         if src.scan.state < PREPARED:
             self.slot.give()  # waiting for the publisher is no work
-        prepared = src.wait(PREPARED, self.config.prepare_timeout)
+        prepared = self._wait_for(PREPARED, self.config.prepare_timeout)
         self.slot.take()
         if not prepared:
             raise TimeoutError(f"scan not prepared after {self.config.prepare_timeout:.0f} s")
@@ -152,6 +196,7 @@ class ScanWriter:
         self.state.warnings.extend(plan.warnings)
         for w in plan.warnings:
             self.log.warning(w)
+        self._check_claim()
         self._create(path, plan, desc)
         self._link_master_files(desc, dataset_file, path)
         where = " (no file named by BLISS: default template)" if from_template else ""
@@ -248,11 +293,15 @@ class ScanWriter:
         redis_down = False
         has_live = bool(self._plan.referenced)  # views that grow while the scan runs
         while True:
+            self._check_claim()
             try:
                 batches = src.read(timeout=self.config.read_timeout)
                 if redis_down:
                     self.log.warning("Redis is back: reading again")
                     redis_down = False
+                    # ours expired if the outage outlasted it: ask before appending anything
+                    self._confirm_claim()
+                self._check_claim()  # points read after a takeover are the new writer's
             except EndOfStream:
                 self._drained = True  # every stream sealed and read to its end
                 self.slot.take()
@@ -269,6 +318,7 @@ class ScanWriter:
                 self._append(batches)
             else:
                 self.slot.give()  # no data: waiting (a hung scan must not hold a slot)
+            self._check_claim()
             if has_live and time.monotonic() - self._last_live > self.config.flush_period:
                 self._write_live()  # kinds say None when nothing changed
             if time.monotonic() - self._last_publish > 1.0:  # progress, at most once a second
@@ -360,8 +410,9 @@ class ScanWriter:
         src, desc, plan = self.source, self._desc, self._plan
         if not src.closed:
             self.slot.give()
-        closed = src.closed or src.wait(CLOSED, min(self.config.stall_timeout, 60.0))
+        closed = src.closed or self._wait_for(CLOSED, min(self.config.stall_timeout, 60.0))
         self.slot.take()
+        self._check_claim()
         info, problems = clean_info(src.info)
         for problem in problems:
             if problem not in self.state.warnings:
@@ -410,6 +461,7 @@ class ScanWriter:
             self.slot.give()  # the children's entries are written meanwhile
         subscans = self._subscan_links() if plan.subscan_streams else None
         self.slot.take()
+        self._check_claim()  # the final tree is written whole, or not at all
         with self._handle.lock:
             h5 = self._handle.h5
             writer = TreeWriter()
@@ -473,6 +525,7 @@ class ScanWriter:
             path = os.path.abspath(path) if path else self.state.file
             if path == self.state.file:
                 while not self._has(entry) and time.monotonic() < deadline:
+                    self._check_claim()
                     time.sleep(0.1)
                 children[entry] = link(f"/{entry}")
             else:
@@ -488,6 +541,8 @@ class ScanWriter:
     # -- reporting ---------------------------------------------------------
     def _publish(self) -> None:
         self._last_publish = time.monotonic()
+        if self._superseded.is_set():
+            return  # the writer that took over publishes this scan's state now
         if self._on_change is not None:
             try:
                 self._on_change(self.state)

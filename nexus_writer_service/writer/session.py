@@ -54,6 +54,8 @@ class SessionWriter:
                                   strict=bool(self.config.allowed_roots))
         self._stop = threading.Event()
         self._ready = threading.Event()
+        #: set when another writer took the session over: every scan stops writing at once
+        self._superseded = threading.Event()
         #: what is known of recent scans (small: never a writer, its scan_info or datasets)
         self._states: OrderedDict[str, ScanRecord] = OrderedDict()
         self._lock = threading.Lock()
@@ -122,7 +124,8 @@ class SessionWriter:
             raise
         self.log.info("[%s] writer stopping: waiting for running scans", self.session)
         self.wait_idle(timeout=self.config.read_timeout * 10)
-        self._log_unfinished()
+        if not self._superseded.is_set():  # else each scan said it was left to the new writer
+            self._log_unfinished()
         self.status.stop()
         self.log.info("[%s] writer stopped", self.session)
 
@@ -146,9 +149,15 @@ class SessionWriter:
                          self.session, len(left), described, more)
 
     def _claim_lost(self, holder: dict) -> None:
-        """Another writer holds the session now (ours expired): two must never write it."""
+        """Another writer holds the session now (ours expired): two must never write it.
+
+        The new writer resumes our unfinished scans from their files (crash recovery), so
+        ours stop at once, not when their scans end: they keep what they flushed and write,
+        and publish, nothing more (``ScanWriter``: ``superseded``).
+        """
         self.log.error("[%s] another writer took the session (pid %s on %s): stopping", self.session,
                        holder.get("pid", "?"), holder.get("host", "?"))
+        self._superseded.set()
         self.stop()
 
     def _recover(self, ds) -> str:
@@ -222,7 +231,8 @@ class SessionWriter:
         if scan.session != self.session:
             return
         writer = ScanWriter(ScanSource(ds, key, loaded=scan), self.files, self.config, self.log, self.session,
-                            publish=self.status.scan)
+                            publish=self.status.scan, superseded=self._superseded,
+                            confirm_claim=self.status.renew)
         writer.state.name, writer.state.number = scan.name, scan.number
         self.status.scan(writer.state)  # PENDING: BLISS can see the writer took it
         with self._lock:
