@@ -247,6 +247,17 @@ class GrowingDataset:
         self.length = start + n
         return n
 
+    def grow(self, n: int) -> None:
+        """``n`` points that never arrived: the dataset grows over them and HDF5's fill
+        value (the dataset's, ``fillvalues``) stands for them; nothing is built or written,
+        so a gap of millions of points costs neither memory nor storage."""
+        if n <= 0:
+            return
+        shape = list(self.dset.shape)
+        shape[0] = self.length + n
+        self.dset.resize(tuple(shape))
+        self.length += n
+
     def _pad(self, points: list) -> np.ndarray:
         points = [np.asarray(p) for p in points]
         ndim = len(self.spec.point_shape)
