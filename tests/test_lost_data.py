@@ -100,3 +100,48 @@ def test_a_batch_of_another_dtype_fails_that_stream_only(harness):
     assert warned and "cannot be decoded" in warned[0], state.warnings
     status, notes = _others_whole(state, rec, 63, DIODE1)
     assert status == "INCOMPLETE" and any(DIODE1 in w and "cannot be decoded" in w for w in notes)
+
+
+def test_a_large_gap_trimmed_from_redis_costs_no_storage_and_reads_as_the_fill_value(harness, redis_server, tmp_path):
+    """200,000 points trimmed before any writer read them: the dataset grows over them and
+    HDF5's fill value stands for them; no placeholder array is built and written."""
+    import logging
+
+    import redis
+
+    from nexus_writer_service.io.files import FileRegistry
+    from nexus_writer_service.simulation.recording import scaled
+    from nexus_writer_service.transport.scans import ScanSource
+    from nexus_writer_service.writer.config import WriterConfig
+    from nexus_writer_service.writer.scan import ScanWriter
+
+    harness.stop()  # written by hand, after Redis trimmed it
+    npoints, gap = 300_000, 200_000
+    rec = scaled(harness.recording("03_ascan", number=64), npoints=npoints)
+    pub = ScanPublisher(harness.ds, rec, batch_size=100_000)
+    pub.create().prepare().start()
+    pub.send_data()
+    pub.join()
+    redis.Redis.from_url(redis_server.url).xtrim(pub.streams[DIODE1].key, minid=gap, approximate=False)
+    pub.end()
+
+    writer = ScanWriter(ScanSource(harness.ds, pub.key), FileRegistry(),
+                        WriterConfig(base_path=str(tmp_path), read_timeout=0.2),
+                        logging.getLogger("nexus_writer_service"), harness.session)
+    state = writer.run()
+    assert state.status == "INCOMPLETE", state
+    assert any(f"{gap} points trimmed from Redis" in w and DIODE1 in w for w in state.warnings), state.warnings
+    assert state.written[DIODE1] == npoints
+    with read_file(state.file) as f:
+        dset = f["64.1/measurement/diode1"]
+        assert dset.shape == (npoints,)
+        assert np.isnan(dset.fillvalue)  # what a reader gets for the lost points, said by the file
+        values = dset[()]
+        assert np.isnan(values[:gap]).all()
+        assert np.array_equal(values[gap:], rec.stream(DIODE1).data[gap:])  # later points at their index
+        # only the chunks holding points that arrived are stored (the gap's are never written)
+        chunk = dset.chunks[0]
+        assert dset.id.get_storage_size() <= (npoints - gap + chunk) * 8, (dset.id.get_storage_size(), chunk)
+        robx = f["64.1/measurement/robx"]
+        assert robx.id.get_storage_size() >= npoints * 8  # a whole stream, for comparison
+        assert f["64.1/writer/status"][()] == b"INCOMPLETE"

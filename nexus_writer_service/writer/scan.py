@@ -13,7 +13,6 @@ import os
 import threading
 import time
 
-import numpy as np
 from blissdata.exceptions import EndOfStream
 from blissdata.h5map import ExternalLink
 
@@ -391,7 +390,7 @@ class ScanWriter:
                 batch = self._skip_written(name, batch)
                 if batch.lost:
                     self._lost[name] = self._lost.get(name, 0) + batch.lost
-                    array.append(_fill_points(array, batch.lost))
+                    array.grow(batch.lost)  # later points stay at their index
                 if batch.data is not None and len(batch.data):
                     array.append(batch.data)
 
@@ -599,8 +598,3 @@ def _worth_plotting(tree, entry, lengths: dict) -> bool:
         return False
     return any(lengths.get(c.stream, 0) > 0 for c in entry.channels)
 
-
-def _fill_points(array, n: int):
-    """Placeholder points for data lost before it was saved (keeps later points in place)."""
-    shape = tuple(0 if d == -1 else d for d in array.spec.point_shape)
-    return np.full((n,) + shape, array.spec.fillvalue, dtype=array.dset.dtype)
