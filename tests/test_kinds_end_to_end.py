@@ -138,6 +138,26 @@ def test_lima2_stopped_early_is_incomplete_with_the_count(harness):
         assert int(f[f"{rec.number}.1/instrument/{det.name}/frames_saved"][()]) == 4
 
 
+@pytest.mark.parametrize("saved", [6, 5])
+def test_lima2_without_master_file_deals_frames_round_robin(harness, saved):
+    """The conductor died before writing the master: the receivers' files are read in
+    round robin order (a rank with fewer frames drops out of the rotation)."""
+    det = Lima2Detector(receivers=2, frames_per_file=2)
+    rec = harness.recording("03_ascan")
+    rec = add_lima2(rec, det, _scan_folder(harness, rec), saved=saved)
+    rec.before_close = []  # no master file
+    with hidden_plugins("lima2"):
+        state = harness.state(harness.publish(rec))
+    assert state.status == ("SUCCEEDED" if saved == 6 else "INCOMPLETE"), state
+    assert any("no master file" in w and "round robin" in w for w in state.warnings), state.warnings
+    with read_file(state.file) as f:
+        data = f[f"{rec.number}.1/instrument/{det.name}/data"]
+        assert data.is_virtual and data.shape[0] == 6
+        assert np.array_equal(data[:saved], rec.lima_frames[det.channel][:saved])
+        assert int(f[f"{rec.number}.1/instrument/{det.name}/frames_saved"][()]) == saved
+        assert "master_data" not in f[f"{rec.number}.1/instrument/{det.name}"]
+
+
 def test_lima2_moved_dataset_folder_still_reads(harness):
     det = Lima2Detector(receivers=2, frames_per_file=2)
     rec = harness.recording("03_ascan")

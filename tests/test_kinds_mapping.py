@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from blissdata.h5map import VirtualDataset
 
@@ -79,7 +80,8 @@ def test_lima_statuses_give_acquired_and_saved():
     ([(7, 0)], [(7, 1, 0, 1)]),
 ])
 def test_lima2_round_robin_frames_are_strided_runs(pairs, runs):
-    assert progressions(pairs) == runs
+    frames, indices = zip(*pairs)
+    assert progressions(np.array(frames), np.array(indices)) == runs
 
 
 def test_lima2_master_sources_become_one_strided_source_per_file():

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..descriptions import FileFacts, FileQuery
 from .edf import frame_layout
+from .vds_layout import read_virtual_layout
 
 _logger = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ def _facts(path: str, q: FileQuery) -> FileFacts:
         return facts
     try:
         with h5py.File(path, "r", locking=False) as f:
+            if q.dataset and _virtual_facts(f, q.dataset, facts):
+                return facts
             obj = f.get(q.dataset) if q.dataset else f
             if obj is None:
                 return facts
@@ -60,6 +63,44 @@ def _facts(path: str, q: FileQuery) -> FileFacts:
         _logger.debug("cannot read %s:%s: %s", path, q.dataset, exc)
         facts.exists = False
     return facts
+
+
+def _virtual_facts(f: h5py.File, name: str, facts: FileFacts) -> bool:
+    """A virtual dataset's facts from its mappings as stored (``io.vds_layout``: HDF5's
+    own open costs seconds for a Lima2 master); False when they cannot be read so."""
+    layout = read_virtual_layout(f, name)
+    if layout is None or not layout.mappings:
+        return False
+    folder = os.path.dirname(os.path.abspath(f.filename))
+    points: dict = {}  # dataset name -> (point shape, dtype), from the first source file that reads
+    for m in layout.mappings:
+        if points.get(m.dataset_name, (None,))[0] is None:
+            points[m.dataset_name] = _source_point(m.file_name, m.dataset_name, folder, f.filename)
+    sources = []
+    for m in layout.mappings:
+        vidx = np.arange(layout.shape[0]) if m.virtual.first is None else m.virtual.first
+        point = points[m.dataset_name][0] or ()
+        if m.source.first is None:  # all of the source: as many points as the mapping
+            sidx = np.arange(len(vidx))
+        else:
+            sidx = m.source.first
+        sources.append((vidx, m.file_name, m.dataset_name, sidx, (int(sidx.max()) + 1 if len(sidx) else 0, *point)))
+    dtypes = {dtype for _, dtype in points.values() if dtype is not None}
+    if len(dtypes) != 1:  # no source readable (or they disagree): HDF5 says the type
+        return False
+    facts.exists, facts.shape, facts.dtype, facts.sources = True, layout.shape, dtypes.pop(), sources
+    return True
+
+
+def _source_point(file_name: str, dataset: str, folder: str, own: str) -> tuple:
+    """(shape of one point, dtype) of a source dataset, (None, None) if unreadable."""
+    src = own if file_name == "." else file_name if os.path.isabs(file_name) else os.path.join(folder, file_name)
+    try:
+        with h5py.File(src, "r", locking=False) as g:
+            d = g[dataset]
+            return tuple(d.shape[1:]), d.dtype.str
+    except (OSError, KeyError, ValueError, TypeError, AttributeError):
+        return None, None
 
 
 def _source(vs, folder: str, shapes: dict) -> tuple:
@@ -84,7 +125,7 @@ def _source(vs, folder: str, shapes: dict) -> tuple:
         sidx = list(range(len(vidx)))
     else:
         sidx = _first_dim(vs.src_space)
-    return vidx, vs.file_name, vs.dset_name, sidx, shape
+    return np.asarray(vidx), vs.file_name, vs.dset_name, np.asarray(sidx), shape
 
 
 def _first_dim(space) -> list[int]:

@@ -35,22 +35,24 @@ from ..mapping.plots import mesh_shape
 from .frames import Frames, frame_nodes, relative
 
 
-def progressions(pairs: list[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
-    """(first frame, frame stride, first index in file, count): ``pairs`` of (frame, index
-    in file), sorted by index in file, cut into arithmetic runs. Frames dealt round robin
+def progressions(frames, indices) -> list[tuple[int, int, int, int]]:
+    """(first frame, frame stride, first index in file, count): the (frame, index in file)
+    pairs, sorted by index in file, cut into arithmetic runs. Frames dealt round robin
     over R receivers are one run per file (stride R), not one source per frame."""
+    f = np.asarray(frames, dtype=np.int64)
+    s = np.asarray(indices, dtype=np.int64)
+    df = np.diff(f)
+    linked = (np.diff(s) == 1) & (df > 0)  # link k: pair k+1 can follow pair k in a run
     runs: list[tuple[int, int, int, int]] = []
-    i = 0
-    while i < len(pairs):
-        f0, s0 = pairs[i]
-        stride, n = 1, 1
-        if i + 1 < len(pairs) and pairs[i + 1][1] == s0 + 1 and pairs[i + 1][0] > f0:
-            stride = pairs[i + 1][0] - f0
-            while (i + n < len(pairs) and pairs[i + n][1] == s0 + n
-                   and pairs[i + n][0] == f0 + n * stride):
-                n += 1
-        runs.append((f0, stride, s0, n))
-        i += n
+    i, n = 0, len(f)
+    while i < n:
+        stride, count = 1, 1
+        if i + 1 < n and linked[i]:
+            stride = int(df[i])
+            same = linked[i:] & (df[i:] == stride)
+            count = 1 + (int(np.argmin(same)) if not same.all() else len(same))
+        runs.append((int(f[i]), stride, int(s[i]), count))
+        i += count
     return runs
 
 
@@ -64,8 +66,9 @@ def master_vds(sources: list, folder: str, file_dir: str, n: int, frame_shape: t
         # a receiver's dataset may carry the (n, 1, H, W) channel axis: select it whole
         extra = [int(d) for d in src_shape[1:len(src_shape) - len(dims)]]
         src = relative(os.path.join(folder, src_file), file_dir)
-        pairs = sorted(zip(vidx, sidx), key=lambda p: p[1])
-        for f0, stride, s0, count in progressions(pairs):
+        vidx, sidx = np.asarray(vidx), np.asarray(sidx)
+        order = np.argsort(sidx, kind="stable")
+        for f0, stride, s0, count in progressions(vidx[order], sidx[order]):
             vsources.append(VirtualSource(
                 vspace=SpaceSelection(start=[f0, *zeros], stride=[stride, *[1] * len(dims)],
                                       count=[count, *dims]) if stride > 1 else
@@ -185,13 +188,12 @@ class Lima2(StreamKind):
             for facts in answers:
                 if facts.exists and facts.shape:
                     self._seen[facts.path] = facts
-        refs, frame_shape, dtype, prefix = self._round_robin(list(self._seen.values()))
-        if not refs or len(refs) == self._live_frames:
+        sources, frame_shape, dtype, saved = _round_robin(list(self._seen.values()))
+        if not saved or saved == self._live_frames:
             return None
-        self._live_frames = len(refs)
-        sources = _sources_of(refs, prefix, frame_shape)
+        self._live_frames = saved
         return {f"instrument/{ctx.channel.group}/{ctx.channel.field}":
-                master_vds(sources, "", ctx.file_dir, len(refs), frame_shape, dtype or "uint16",
+                master_vds(sources, "", ctx.file_dir, saved, frame_shape, dtype or "uint16",
                            fill_value(dtype or "uint16"))}
 
     def expected(self, info: dict) -> int:
@@ -234,28 +236,34 @@ class Lima2(StreamKind):
             if missing:
                 warnings.append(f"{name}: {missing} of {self.acquired} sparse frames not in the master file")
             return Outcome(nodes=nodes, written=saved, missing=missing, warnings=warnings)
-        data = None
         if master is not None and master.exists and master.sources:
             shape = master.shape
             frame_shape = tuple(shape[2:]) if len(shape) == 4 and shape[1] == 1 else tuple(shape[1:])
             dtype = master.dtype or self.stream.dtype or "uint16"
-            saved = sum(len(vidx) for vidx, *_ in master.sources)
-            first = master.sources[0]
-            prefix = tuple(first[4][1:len(first[4]) - len(frame_shape)])
-            if mesh_shape(ctx.info):  # a mesh needs its (slow, fast) layout: frame by frame
-                joined = {f: os.path.join(master_dir, f) for _, f, _, _, _ in master.sources}  # per file
-                refs = [("HDF5", f, d, i) for _, f, d, i in sorted(
-                    (v, joined[f], d, i) for vidx, f, d, sidx, _ in master.sources for v, i in zip(vidx, sidx))]
-            else:  # one strided source per receiver file; no list of 100,000 references
-                data = master_vds(master.sources, master_dir, ctx.file_dir, max(self.acquired, saved),
-                                  frame_shape, dtype, fill_value(dtype))
-                refs = [("HDF5", os.path.join(master_dir, first[1]), first[2], first[3][0])]
+            folder = master_dir
+            sources = master.sources
+            saved = sum(len(vidx) for vidx, *_ in sources)
         else:
             receivers = ctx.files.get(queries["receivers"], []) if "receivers" in queries else []
-            refs, frame_shape, dtype, prefix = self._round_robin(receivers)
-            if refs:
+            sources, frame_shape, dtype, saved = _round_robin(receivers)
+            folder = ""  # the receivers' paths as found
+            if saved:
                 warnings.append(f"{name}: no master file at {self.master[0]}: frames referenced from "
-                                f"{len({r[1] for r in refs})} receiver files, order assumed round robin")
+                                f"{len(sources)} receiver files, order assumed round robin")
+        data, refs, prefix = None, [], ()
+        if saved:
+            dtype = dtype or "uint16"
+            first = sources[0]
+            prefix = tuple(first[4][1:len(first[4]) - len(frame_shape)])
+            if mesh_shape(ctx.info):  # a mesh needs its (slow, fast) layout: frame by frame
+                joined = {f: os.path.join(folder, f) for _, f, _, _, _ in sources}  # once per file
+                refs = [("HDF5", f, d, i) for _, f, d, i in sorted(
+                    (v, joined[f], d, i) for vidx, f, d, sidx, _ in sources
+                    for v, i in zip(np.asarray(vidx).tolist(), np.asarray(sidx).tolist()))]
+            else:  # one strided source per receiver file; no list of 100,000 references
+                data = master_vds(sources, folder, ctx.file_dir, max(self.acquired, saved),
+                                  frame_shape, dtype, fill_value(dtype))
+                refs = [("HDF5", os.path.join(folder, first[1]), first[2], int(first[3][0]))]
         saved = len(refs) if data is None else saved
         frames = Frames(max(self.acquired, saved), dtype or "uint16", frame_shape, refs, src_prefix=prefix,
                         saved_count=None if data is None else saved)
@@ -266,43 +274,40 @@ class Lima2(StreamKind):
                             f"by the detector (fill value in the data)")
         return Outcome(nodes=nodes, written=frames.saved, missing=frames.missing, warnings=warnings, plot=plot)
 
-    def _round_robin(self, receivers: list) -> tuple[list, tuple, str | None, tuple]:
-        """Frame references from the receivers' files, frame i on rank i % ranks."""
-        by_rank: dict[int, list] = {}
-        frame_shape, dtype, prefix = (), None, ()
-        for facts in receivers:
-            m = _RECEIVER.match(facts.path)
-            if not (facts.exists and facts.shape and m):
-                continue
-            by_rank.setdefault(int(m.group(1)), []).append((int(m.group(2)), facts))
-            shape = facts.shape
-            frame_shape = tuple(shape[2:]) if len(shape) == 4 and shape[1] == 1 else tuple(shape[1:])
-            prefix = (1,) if len(shape) == 4 and shape[1] == 1 else ()
-            dtype = facts.dtype
-        per_rank = []
-        for rank in sorted(by_rank):
-            refs = []
-            for _, facts in sorted(by_rank[rank], key=lambda t: t[0]):
-                refs.extend(("HDF5", facts.path, facts.dataset, i) for i in range(facts.shape[0]))
-            per_rank.append(refs)
-        out = []
-        for i in range(max((len(r) for r in per_rank), default=0)):
-            for refs in per_rank:
-                if i < len(refs):
-                    out.append(refs[i])
-        return out, frame_shape, dtype, prefix
 
 
-def _sources_of(refs: list, prefix: tuple, frame_shape: tuple) -> list:
-    """``refs`` (format, file, dataset, index) in frame order, as master-style sources:
-    (frame indices, file, dataset, indices in it, the file's dataset shape)."""
-    by_file: dict = {}
-    for frame, (_, path, dataset, index) in enumerate(refs):
-        vidx, sidx, _ = by_file.setdefault((path, dataset), ([], [], None))
-        vidx.append(frame)
-        sidx.append(index)
-    return [(vidx, path, dataset, sidx, (max(sidx) + 1, *prefix, *frame_shape))
-            for (path, dataset), (vidx, sidx, _) in by_file.items()]
+def _round_robin(receivers: list) -> tuple[list, tuple, str | None, int]:
+    """Master-style sources (see ``io.inspect``) over the receivers' files, frames dealt
+    round robin: the i-th frame of every rank comes before the (i+1)-th of any; a rank
+    that saved fewer frames drops out of the rotation. Also frame shape, dtype, frames."""
+    by_rank: dict[int, list] = {}
+    frame_shape, dtype, prefix = (), None, ()
+    for facts in receivers:
+        m = _RECEIVER.match(facts.path)
+        if not (facts.exists and facts.shape and m):
+            continue
+        by_rank.setdefault(int(m.group(1)), []).append((int(m.group(2)), facts))
+        shape = facts.shape
+        frame_shape = tuple(shape[2:]) if len(shape) == 4 and shape[1] == 1 else tuple(shape[1:])
+        prefix = (1,) if len(shape) == 4 and shape[1] == 1 else ()
+        dtype = facts.dtype
+    ranks = [sorted(by_rank[r], key=lambda t: t[0]) for r in sorted(by_rank)]
+    lengths = np.array([sum(f.shape[0] for _, f in files) for files in ranks], dtype=np.int64)
+    if not len(lengths) or not lengths.sum():
+        return [], frame_shape, dtype, 0
+    turn = np.arange(lengths.max())
+    active = lengths[:, None] > turn[None, :]  # rank r still deals at turn i
+    before = np.concatenate([[0], np.cumsum(active.sum(0))[:-1]])  # frames dealt before turn i
+    sources = []
+    for r, files in enumerate(ranks):
+        frames = before[:lengths[r]] + active[:r, :lengths[r]].sum(0)
+        offset = 0
+        for _, facts in files:
+            n = facts.shape[0]
+            sources.append((frames[offset:offset + n], facts.path, facts.dataset, np.arange(n),
+                            (n, *prefix, *frame_shape)))
+            offset += n
+    return sources, frame_shape, dtype, int(lengths.sum())
 
 
 def glob_escape(text: str) -> str:
