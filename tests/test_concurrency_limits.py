@@ -145,3 +145,65 @@ def test_threads_are_bounded_and_queued_scans_are_all_written(make_harness):
         stop.set()
         for p in hung:
             p.abandon()
+
+
+def test_file_work_is_done_only_by_scans_holding_a_slot(make_harness, monkeypatch):
+    """Appends, live views and flushes are file work: a scan does them only while it holds
+    one of the ``max_active_scans`` slots, so no more than that many do at once, hung
+    scans waiting for data included (their flushes ran without a slot before)."""
+    import threading
+
+    from nexus_writer_service.io.files import FileHandle
+    from nexus_writer_service.writer.scan import ScanWriter
+
+    writers, lock = {}, threading.Lock()
+    working, peak, unslotted = set(), [0], []
+
+    def watched(method, what):
+        def call(self, *args, **kwargs):
+            writer = self if isinstance(self, ScanWriter) else writers.get(threading.get_ident())
+            if writer is None:  # not a scan's thread
+                return method(self, *args, **kwargs)
+            with lock:
+                if not writer.slot.held:
+                    unslotted.append((what, writer.state.number))
+                working.add(writer)
+                peak[0] = max(peak[0], len(working))
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                with lock:
+                    working.discard(writer)
+        return call
+
+    run = ScanWriter.run
+
+    def run_registered(self):
+        writers[threading.get_ident()] = self
+        try:
+            return run(self)
+        finally:
+            writers.pop(threading.get_ident(), None)
+
+    monkeypatch.setattr(ScanWriter, "run", run_registered)
+    monkeypatch.setattr(ScanWriter, "_append", watched(ScanWriter._append, "append"))
+    monkeypatch.setattr(ScanWriter, "_write_live", watched(ScanWriter._write_live, "live views"))
+    monkeypatch.setattr(FileHandle, "flush", watched(FileHandle.flush, "flush"))
+
+    harness = make_harness(max_active_scans=2, stall_timeout=600, flush_period=0.1)
+    pubs = _hung_scans(harness, range(3501, 3506))  # 5 scans that wait for data, 2 slots
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(
+                harness.writer.scans.get(p.key) is not None
+                and harness.writer.scans[p.key].written.get(DIODE1) == 2 for p in pubs):
+            time.sleep(0.1)
+        time.sleep(1.0)  # many read timeouts and flush periods of every hung scan
+        rec, state, _ = _written_within(harness, 3600, 10)
+        _check(rec, state)
+        assert all(harness.writer.scans[p.key].written.get(DIODE1) == 2 for p in pubs)
+    finally:
+        for p in pubs:
+            p.abandon()
+    assert not unslotted, unslotted[:10]
+    assert 1 <= peak[0] <= 2, peak[0]

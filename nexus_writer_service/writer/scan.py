@@ -97,6 +97,8 @@ class ScanWriter:
         #: called with the ScanRecord at every change (completeness protocol)
         self._on_change = publish
         self._last_publish = 0.0
+        #: this scan wrote since its last flush (the handle also limits flushes, per file)
+        self._dirty = False
         #: the session's working slot (``scheduler``): given back while waiting for Redis
         self.slot = NO_SLOT
         #: set when another writer took the session: stop writing and publishing at once
@@ -114,6 +116,7 @@ class ScanWriter:
         except Superseded:
             self._hand_over()
         except Exception as e:  # one scan's failure must not reach the session writer
+            self.slot.take()  # marking, quarantine, rebuilding: file work
             if self._superseded.is_set():  # whatever failed, the file is the new writer's now
                 self.log.debug("error after the session was taken over", exc_info=True)
                 self._hand_over()
@@ -127,6 +130,7 @@ class ScanWriter:
                 self._rebuild_after_failed_writes()
         finally:
             if self._handle is not None:
+                self.slot.take()  # closing the file flushes it
                 self.files.release(self._handle)
                 self._handle = None
             self._publish()
@@ -145,6 +149,7 @@ class ScanWriter:
         """What this writer wrote stays, flushed; the writer that took over goes on from it."""
         points = max(self._written().values(), default=0) if self._arrays else 0
         if self._handle is not None:
+            self.slot.take()
             try:
                 self._handle.flush()
             except Exception as exc:  # the new writer checks the file like one a crash left
@@ -251,7 +256,7 @@ class ScanWriter:
                 self.log.info("resuming %s (%d points already in the file)", ", ".join(existing),
                               max(self._skip.values(), default=0))
         # visible to readers with the next periodic flush (back-to-back scans share the file)
-        self._handle.flush(self.config.flush_period)
+        self._dirty = not self._handle.flush(self.config.flush_period)
 
     def _own_unfinished(self, h5, names: list[str], key: str, path: str) -> bool:
         """True if these entries are this scan's, left unfinished by a writer that died."""
@@ -311,15 +316,24 @@ class ScanWriter:
                     redis_down = True
                 batches = {}
                 time.sleep(min(1.0, self.config.read_timeout))
-            if batches:
+            live_due = has_live and time.monotonic() - self._last_live > self.config.flush_period
+            if batches or live_due or self._dirty:
+                # file work, even for a scan that got nothing new: live views read detector
+                # files and rewrite items, a flush writes every dirty object of the file. A
+                # scan that wrote nothing since its last flush has nothing to flush (the
+                # file's other scans flush their own points): a hung one takes no slot
                 self.slot.take()
+            if batches:
                 last_progress = time.monotonic()
                 self._append(batches)
-            else:
-                self.slot.give()  # no data: waiting (a hung scan must not hold a slot)
+                self._dirty = True
             self._check_claim()
-            if has_live and time.monotonic() - self._last_live > self.config.flush_period:
-                self._write_live()  # kinds say None when nothing changed
+            if live_due and self._write_live():
+                self._dirty = True
+            if self._dirty and self._handle.flush(self.config.flush_period):
+                self._dirty = False  # else flushed too recently: asked again next time
+            if not batches:
+                self.slot.give()  # waiting for Redis now (a hung scan must not hold a slot)
             if time.monotonic() - self._last_publish > 1.0:  # progress, at most once a second
                 written = self._written()
                 if written != self.state.written:
@@ -340,7 +354,6 @@ class ScanWriter:
                     self.slot.take()
                     self._warn(f"no data and no state change for {stall:.0f} s: given up")
                     return False
-            self._handle.flush(self.config.flush_period)
 
     def _point(self, name: str) -> int:
         array = self._arrays.get(name)
@@ -358,14 +371,16 @@ class ScanWriter:
         return kinds.Context(entry=ch.entry if ch else self._plan.entries[0].name, channel=ch,
                              file_dir=os.path.dirname(self.state.file), info=info, files=files or {})
 
-    def _write_live(self) -> None:
-        """What kinds show while the scan runs (spectra saved by MOSCA so far)."""
+    def _write_live(self) -> bool:
+        """What kinds show while the scan runs (spectra saved by MOSCA so far); True if written."""
         self._last_live = time.monotonic()
+        wrote = False
         for ch in self._plan.referenced:
             kind = self._kinds[ch.stream]
             nodes = kind.live(self._context(ch, self._desc.info, self._answers(kind.live_files_needed)))
             if not nodes:
                 continue
+            wrote = True
             with self._handle.lock:
                 writer = TreeWriter()
                 for path, node in nodes.items():
@@ -374,6 +389,7 @@ class ScanWriter:
                     writer.write_at(self._handle.h5, parent, name, node, replace=True)
                     self._live_paths.add(full)  # the final tree replaces it
                 writer.finish_links()
+        return wrote
 
     def _append(self, batches: dict) -> None:
         with self._handle.lock:

@@ -6,10 +6,13 @@ Two limits, for two different costs (issue 14 items 11 and 12):
   (``ScanWriter.run``), so each scan in progress holds a thread. Scans wait in a FIFO
   queue (PENDING) for one of at most ``max_scan_threads`` worker threads; 500 scans
   created within a second are 500 queued items, not 500 threads. Idle workers exit.
-- **Work** (``Slots``, ``max_active_scans``): a scan that creates its entry, appends or
-  finishes holds a slot; more would fight for the GIL and h5py's lock, each slower. A
-  scan that waits for Redis (not yet prepared, no new data, not yet closed, children of
-  a sequence not yet written) gives its slot back and takes one again when it has work.
+- **Work** (``Slots``, ``max_active_scans``): a scan holds a slot for all its file work
+  (creating its entry, appending, rewriting its live views, flushing, finishing, closing);
+  more would fight for the GIL and h5py's lock, each slower. A scan that waits for Redis
+  (not yet prepared, no new data, not yet closed, children of a sequence not yet written)
+  gives its slot back and takes one again when it has work: a live view or a flush due
+  is work even when no new data came. A scan that wrote nothing since its last flush
+  has nothing to flush, so one that waits long takes no slot (unless it has live views).
   So scans that never close, or a long slow one, keep a thread each, never a slot:
   later scans are written at once (up to ``max_scan_threads`` such scans).
 """
