@@ -10,7 +10,7 @@ from nexus_writer_service import kinds
 from nexus_writer_service.descriptions import FileFacts, FileQuery, describe_stream
 from nexus_writer_service.kinds.lima import frame_references
 from nexus_writer_service.kinds.lima2 import master_vds, progressions
-from nexus_writer_service.kinds.mosca import spectra_references
+from nexus_writer_service.kinds.mosca import spectra_runs
 
 NUM = {"type": "numeric", "dtype_str": "<f8", "shape": []}
 JSON = {"type": "json"}
@@ -116,12 +116,15 @@ MOSCA = {"plugin": "mosca", "detector": 3, "data_index": 1, "dtype": "uint32", "
                         "points_per_file": 4, "saving_enabled": True}}
 
 
-def test_mosca_spectra_references_follow_points_per_file():
-    refs = spectra_references(MOSCA, 6)
-    assert refs[0] == ("HDF5", "/d/m_spectra_0000.h5", "/entry_0000/m/data/spectra_03", 0)
-    assert refs[5] == ("HDF5", "/d/m_spectra_0001.h5", "/entry_0000/m/data/spectra_03", 1)
-    # only what the files hold
-    assert len(spectra_references(MOSCA, 6, {"/d/m_spectra_0000.h5": 4, "/d/m_spectra_0001.h5": 1})) == 5
+def test_mosca_spectra_follow_points_per_file():
+    dataset = "/entry_0000/m/data/spectra_03"
+    assert spectra_runs(MOSCA, 6) == [(0, 4, "/d/m_spectra_0000.h5", dataset, 0),
+                                      (4, 2, "/d/m_spectra_0001.h5", dataset, 0)]
+    # only what the files hold; nothing after a short file
+    assert spectra_runs(MOSCA, 10, {"/d/m_spectra_0000.h5": 3, "/d/m_spectra_0001.h5": 4}) == [
+        (0, 3, "/d/m_spectra_0000.h5", dataset, 0)]
+    assert spectra_runs(MOSCA, 6, {"/d/m_spectra_0000.h5": 4, "/d/m_spectra_0001.h5": 1})[-1] == (
+        4, 1, "/d/m_spectra_0001.h5", dataset, 0)
 
 
 def test_mosca_reads_the_files_for_every_point_read():

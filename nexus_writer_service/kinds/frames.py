@@ -106,12 +106,26 @@ def frames_vds(frames: Frames, file_dir: str, mesh: tuple[int, int] | None = Non
     Frames of any dimension (images, spectra); room is made for every acquired frame,
     those never saved read as the fill value.
     """
-    dims = [int(d) for d in frames.shape]
-    zeros = [0] * len(dims)
     n = frames.acquired if mesh is None else mesh[0] * mesh[1]
+    runs = [(start, count, *frames.refs[start][1:4]) for start, count in _runs(frames.refs[:n])]
+    return runs_vds(runs, n, frames.dtype, frames.shape, file_dir, mesh, interpretation, frames.src_prefix)
+
+
+def runs_vds(runs: list, n: int, dtype: str, shape: tuple, file_dir: str, mesh: tuple[int, int] | None = None,
+             interpretation: str = "image", src_prefix: tuple = ()) -> VirtualDataset:
+    """``frames_vds`` from runs of frames stored one after the other in one file:
+    (first frame, count, file, dataset, index in the file of the first), for kinds that
+    know their files' layout without a reference per frame (MOSCA: points per file)."""
+    dims = [int(d) for d in shape]
+    zeros = [0] * len(dims)
+    pre = [int(d) for d in src_prefix]
+    if mesh is not None:
+        n = mesh[0] * mesh[1]
     sources = []
-    for start, count in _runs(frames.refs[:n]):
-        _, path, data_path, index = frames.refs[start]
+    for start, count, path, data_path, index in runs:
+        count = min(count, n - start)
+        if count <= 0:
+            continue
         src = relative(path, file_dir)
         if mesh is None:
             pieces = [(start, count, index)]
@@ -126,14 +140,13 @@ def frames_vds(frames: Frames, file_dir: str, mesh: tuple[int, int] | None = Non
                 vspace = SpaceSelection(start=[first, *zeros], count=[k, *dims])
             else:
                 vspace = SpaceSelection(start=[first // mesh[1], first % mesh[1], *zeros], count=[1, k, *dims])
-            pre = [int(d) for d in frames.src_prefix]
             sources.append(VirtualSource(vspace=vspace, src_file=src, src_dataset=data_path,
                                          src_space=SpaceSelection(start=[src_index, *[0] * len(pre), *zeros],
                                                                   count=[k, *pre, *dims])))
-    shape = [n, *dims] if mesh is None else [mesh[0], mesh[1], *dims]
-    return VirtualDataset(dtype=np.dtype(frames.dtype).str, shape=shape, virtual_sources=sources,
+    full = [n, *dims] if mesh is None else [mesh[0], mesh[1], *dims]
+    return VirtualDataset(dtype=np.dtype(dtype).str, shape=full, virtual_sources=sources,
                           attributes={"interpretation": interpretation,
-                                      "fill_value": attr_value(fill_value(frames.dtype))})
+                                      "fill_value": attr_value(fill_value(dtype))})
 
 
 def frames_external(frames: Frames, file_dir: str) -> ExternalBinaryDataset | None:

@@ -19,25 +19,26 @@ from ..descriptions import FileQuery, StreamDescription
 from . import register
 from .base import Context, Outcome, StreamKind
 from ..mapping.nexus import link
-from .frames import Frames, frame_nodes, frames_vds
+from .frames import Frames, frame_nodes, runs_vds
 
 
-def spectra_references(info: dict, count: int, files_found: dict | None = None) -> list[tuple[str, str, str, int]]:
-    """(format, file, dataset, index in file) of points 0..count-1 (``files_found``:
-    file -> points it holds; only those are referenced when given)."""
+def spectra_runs(info: dict, count: int, files_found: dict | None = None) -> list[tuple[int, int, str, str, int]]:
+    """(first point, points, file, dataset, 0) of each file holding points 0..count-1
+    (``files_found``: file -> points it holds; only those are referenced when given).
+    One tuple per file, not per point: a long scan's live view stays cheap."""
     mosca = info.get("mosca_info") or {}
     per_file = max(1, int(mosca.get("points_per_file") or 1))
     dataset = f"{mosca.get('data_path', '')}/spectra_{int(info.get('detector', 0)):02d}"
-    refs: list[tuple[str, str, str, int]] = []
-    for number, start in enumerate(range(0, max(0, count), per_file)):  # a file at a time (20k points: 4 ms)
+    runs = []
+    for number, start in enumerate(range(0, max(0, count), per_file)):
         path = spectra_file(mosca, number)
-        n = min(per_file, count - start)
-        if files_found is not None:
-            n = min(n, files_found.get(path, 0))
-        refs.extend(("HDF5", path, dataset, index) for index in range(n))
-        if n < min(per_file, count - start):
+        wanted = min(per_file, count - start)
+        n = wanted if files_found is None else min(wanted, files_found.get(path, 0))
+        if n:
+            runs.append((start, n, path, dataset, 0))
+        if n < wanted:  # the points after a short file were never saved
             break
-    return refs
+    return runs
 
 
 def spectra_file(mosca: dict, number: int) -> str:
@@ -79,40 +80,46 @@ class Mosca(StreamKind):
     def progress(self) -> int:
         return self.saved
 
-    def _frames(self, refs) -> Frames:
-        shape = tuple(int(d) for d in self.stream.shape)
-        return Frames(max(self.read, len(refs)), self.stream.dtype or "uint32", shape, refs)
+    def _frames(self, runs: list) -> Frames:
+        saved = sum(count for _, count, *_ in runs)
+        first = [("HDF5", runs[0][2], runs[0][3], 0)] if runs else []
+        return Frames(max(self.read, saved), self.stream.dtype or "uint32",
+                      tuple(int(d) for d in self.stream.shape), first, saved_count=saved)
+
+    def _vds(self, runs: list, n: int, file_dir: str):
+        return runs_vds(runs, n, self.stream.dtype or "uint32", tuple(int(d) for d in self.stream.shape),
+                        file_dir, interpretation="spectrum")
 
     def live(self, ctx: Context) -> dict | None:
         if not self.saving or self.saved == self._live_saved or not self.saved:
             return None
         self._live_saved = self.saved
-        frames = self._frames(spectra_references(self.stream.info, self.saved))
-        frames.acquired = frames.saved  # while running: as long as what is saved
+        # while running: as long as what is saved
         return {f"instrument/{ctx.channel.group}/{ctx.channel.field}":
-                frames_vds(frames, ctx.file_dir, interpretation="spectrum")}
+                self._vds(spectra_runs(self.stream.info, self.saved), self.saved, ctx.file_dir)}
 
     def files_needed(self, known: dict) -> list[FileQuery]:
         # the last status can say fewer saved than the files hold (MOSCA counts a point
         # saved when its file closes, BLISS emits only on new points read): the files tell
         if not self.saving or not self.read:
             return []
-        refs = spectra_references(self.stream.info, max(self.read, self.saved))
-        wanted = [FileQuery(path=p, dataset=refs[0][2]) for p in dict.fromkeys(r[1] for r in refs)]
+        wanted = [FileQuery(path=path, dataset=dataset)
+                  for _, _, path, dataset, _ in spectra_runs(self.stream.info, max(self.read, self.saved))]
         return [q for q in wanted if q not in known]
 
     def finish(self, ctx: Context) -> Outcome:
         name, ch = self.stream.name, ctx.channel
         found = {facts.path: (facts.shape[0] if facts.exists and facts.shape else 0)
                  for answers in ctx.files.values() for facts in answers}
-        refs = spectra_references(self.stream.info, max(self.read, self.saved), found) if self.saving else []
-        frames = self._frames(refs)
+        runs = spectra_runs(self.stream.info, max(self.read, self.saved), found) if self.saving else []
+        frames = self._frames(runs)
         warnings = []
         if frames.missing:
             why = "saving disabled" if not self.saving else "never saved by MOSCA"
             warnings.append(f"{name}: {frames.missing} of {frames.acquired} spectra {why} (fill value in the data)")
         # no URL per spectrum: 4 x 20,000 strings say what the virtual dataset says
-        nodes, _ = frame_nodes(ctx.entry, ch, frames, ctx.file_dir, ctx.info, with_uris=False)
+        data = self._vds(runs, frames.acquired, ctx.file_dir) if runs else None
+        nodes, _ = frame_nodes(ctx.entry, ch, frames, ctx.file_dir, ctx.info, data=data, with_uris=False)
         det = nodes[f"instrument/{ch.group}"]
         # spectra, not images: in the MCA's group beside its statistics, no image plot
         children = det.children
