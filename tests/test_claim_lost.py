@@ -86,3 +86,34 @@ def test_a_writer_that_lost_its_claim_stops_appending_and_the_new_one_finishes(r
         a.stop()
         if b is not None:
             b.stop()
+
+
+def test_the_claim_is_deleted_only_while_it_holds_what_was_read(redis_server):
+    """One script for both deletions: a dead writer's claim (its whole value) and our own
+    at a clean stop (our token); neither deletes a claim another writer holds."""
+    import os
+    import socket
+    import subprocess
+
+    import redis
+
+    from nexus_writer_service.transport.status import StatusPublisher
+
+    r = redis.Redis.from_url(redis_server.url)
+    session = f"claim_{uuid.uuid4().hex[:6]}"
+    key = heartbeat_key(session)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no live process has
+    r.set(key, json.dumps({"pid": gone.pid, "host": socket.gethostname(), "token": "dead"}), ex=30)
+    mine = StatusPublisher(redis_server.url, session)
+    mine.claim()  # the killed writer's claim is taken over at once
+    assert json.loads(r.get(key))["token"] == mine._token and json.loads(r.get(key))["pid"] == os.getpid()
+
+    other = json.dumps({"pid": 1, "host": "elsewhere", "token": "theirs"})
+    r.set(key, other, ex=30)  # taken by another writer meanwhile
+    mine.stop()  # a clean stop frees only its own claim
+    assert r.get(key).decode() == other
+    r.set(key, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "token": mine._token}), ex=30)
+    mine.claimed = True
+    mine.stop()
+    assert r.get(key) is None

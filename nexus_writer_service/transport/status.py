@@ -64,12 +64,9 @@ if v and not string.find(v, ARGV[1], 1, true) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 return 1
 """
-#: delete the key only if it still holds exactly this value (ours, or a dead writer's)
-_DELETE_IF = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_RELEASE = """
+#: delete the key only if it still holds ARGV[1]: our token (a clean stop), or the whole
+#: value read before (a dead writer's claim, unless another writer renewed or took it since)
+_DELETE_IF_HOLDS = """
 local v = redis.call('GET', KEYS[1])
 if v and string.find(v, ARGV[1], 1, true) then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -138,7 +135,7 @@ class StatusPublisher:
                 holder = {}
             if holder.get("host") == socket.gethostname() and holder.get("pid") != os.getpid() \
                     and _process_gone(holder.get("pid")):
-                self._redis.eval(_DELETE_IF, 1, key, raw)  # a killed writer's claim
+                self._redis.eval(_DELETE_IF_HOLDS, 1, key, raw)  # a killed writer's claim
                 continue
             since = holder.get("started")
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(
@@ -162,7 +159,7 @@ class StatusPublisher:
         if not self.claimed:
             return
         try:  # a writer that stops cleanly says so at once (and frees the session)
-            self._redis.eval(_RELEASE, 1, heartbeat_key(self.session), self._token)
+            self._redis.eval(_DELETE_IF_HOLDS, 1, heartbeat_key(self.session), self._token)
         except redis.RedisError:
             pass
         self.claimed = False
