@@ -54,6 +54,7 @@ class Lima(StreamKind):
         super().__init__(stream)
         self.acquired = 0
         self.saved = 0
+        self._refs_for: tuple[int, list] = (-1, [])
 
     @property
     def lima_info(self) -> dict:
@@ -70,7 +71,10 @@ class Lima(StreamKind):
         return self.saved
 
     def _refs(self):
-        return frame_references(self.lima_info, self.saved)
+        # asked again at each files_needed round and at the end: made once per count
+        if self._refs_for[0] != self.saved:
+            self._refs_for = (self.saved, frame_references(self.lima_info, self.saved))
+        return self._refs_for[1]
 
     def files_needed(self, known: dict) -> list[FileQuery]:
         refs = self._refs()
