@@ -173,8 +173,7 @@ class ScanWriter:
         self._check_claim()  # queued while the session was taken over
         src.load()
         self.state.name, self.state.number = src.scan.name, src.scan.number
-        npoints = src.scan.info.get("npoints") if isinstance(src.scan.info, dict) else None
-        self.state.expected = npoints if type(npoints) is int and npoints > 0 else None
+        self.state.expected = _announced_points(src.scan.info)
         self.log.extra["scan"] = f"{src.scan.number} {src.scan.name}"
         if src.scan.state < PREPARED:
             self.slot.give()  # waiting for the publisher is no work
@@ -186,6 +185,7 @@ class ScanWriter:
         desc.info, problems = clean_info(desc.info)
         for problem in problems:
             self._warn(problem)
+        self.state.expected = _announced_points(desc.info)  # as prepared (may differ from created)
         if desc.info.get("save") is False:
             self.state.status = SKIPPED
             self.log.info("not saved (save=False): nothing written")
@@ -196,6 +196,8 @@ class ScanWriter:
         self.state.file = path
         self._beamline = self._beamline_config(desc.info)
         plan = self._plan = layout.plan_scan(desc, self._beamline)
+        # the scan's own handlers, not the planner's: those answered questions about the
+        # descriptions (pure mapping); these hold what the scan's events tell while it runs
         self._kinds = {s.name: kinds.handler(s) for s in desc.streams}
         self.state.warnings.extend(plan.warnings)
         for w in plan.warnings:
@@ -224,8 +226,7 @@ class ScanWriter:
     def _create(self, path: str, plan: ScanPlan, desc: ScanDescription) -> None:
         self._handle = self.files.acquire(path)
         compression = self.config.compression or None
-        npoints = desc.info.get("npoints")
-        expected = npoints if isinstance(npoints, int) and 0 < npoints < 1 << 31 else 0
+        expected = self.state.expected or 0
         # BLISS's writer_options (chunks, filter) for this scan, under the configuration's choices
         storage, problems = StorageOptions.from_writer_options(desc.info.get("writer_options"))
         for problem in problems:
@@ -614,3 +615,10 @@ def _worth_plotting(tree, entry, lengths: dict) -> bool:
         return False
     return any(lengths.get(c.stream, 0) > 0 for c in entry.channels)
 
+
+def _announced_points(info) -> int | None:
+    """The points the scan announces (scan_info npoints), if usable: one rule for the
+    state BLISS reads and for chunk sizes (a bool is no count; 2**31 points or more is
+    no scan's length)."""
+    npoints = info.get("npoints") if isinstance(info, dict) else None
+    return npoints if type(npoints) is int and 0 < npoints < 1 << 31 else None
