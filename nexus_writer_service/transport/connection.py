@@ -8,6 +8,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from blissdata.redis_engine.store import DataStore
 
+from .raw_scan import RawDataStore
+
 
 class BeaconUnreachable(RuntimeError):
     """``BEACON_HOST`` names no Beacon that answers."""
@@ -70,4 +72,5 @@ def redact_url(url: str | None) -> str:
 
 
 def connect(url: str) -> DataStore:
-    return DataStore(url)
+    """The writer's blissdata client: scans load without their plugins' stream classes."""
+    return RawDataStore(url)

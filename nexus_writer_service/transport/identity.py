@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from blissdata.exceptions import ScanLoadError
 from blissdata.redis_engine.store import DataStore
 
-from .raw_scan import load_scan
-
 
 @dataclass(frozen=True)
 class ScanIdentity:
@@ -65,7 +63,7 @@ def _text(value) -> str:
 def scan_identity(ds: DataStore, key: str) -> ScanIdentity | None:
     """The identity of scan ``key`` (None when it is not, or no longer, in Redis)."""
     try:
-        scan = load_scan(ds, key)
+        scan = ds.load_scan(key)
     except (ScanLoadError, RuntimeError):
         return None
     path = getattr(scan, "path", None)

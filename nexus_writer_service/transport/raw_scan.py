@@ -7,7 +7,8 @@ them costs at every load: blissdata-lima2 imports tango and makes a ``DeviceProx
 to the conductor for each lima2 stream (~0.15 s, and a logged traceback when the
 conductor is not there); a plugin not installed logs a warning at each load.
 
-``load_scan(ds, key)`` is blissdata's load with one change: every stream is an
+``RawDataStore`` (what ``transport.connection.connect`` gives the writer) is
+blissdata's ``DataStore`` whose ``load_scan`` has one change: every stream is an
 ``EventsOnly`` (its event stream, nothing else). blissdata has no option for it, so
 this overrides the one method that wraps streams (``Scan._wrap_event_stream``,
 blissdata 2.x); other blissdata clients in the process are not affected.
@@ -16,6 +17,7 @@ blissdata 2.x); other blissdata clients in the process are not affected.
 from __future__ import annotations
 
 from blissdata.redis_engine.scan import Scan
+from blissdata.redis_engine.store import DataStore
 
 
 class EventsOnly:
@@ -40,9 +42,10 @@ class RawScan(Scan):
         return EventsOnly(event_stream)
 
 
-def load_scan(data_store, key: str) -> Scan:
-    """The scan at ``key`` (blissdata's ``Scan``, state and info as usual), its streams raw."""
-    return RawScan._load(data_store, key)
+class RawDataStore(DataStore):
+    def load_scan(self, key):
+        """The scan at ``key`` (blissdata's ``Scan``, state and info as usual), its streams raw."""
+        return RawScan._load(self, key)
 
 
-__all__ = ["EventsOnly", "load_scan"]
+__all__ = ["EventsOnly", "RawDataStore"]

@@ -19,7 +19,6 @@ from blissdata.streams import CursorGroup
 from blissdata.streams.default import Stream as RawStream
 
 from ..descriptions import ScanDescription, StreamDescription, describe_stream
-from .raw_scan import load_scan
 
 _logger = logging.getLogger(__name__)
 
@@ -125,10 +124,10 @@ class ScanSource:
         """
         deadline = time.monotonic() + timeout
         while True:
-            self.scan, self._loaded = self._loaded or load_scan(self.ds, self.key), None
+            self.scan, self._loaded = self._loaded or self.ds.load_scan(self.key), None
             if self.scan.state >= CLOSED:
                 if not self._info_is_current():
-                    self.scan = load_scan(self.ds, self.key)
+                    self.scan = self.ds.load_scan(self.key)
                 self._final = True
                 return
             if self.scan.state < PREPARED or self.scan.streams or time.monotonic() > deadline:
@@ -254,7 +253,7 @@ class ScanSource:
         """
         known = known or {}
         lengths: dict[str, int | None] = {}
-        scan = self.scan if self._final else load_scan(self.ds, self.key)
+        scan = self.scan if self._final else self.ds.load_scan(self.key)
         streams = list(scan.streams.items())
         try:  # a stream whose key is gone reads as empty and sealed: ask Redis (one round trip)
             pipe = self.ds._redis.pipeline(transaction=False)
@@ -276,7 +275,7 @@ class ScanSource:
         return lengths
 
     def child_path(self, key: str) -> tuple[str | None, int]:
-        child = load_scan(self.ds, key)
+        child = self.ds.load_scan(key)
         return child.path, child.number
 
 

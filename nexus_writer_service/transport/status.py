@@ -307,9 +307,9 @@ class PlotReader:
 
     def _store(self):
         if self._ds is None:  # lazily: Redis may be away when the service starts
-            from blissdata.redis_engine.store import DataStore
+            from .raw_scan import RawDataStore
 
-            self._ds = DataStore(self._url)
+            self._ds = RawDataStore(self._url)
         return self._ds
 
     def description(self, scan_key: str):

@@ -22,7 +22,6 @@ from blissdata.exceptions import NoScanAvailable, ScanLoadError
 from ..io.files import FileRegistry
 from ..transport.connection import connect, redact_url
 from .. import __version__
-from ..transport.raw_scan import load_scan
 from ..transport.scans import ScanSource, scans_since
 from ..states import FINAL_STATES
 from ..transport.status import SessionTaken, StatusPublisher, StatusReader
@@ -175,7 +174,7 @@ class SessionWriter:
             if states[key].get("status") in FINAL_STATES and key not in rewrite:
                 continue
             try:
-                scan = load_scan(ds, key)
+                scan = ds.load_scan(key)
             except ScanLoadError:
                 continue  # deleted or expired meanwhile
             if scan.session == self.session:
@@ -224,7 +223,7 @@ class SessionWriter:
         """``scan``: already loaded by the caller (recovery)."""
         try:
             if scan is None:
-                scan = load_scan(ds, key)
+                scan = ds.load_scan(key)
         except ScanLoadError as e:
             self.log.warning("[%s] cannot load scan %s: %s", self.session, key, e)
             return
