@@ -165,7 +165,9 @@ SYSTEM_FOLDERS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "
                   "/root", "/run", "/sbin", "/sys", "/usr", "/var")
 
 
-def _under(path: str, root: str) -> bool:
+def is_under(path: str, root: str) -> bool:
+    """True if ``path`` is ``root`` or inside it (both absolute; compared as given)."""
+    root = os.path.normpath(root)
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
@@ -180,12 +182,12 @@ def path_refused(path: str, roots=(), strict: bool = False) -> str | None:
     """
     real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
     real_roots = [os.path.realpath(r) for r in roots]
-    if any(_under(real, r) for r in real_roots):
+    if any(is_under(real, r) for r in real_roots):
         return None
     if strict:
         return f"is outside the writer's allowed roots ({', '.join(real_roots)}; see --allowed-root)"
     for folder in SYSTEM_FOLDERS:
-        if _under(real, folder):
+        if is_under(real, folder):
             return f"is in a system folder ({folder}; give --allowed-root to write there)"
     if "/." in real:
         return "is in a hidden folder (give --allowed-root to write there)"

@@ -14,6 +14,7 @@ import string
 from datetime import datetime
 
 from ..descriptions import ScanDescription
+from ..io.files import is_under
 
 #: fields of ``--default-path-template``
 TEMPLATE_FIELDS = ("base_path", "session", "scan_name", "scan_number", "date", "user")
@@ -66,12 +67,6 @@ def check_template(template: str, base_path: str) -> str:
         raise ValueError(f"default path template {template!r} gives files outside the base "
                          f"path {base_path} ({os.path.normpath(path)})")
     return template
-
-
-def is_under(path: str, root: str) -> bool:
-    """True if ``path`` is ``root`` or inside it (both absolute; compared as given)."""
-    root = os.path.normpath(root)
-    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def safe_field(value) -> str:

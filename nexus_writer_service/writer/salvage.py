@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import time
 
-from ..io.files import has_hdf5_signature, path_refused
+from ..io.files import not_an_hdf5_target, path_refused
 from ..io.integrity import check_in_subprocess, copy_finished_in_subprocess, match_allocation_to_size
 from ..states import FINAL_STATES
 
@@ -37,19 +36,9 @@ def not_ours(path: str, allowed_roots=(), strict: bool = False) -> str | None:
     (``io.files.path_refused``), qualifies. A user's text file, folder or link is never
     renamed.
     """
-    try:
-        st = os.lstat(path)
-    except OSError as exc:
-        return f"cannot be inspected ({exc.strerror})"
-    if stat.S_ISLNK(st.st_mode):
-        return "is a symbolic link"
-    if stat.S_ISDIR(st.st_mode):
-        return "is a directory"
-    if not stat.S_ISREG(st.st_mode):
-        return "is not a regular file"
-    if not has_hdf5_signature(path):
-        return "is not an HDF5 file"
-    return path_refused(os.path.normpath(path), allowed_roots, strict)
+    if not os.path.lexists(path):
+        return "is not there any more"
+    return not_an_hdf5_target(path) or path_refused(os.path.normpath(path), allowed_roots, strict)
 
 
 def salvage(path: str, log: logging.Logger | logging.LoggerAdapter,
