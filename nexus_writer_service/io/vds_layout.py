@@ -69,7 +69,8 @@ def read_virtual_layout(f: h5py.File, name: str) -> VirtualLayout | None:
         with open(f.filename, "rb") as raw:
             reader = _Reader(raw, int(f.userblock_size), sizeof_addr, sizeof_size)
             return reader.layout(int(link.u))
-    except (_Unsupported, struct.error, OSError, RuntimeError, ValueError, KeyError, UnicodeDecodeError, MemoryError):
+    except (_Unsupported, struct.error, OSError, RuntimeError, ValueError, KeyError, IndexError,
+            UnicodeDecodeError, MemoryError):
         return None
 
 
@@ -101,7 +102,9 @@ class _Reader:
         heap_addr = self.uint(layout, 2, self.o)
         index = self.uint(layout, 2 + self.o, 4)
         shape = self._dataspace(space)
-        return VirtualLayout(shape, self._mappings(*self._heap_object(heap_addr, index)))
+        if not shape:
+            raise _Unsupported("scalar virtual dataset")
+        return VirtualLayout(shape, self._mappings(*self._heap_object(heap_addr, index), shape[0]))
 
     def _messages(self, addr: int):
         """(type, body) of every message of the object header at ``addr``."""
@@ -195,7 +198,8 @@ class _Reader:
         raise _Unsupported("heap object not found")
 
     # -- the mappings (III.F) ---------------------------------------------
-    def _mappings(self, blob: bytes, pos: int, end: int) -> list[Mapping]:
+    def _mappings(self, blob: bytes, pos: int, end: int, n: int) -> list[Mapping]:
+        """``n``: the virtual dataset's length (no selection may cover more points)."""
         version = blob[pos]
         if version > 1:
             raise _Unsupported(f"virtual heap block version {version}")
@@ -208,8 +212,10 @@ class _Reader:
                 flags, pos = blob[pos], pos + 1
             file_name, pos = self._name(blob, pos, flags & 0x01, flags & 0x04, out, "file_name")
             dset_name, pos = self._name(blob, pos, flags & 0x02, 0, out, "dataset_name")
-            source, pos = self._selection(blob, pos)
-            virtual, pos = self._selection(blob, pos)
+            source, pos = self._selection(blob, pos, n)
+            virtual, pos = self._selection(blob, pos, n)
+            if virtual.first is not None and len(virtual.first) and int(virtual.first.max()) >= n:
+                raise _Unsupported("mapping beyond the dataset")
             out.append(Mapping(file_name, dset_name, source, virtual))
         if pos + 4 != end:  # what is left is the checksum, nothing else
             raise _Unsupported("virtual heap block length")
@@ -226,7 +232,7 @@ class _Reader:
         end = blob.index(b"\0", pos)
         return blob[pos:end].decode("utf-8"), end + 1
 
-    def _selection(self, blob: bytes, pos: int) -> tuple[Selection, int]:
+    def _selection(self, blob: bytes, pos: int, n: int) -> tuple[Selection, int]:
         kind, version = self.uint(blob, pos, 4), self.uint(blob, pos + 4, 4)
         pos += 8
         if kind in (_SEL_ALL, _SEL_NONE):
@@ -234,10 +240,12 @@ class _Reader:
                 raise _Unsupported("all/none selection version")
             return Selection(None if kind == _SEL_ALL else np.arange(0), 0), pos + 8
         if kind == _SEL_HYPERSLABS:
-            return self._hyperslabs(blob, pos, version)
+            return self._hyperslabs(blob, pos, version, n)
         raise _Unsupported(f"selection type {kind}")
 
-    def _hyperslabs(self, blob: bytes, pos: int, version: int) -> tuple[Selection, int]:
+    def _hyperslabs(self, blob: bytes, pos: int, version: int, n: int) -> tuple[Selection, int]:
+        """Selections of more than ``n`` indices are not believed (nor built: a damaged
+        coordinate must not ask for gigabytes)."""
         if version == 1:
             enc, regular, pos = 4, False, pos + 8  # padding, length
         elif version == 2:
@@ -260,18 +268,25 @@ class _Reader:
             pos += 4 * rank * enc
             if enc in _UNLIMITED and _UNLIMITED[enc] in (count, block):
                 raise _Unsupported("unlimited selection")
+            if count * block > n or stride < 1:
+                raise _Unsupported("selection larger than the dataset")
             first = (start + stride * np.arange(count)[:, None] + np.arange(block)[None, :]).ravel()
             return Selection(_unique(first), rank), pos
-        n = self.uint(blob, pos, enc if version == 3 else 4)
+        nblocks = self.uint(blob, pos, enc if version == 3 else 4)
         pos += enc if version == 3 else 4
-        blocks = _array(blob, pos, n * 2 * rank, enc, convert=False).reshape(n, 2, rank)
-        pos += n * 2 * rank * enc
+        blocks = _array(blob, pos, nblocks * 2 * rank, enc, convert=False).reshape(nblocks, 2, rank)
+        pos += nblocks * 2 * rank * enc
         # first coordinates only, copied (not views holding every block's coordinates)
         starts, ends = blocks[:, 0, 0].astype(np.int64), blocks[:, 1, 0].astype(np.int64)
-        if n and (starts == ends).all():  # one index per block: a master's frame list
+        # blocks may repeat first indices (split along other axes), a few times at most
+        if (ends < starts).any() or int((ends - starts + 1).sum()) > 8 * n:
+            raise _Unsupported("selection larger than the dataset")
+        if nblocks and (starts == ends).all():  # one index per block: a master's frame list
             return Selection(_unique(starts), rank), pos
         first = np.concatenate([np.arange(s, e + 1) for s, e in zip(starts.tolist(), ends.tolist())]) \
-            if n else np.arange(0)
+            if nblocks else np.arange(0)
+        if len(np.unique(first)) > n:
+            raise _Unsupported("selection larger than the dataset")
         return Selection(_unique(first), rank), pos
 
 
