@@ -48,7 +48,7 @@ from .scenarios import (LazyData, Scenario, build, data_streams, forget_detector
 from .verify import describe, verify
 from .writers import ESRF_EXE, REPO, WriterFailed, WriterProcess
 
-ORDER = ["S1", "S1_50k", "S2", "S2_1", "S2_1000", "S3", "S3_live", "S4", "S5", "S6", "S6_25k", "S7", "S7_5k"]
+ORDER = ["S1", "S1_50k", "S2", "S2_1", "S2_1000", "S3", "S3_live", "S4", "S5", "S6", "S6_25k", "S7", "S7_5k", "S8"]
 
 
 def log(msg: str) -> None:

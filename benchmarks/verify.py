@@ -41,6 +41,9 @@ class _Candidates:
 
     def __init__(self, entry: h5py.Group):
         self.by_shape: dict[tuple, list] = {}
+        #: (point shape, first point) -> candidates: S8's 4000 channels would otherwise
+        #: compare every channel with every dataset (16 million comparisons)
+        self.by_first: dict[tuple, list] = {}
         for name, dset in _datasets(entry):
             n = dset.shape[0]
             try:
@@ -48,13 +51,19 @@ class _Candidates:
                 tail = dset[n - 1] if n else None
             except (OSError, ValueError):  # unreadable (a VDS over missing files...)
                 continue
-            self.by_shape.setdefault(tuple(dset.shape[1:]), []).append((name, dset, head, tail))
+            cand = (name, dset, head, tail)
+            self.by_shape.setdefault(tuple(dset.shape[1:]), []).append(cand)
+            if n:
+                self.by_first.setdefault(_first_key(head), []).append(cand)
 
     def match(self, expected: np.ndarray) -> tuple[str | None, int, bool]:
         """(dataset path, points found, values equal) of the best candidate."""
         n = len(expected)
         best = (None, 0, False)
-        for name, dset, head, tail in self.by_shape.get(tuple(expected.shape[1:]), []):
+        # a dataset whose first point equals the channel's is one of those indexed under it,
+        # unless the values compare equal with other bytes (-0.0, other dtypes): then all
+        cands = self.by_first.get(_first_key(expected[:1])) if n else None
+        for name, dset, head, tail in cands or self.by_shape.get(tuple(expected.shape[1:]), []):
             length = dset.shape[0]
             if not length or not np.array_equal(head, expected[:len(head)]):
                 continue
@@ -66,6 +75,14 @@ class _Candidates:
                 equal = np.array_equal(dset[()], expected[:length])
                 best = (name, length, equal)
         return best
+
+
+def _first_key(points: np.ndarray) -> tuple:
+    first = np.asarray(points[0])
+    try:
+        return first.shape, first.astype(np.float64).tobytes()
+    except (TypeError, ValueError):
+        return first.shape, first.tobytes()
 
 
 def verify(path: str, recs: list) -> dict:

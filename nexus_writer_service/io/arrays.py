@@ -17,12 +17,15 @@ size, compression threshold, chunk split, scheme; meaning as in ESRF's blisswrit
 
 from __future__ import annotations
 
+import functools
+import threading
 from dataclasses import dataclass
 
 import h5py
 import numpy as np
 from h5py import h5d, h5p, h5s, h5t
 
+from .files import bound_metadata_cache
 from .objects import PLAIN_KINDS, link_name
 
 CHUNK_BYTES = 1 << 20
@@ -152,11 +155,13 @@ def _split_chunks(shape: tuple, itemsize: int, nbytes: int, split: int) -> tuple
     return tuple(reversed(out))
 
 
+@functools.lru_cache(maxsize=64)
 def _chunk_cache(chunk_bytes: int, filtered: bool):
     """Dataset access: no chunk cache for plain data (appends write whole rows, and HDF5's
     default 1 MB cache per dataset adds up to hundreds of MB over a hundred counters);
     filtered data keep one chunk cached, or each append would recompress the chunk.
-    h5py's ``rdcc_nbytes=0`` keyword is ignored (0 is falsy), hence the property list.
+    h5py's ``rdcc_nbytes=0`` keyword is ignored (0 is falsy), hence the property list
+    (shared: HDF5 copies it into each dataset it opens, nothing changes it).
     """
     dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
     dapl.set_chunk_cache(521, 2 * chunk_bytes if filtered else 0, 1.0)
@@ -177,14 +182,122 @@ def _plain_chunked(parent, name, dtype, shape, maxshape, chunks, fillvalue, dapl
     return h5py.Dataset(dsid)
 
 
+class _OpenSlots:
+    """How many growing datasets of this process may stay open between appends.
+
+    HDF5 keeps ~20 kB of state per open chunked dataset whatever its chunk cache
+    (4000 open 0D datasets: +77 MB, where 4000 closed ones cost their ~6 MB of
+    metadata cache): a scan of thousands of counters would hold hundreds of MB open.
+    A dataset that finds no free slot is closed after each append and reopened by
+    path at the next one (~15 us). The first ``limit`` take the slots, the others
+    rotate: with a cyclic access pattern that keeps ``limit`` of them open, where
+    an LRU would reopen every one.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.used >= self.limit:
+                return False
+            self.used += 1
+            return True
+
+    def give(self) -> None:
+        with self._lock:
+            self.used = max(0, self.used - 1)
+
+
+#: appends and creations of growing datasets (all files) between two looks at the size of
+#: their file's metadata cache (``files.bound_metadata_cache``; ~1 us a look)
+CACHE_CHECK_EVERY = 128
+_calls = 0
+
+
+def _bound_cache(dsid) -> None:
+    global _calls
+    _calls += 1
+    if _calls >= CACHE_CHECK_EVERY:
+        _calls = 0
+        bound_metadata_cache(h5py.h5i.get_file_id(dsid))
+
+
+#: growing datasets kept open between appends in this process (scans of up to a few
+#: hundred channels never reopen one); see _OpenSlots
+OPEN_SLOTS = _OpenSlots(256)
+
+
 class GrowingDataset:
-    def __init__(self, dset: h5py.Dataset, spec: ArraySpec):
-        self.dset = dset
+    """A channel's dataset, appended to; open between appends only while a slot is free.
+
+    Filtered datasets always stay open: their last, partial chunk is in the chunk
+    cache, and closing would compress and write it at every append, then read and
+    decompress it again.
+    """
+
+    def __init__(self, dset: h5py.Dataset, spec: ArraySpec, cache_bytes: int | None = None,
+                 anchor: tuple | None = None):
+        """``anchor``: (open group, path below it) to reopen the dataset from. New entries
+        are built under a staging name and moved into place (``io.entries.create``): an
+        open group follows the move, a path from the file's root would not (and HDF5 finds
+        the name of an object reopened by reference by searching the whole file)."""
         self.spec = spec
-        self.length = dset.shape[0]
+        self.dtype = dset.dtype
+        self._shape = tuple(dset.shape)
+        self.length = self._shape[0]
+        dcpl = dset.id.get_create_plist()
+        self._filtered = dcpl.get_nfilters() > 0
+        if cache_bytes is None:  # a dataset reopened from the file (resumed entry)
+            cache_bytes = int(np.prod(dset.chunks or (1,))) * self.dtype.itemsize
+        self._cache_bytes = cache_bytes
+        if anchor is None:
+            anchor = (h5py.h5i.get_file_id(dset.id), h5py.h5i.get_name(dset.id))
+        self._anchor, self._path = anchor[0], (anchor[1].encode() if isinstance(anchor[1], str) else anchor[1])
+        self._id = dset.id
+        self._slot = OPEN_SLOTS.take()
+
+    def __del__(self):
+        if getattr(self, "_slot", False):
+            OPEN_SLOTS.give()
+            self._slot = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._id is not None
+
+    @property
+    def dset(self) -> h5py.Dataset:
+        """The h5py dataset, opened again if it was closed (``park`` closes it again)."""
+        return h5py.Dataset(self._open())
+
+    def _open(self):
+        if self._id is None:
+            self._id = h5d.open(self._anchor, self._path, _chunk_cache(self._cache_bytes, self._filtered))
+            if not self._slot:
+                self._slot = OPEN_SLOTS.take()
+        return self._id
+
+    def park(self) -> None:
+        """Close the dataset unless it holds an open slot (or is filtered); it reopens when needed."""
+        if self._id is not None and not self._slot and not self._filtered:
+            self._id.close()
+            self._id = None
+
+    def close(self) -> None:
+        """Close the dataset and give its slot back (the scan is done with it)."""
+        if self._id is not None and self._id.valid:
+            self._id.close()
+        self._id = None
+        if self._slot:
+            OPEN_SLOTS.give()
+            self._slot = False
 
     @classmethod
-    def create(cls, parent: h5py.Group, name: str, spec: ArraySpec) -> "GrowingDataset":
+    def create(cls, parent: h5py.Group, name: str, spec: ArraySpec, anchor: tuple | None = None) -> "GrowingDataset":
+        """The dataset, open: the caller sets its attributes, then ``park``s it."""
         dtype = np.dtype(spec.dtype)
         point = tuple(0 if d == -1 else int(d) for d in spec.point_shape)
         maxshape = (None,) + tuple(None if d == -1 else int(d) for d in spec.point_shape)
@@ -202,7 +315,8 @@ class GrowingDataset:
             elif not kwargs:
                 nchunk = min(nchunk, UNKNOWN_LENGTH_ROWS)
             chunks = (nchunk,) + inner
-        dapl = _chunk_cache(int(np.prod(chunks)) * dtype.itemsize, bool(kwargs))
+        cache_bytes = int(np.prod(chunks)) * dtype.itemsize
+        dapl = _chunk_cache(cache_bytes, bool(kwargs))
         if kwargs or dtype.kind not in PLAIN_KINDS:  # h5py checks the filter is available
             dset = parent.create_dataset(
                 name, shape=(0,) + point, maxshape=maxshape, dtype=dtype, chunks=chunks,
@@ -211,7 +325,8 @@ class GrowingDataset:
             dset = _plain_chunked(parent, name, dtype, (0,) + point, maxshape, chunks, spec.fillvalue, dapl)
         if -1 in spec.point_shape:
             dset.attrs["fill_value"] = spec.fillvalue
-        return cls(dset, spec)
+        _bound_cache(dset.id)
+        return cls(dset, spec, cache_bytes, anchor)
 
     def append(self, batch) -> int:
         """Append points; ragged batches come as a list of arrays."""
@@ -226,24 +341,31 @@ class GrowingDataset:
         if n == 0:
             return 0
         start = self.length
-        shape = list(self.dset.shape)
+        shape = list(self._shape)
         shape[0] = start + n
         for i, d in enumerate(batch.shape[1:], 1):
             if shape[i] < d:  # only ragged dimensions can grow
                 shape[i] = d
-        batch = np.ascontiguousarray(batch, dtype=self.dset.dtype)
-        if batch.dtype.kind in PLAIN_KINDS:
-            # h5py's resize() and slicing cost ~100 us per call in Python: with hundreds
-            # of channels per scan that is the writer's time, so the selection is made here
-            dsid = self.dset.id
-            dsid.set_extent(tuple(shape))
-            space = dsid.get_space()
-            space.select_hyperslab((start,) + (0,) * (batch.ndim - 1), batch.shape)
-            dsid.write(h5s.create_simple(batch.shape), space, batch)
-        else:
-            self.dset.resize(tuple(shape))
-            index = (slice(start, start + n),) + tuple(slice(0, d) for d in batch.shape[1:])
-            self.dset[index] = batch
+        shape = tuple(shape)
+        batch = np.ascontiguousarray(batch, dtype=self.dtype)
+        dsid = self._open()
+        try:
+            if batch.dtype.kind in PLAIN_KINDS:
+                # h5py's resize() and slicing cost ~100 us per call in Python: with hundreds
+                # of channels per scan that is the writer's time, so the selection is made here
+                dsid.set_extent(shape)
+                space = dsid.get_space()
+                space.select_hyperslab((start,) + (0,) * (batch.ndim - 1), batch.shape)
+                dsid.write(h5s.create_simple(batch.shape), space, batch)
+            else:
+                dset = h5py.Dataset(dsid)
+                dset.resize(shape)
+                index = (slice(start, start + n),) + tuple(slice(0, d) for d in batch.shape[1:])
+                dset[index] = batch
+            _bound_cache(dsid)
+        finally:
+            self.park()
+        self._shape = shape
         self.length = start + n
         return n
 
@@ -253,9 +375,12 @@ class GrowingDataset:
         so a gap of millions of points costs neither memory nor storage."""
         if n <= 0:
             return
-        shape = list(self.dset.shape)
-        shape[0] = self.length + n
-        self.dset.resize(tuple(shape))
+        shape = (self.length + n,) + self._shape[1:]
+        try:
+            self._open().set_extent(shape)
+        finally:
+            self.park()
+        self._shape = shape
         self.length += n
 
     def _pad(self, points: list) -> np.ndarray:

@@ -268,6 +268,28 @@ TRIM_CACHE_ABOVE = 4000
 TRIM_CACHE_TO = 256 << 10  # bytes
 
 
+#: metadata cache entries above which work in progress (a start tree, appends to thousands of
+#: channels) flushes the file to trim the cache (see bound_metadata_cache)
+BOUND_CACHE_ABOVE = 4000
+
+
+def bound_metadata_cache(fid) -> bool:
+    """Flush and trim when the cache holds more than ``BOUND_CACHE_ABOVE`` entries.
+
+    Without evictions every object a scan touches stays cached until a flush, at ~3 kB
+    of memory each (decoded headers, B-tree nodes): a 4000-channel start tree is ~26,000
+    entries, and the first append of each channel adds its chunk index, ~90 MB before
+    the periodic flush comes. Called by the io layer while it works (``arrays``); the
+    flush writes a state that is consistent as any periodic one (a start tree still under
+    its staging name, channels appended up to different points). True if it flushed.
+    """
+    if fid.get_mdc_size()[3] <= BOUND_CACHE_ABOVE:
+        return False
+    h5py.h5f.flush(fid)
+    trim_metadata_cache(h5py.File(fid))
+    return True
+
+
 def trim_metadata_cache(h5: h5py.File) -> None:
     """Drop clean metadata from the cache; only right after a flush (nothing is dirty then).
 

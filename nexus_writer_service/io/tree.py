@@ -86,6 +86,8 @@ class TreeWriter:
         #: handle (HDF5 2.0 takes ~5 ms per strided mapping to open a VDS again: 0.5 s for a
         #: Lima2 detector's 100 receiver files)
         self._virtuals: dict[str, h5py.Dataset] = {}
+        #: (group, length of its path + 1) of the top-level group being written
+        self._top: tuple | None = None
 
     def write(self, parent: h5py.Group, name: str, node, replace: frozenset = frozenset(), _path: str = "",
               _new: bool = False) -> None:
@@ -102,8 +104,13 @@ class TreeWriter:
                     self.warnings.append(f"{grp.name} exists and is not a group: kept as it is")
                     return
                 _set_attrs(grp, {k: v for k, v in node.attributes.items() if k not in grp.attrs or k == "default"})
+            top = not _path
+            if top:  # growing datasets below reopen from this group (it may be moved, see arrays)
+                self._top = (grp.id, len(path) + 1)
             for cname, child in node.children.items():
                 self.write(grp, cname, child, replace, path, existing is None)
+            if top:
+                self._top = None
             if not _path and self.filters:
                 self._declare_filters(grp)
             return
@@ -111,7 +118,8 @@ class TreeWriter:
             if self.resume and isinstance(node, Dataset) and isinstance(node.value, Stream):
                 dset = parent[name]
                 if isinstance(dset, h5py.Dataset) and dset.chunks is not None:
-                    self.streams[node.value.stream] = GrowingDataset(dset, self.specs[node.value.stream])
+                    array = self.streams[node.value.stream] = GrowingDataset(dset, self.specs[node.value.stream])
+                    array.park()
                     return
             if path not in replace:
                 return  # never overwrite: a node already written stays
@@ -130,9 +138,11 @@ class TreeWriter:
             _set_attrs(dset, node.attributes, new=True)
         elif isinstance(node, Dataset):
             fresh = True  # no attribute yet
+            array = None
             if isinstance(node.value, Stream):
                 spec = self.specs[node.value.stream]
-                array = GrowingDataset.create(parent, name, spec)
+                anchor = (self._top[0], path[self._top[1]:]) if self._top else None
+                array = GrowingDataset.create(parent, name, spec, anchor)
                 self.filters.add(spec.filter)
                 self.streams[node.value.stream] = array
                 dset = array.dset
@@ -144,6 +154,8 @@ class TreeWriter:
                     kind = {"dtype": h5py.string_dtype()} if isinstance(value, str) else {}
                     dset = parent.create_dataset(name, data=value, **kind)
             _set_attrs(dset, node.attributes, new=fresh)
+            if array is not None:
+                array.park()  # closed until its first append unless it holds an open slot
         else:
             self.warnings.append(f"{parent.name}/{name}: unsupported plan node {type(node).__name__}")
 

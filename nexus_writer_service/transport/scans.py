@@ -321,6 +321,10 @@ class BoundedCursorGroup(CursorGroup):
     LARGE_POINT = 1024
     #: points per entry assumed for small points until an entry was read
     GUESS_POINTS = 1024
+    #: what one entry costs beyond its payload once parsed (ID, field dict, StreamEntry: ~1 kB
+    #: of Python objects): 4000 counters sending 20 points per entry are 34,000 entries of 160
+    #: bytes in one 16 MB read, ~40 MB of objects, unless counted
+    ENTRY_OVERHEAD = 1024
 
     def __init__(self, streams):
         super().__init__(streams)
@@ -350,7 +354,7 @@ class BoundedCursorGroup(CursorGroup):
         """(bytes of one entry, known) of a cursor's stream."""
         known = getattr(cursor._ll_stream, "_nxw_entry_bytes", None)
         if known is not None:
-            return max(1, known), True
+            return max(1, known) + self.ENTRY_OVERHEAD, True
         point = self._point_bytes(cursor)
         return (point, False) if point >= self.LARGE_POINT else (point * self.GUESS_POINTS, True)
 
