@@ -193,3 +193,41 @@ def test_virtual_dataset_as_h5py_makes_it(tmp_path):
             [(m.file_name, m.dset_name) for m in ref.virtual_sources()]
     assert selection_extent(strided[1]) == (5, 2, 3)
     assert selection_extent(Sel(start=[2], count=[3], stride=[4], block=[2])) == (12,)
+
+
+@pytest.mark.parametrize("bounded", [True, False])
+def test_growing_datasets_of_thousands_of_channels_keep_the_metadata_cache_bounded(tmp_path, monkeypatch,
+                                                                                  bounded):
+    """3000 channels created and appended to, with no periodic flush between (one start
+    tree, one large read): the cache stays near ``BOUND_CACHE_ABOVE`` entries (~3 kB of
+    memory each) where it held every object before (~9,200 here), datasets beyond the
+    open slots are closed between appends, and every point is in the file."""
+    from nexus_writer_service.io import arrays, files as io_files
+
+    if not bounded:  # as before: nothing flushed, every dataset kept open
+        monkeypatch.setattr(io_files, "BOUND_CACHE_ABOVE", 10**9)
+        monkeypatch.setattr(arrays.OPEN_SLOTS, "limit", 10**9)
+    registry = FileRegistry()
+    handle = registry.acquire(str(tmp_path / "many.h5"))
+    spec = ArraySpec("float64", (), 0, None, expected_points=40)
+    most = 0
+    with handle.lock:
+        grp = new_group(handle.h5, "1.1")
+        made = [GrowingDataset.create(new_group(grp, f"c{i}"), "data", spec) for i in range(3000)]
+        for a in made:
+            a.park()
+        for k in range(2):
+            for i, a in enumerate(made):
+                a.append(np.arange(20.0) + 1000 * i + 20 * k)
+                most = max(most, handle.h5.id.get_mdc_size()[3])
+        still_open = sum(a.is_open for a in made)
+    if bounded:
+        assert most <= io_files.BOUND_CACHE_ABOVE + 4 * arrays.CACHE_CHECK_EVERY, most
+        assert still_open <= arrays.OPEN_SLOTS.limit
+    else:
+        assert most > 2 * TRIM_CACHE_ABOVE and still_open == 3000
+    del made
+    registry.release(handle)
+    with h5py.File(tmp_path / "many.h5", "r") as f:
+        for i in (0, 1234, 2999):
+            assert np.array_equal(f[f"1.1/c{i}/data"][()], np.arange(40.0) + 1000 * i)

@@ -12,6 +12,7 @@ import gc
 import threading
 import time
 
+import h5py
 import numpy as np
 import pytest
 from blissdata.exceptions import EndOfStream
@@ -134,3 +135,46 @@ def test_finished_scans_are_kept_as_their_small_state_only(make_harness, monkeyp
     alive = [o for o in gc.get_objects() if isinstance(o, ScanWriter)
              and o.state.key in keys]
     assert alive == [], [w.state for w in alive]
+
+
+def test_thousands_of_channels_hold_a_bounded_number_of_hdf5_objects(make_harness, monkeypatch):
+    """2000 counters in one scan: at no creation or append are more than ``OPEN_SLOTS`` growing datasets
+    open in the file (HDF5 keeps ~20 kB per open dataset: all 2005 were open before), and
+    every point of every channel is in the file with its value (the datasets closed between
+    appends are reopened where the entry was moved after its staging)."""
+    from nexus_writer_service.io import arrays
+    from nexus_writer_service.simulation.recording import scaled
+
+    seen = {"open": 0, "appends": 0}
+    append, create = arrays.GrowingDataset.append, arrays.GrowingDataset.create
+
+    def look(array) -> None:  # what HDF5 holds in the file now
+        fid = h5py.h5i.get_file_id(array._anchor)
+        seen["open"] = max(seen["open"], h5py.h5f.get_obj_count(fid, h5py.h5f.OBJ_DATASET))
+
+    def appended(self, batch):  # spies on the real calls
+        n = append(self, batch)
+        look(self)
+        seen["appends"] += 1
+        return n
+
+    def created(cls, *args, **kwargs):
+        array = create(*args, **kwargs)
+        look(array)
+        return array
+
+    monkeypatch.setattr(arrays.GrowingDataset, "append", appended)
+    monkeypatch.setattr(arrays.GrowingDataset, "create", classmethod(created))
+    harness = make_harness()
+    harness.ds._redis.connection_pool.max_connections = 10_000  # a sink per stream published
+    rec = scaled(harness.recording("03_ascan", number=4600), npoints=30, extra_counters=2000)
+    key = harness.publish(rec, batch_size=10)
+    state = harness.state(key, timeout=120)
+    assert state.status == "SUCCEEDED", (state.status, state.error, state.warnings[:3])
+    streams = [s for s in rec.streams if s.is_numeric]
+    assert len(streams) > 2000 and seen["appends"] >= len(streams)
+    assert seen["open"] <= arrays.OPEN_SLOTS.limit + 2, seen
+    with h5py.File(state.file, "r", locking=False) as f:
+        instrument = f[f"{rec.number}.1/instrument"]
+        for i in range(2000):
+            np.testing.assert_array_equal(instrument[f"c{i:03d}/data"][()], rec.streams[-2000 + i].data)
