@@ -131,6 +131,9 @@ class ScanWriter:
         finally:
             if self._handle is not None:
                 self.slot.take()  # closing the file flushes it
+                with self._handle.lock:
+                    for array in self._arrays.values():  # their open-dataset slots, at once
+                        array.close()
                 self.files.release(self._handle)
                 self._handle = None
             self._publish()
