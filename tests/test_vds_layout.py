@@ -52,11 +52,17 @@ def _layouts(path: str, libver: str, userblock: int = 0) -> list[str]:
         irregular = h5py.VirtualLayout((20, 4), "f4")
         irregular[[0, 1, 2, 7, 8, 15]] = h5py.VirtualSource("x.h5", "d", shape=(10, 4))[[1, 2, 3, 4, 8, 9]]
         f.create_virtual_dataset("irregular", irregular)
+        randomly = h5py.VirtualLayout((60, 1, 2, 3), "u2")  # as a conductor deals frames: any order
+        owner = np.random.default_rng(7).integers(0, 3, size=60)
+        for k in range(3):
+            frames = np.flatnonzero(owner == k)
+            randomly[frames] = h5py.VirtualSource(f"p_{k}_00000.h5", "e/i/d/data", shape=(len(frames), 1, 2, 3))
+        f.create_virtual_dataset("randomly", randomly)
         whole = h5py.VirtualLayout((10, 4), "u2")
         whole[:] = h5py.VirtualSource("y.h5", "d", shape=(10, 4))
         f.create_virtual_dataset("whole", whole)
         f["plain"] = np.zeros(3)
-    return ["strided", "group/dealt", "irregular", "whole"]
+    return ["strided", "group/dealt", "irregular", "randomly", "whole"]
 
 
 @pytest.mark.parametrize("libver, userblock", [("earliest", 0), ("latest", 0), ("earliest", 1024)])
