@@ -166,7 +166,7 @@ def test_thousands_of_channels_hold_a_bounded_number_of_hdf5_objects(make_harnes
     monkeypatch.setattr(arrays.GrowingDataset, "append", appended)
     monkeypatch.setattr(arrays.GrowingDataset, "create", classmethod(created))
     gc.collect()
-    assert arrays.OPEN_SLOTS.used == 0  # (no other scan runs in this process)
+    before = arrays.OPEN_SLOTS.used  # what other tests of this process still hold
     harness = make_harness()
     harness.ds._redis.connection_pool.max_connections = 10_000  # a sink per stream published
     rec = scaled(harness.recording("03_ascan", number=4600), npoints=30, extra_counters=2000)
@@ -178,9 +178,9 @@ def test_thousands_of_channels_hold_a_bounded_number_of_hdf5_objects(make_harnes
     assert seen["open"] <= arrays.OPEN_SLOTS.limit + 2, seen
     # the scan gave its slots back when it ended (not whenever garbage collection runs)
     deadline = time.monotonic() + 5
-    while arrays.OPEN_SLOTS.used and time.monotonic() < deadline:
+    while arrays.OPEN_SLOTS.used > before and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert arrays.OPEN_SLOTS.used == 0
+    assert arrays.OPEN_SLOTS.used <= before
     with h5py.File(state.file, "r", locking=False) as f:
         instrument = f[f"{rec.number}.1/instrument"]
         for i in range(2000):
