@@ -242,3 +242,45 @@ def test_a_file_left_damaged_is_moved_aside_and_rebuilt_from_what_is_intact_and_
     assert len(aside) == 1  # kept, never deleted
     assert any("was left damaged by a writer that was killed" in r.getMessage() and "1 finished entries copied back"
                in r.getMessage() for r in caplog.records)
+
+
+def test_sigkill_mid_scan_of_more_channels_than_stay_open(redis_server, tmp_path, caplog):
+    """300 counters: more growing datasets than stay open between appends
+    (``io.arrays.OPEN_SLOTS``), so the resumed entry's datasets are closed and reopened
+    from the moved entry after the restart; the file equals a clean run's."""
+    from nexus_writer_service.io.arrays import OPEN_SLOTS
+    from nexus_writer_service.transport.status import StatusReader
+
+    def wide(base, session):
+        rec = relocate(load_recording("03_ascan"), base, session=session, number=300)
+        return scaled(rec, npoints=30, extra_counters=300)
+
+    ref = WriterHarness(redis_server.url, tmp_path / "ref", caplog)
+    ref.ds._redis.connection_pool.max_connections = 10_000  # a sink per stream published
+    rec = wide(ref.base, ref.session)
+    assert sum(s.is_numeric for s in rec.streams) > OPEN_SLOTS.limit
+    ref.states(publish_all(ref.ds, [rec], interval=0.0), 120)
+    ref.stop()
+
+    base, session = tmp_path / "crash", ref.session + "_crash"
+    rec = wide(base, session)
+    reader = StatusReader(redis_server.url)
+    proc = start_cli(session, redis_server.url, base)
+    try:
+        pub = ScanPublisher(ref.ds, rec, batch_size=2)
+        pub.create().prepare().start()
+        half = len(rec.streams[0].data) // 2
+        pub.send_data(stop_after=half)
+        _wait_written(reader, pub.key, half, timeout=60)
+        time.sleep(1.5)  # flushed, idle: the kill does not land inside a flush
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        pub.send_data(start_at=half)
+        pub.end()
+        proc = start_cli(session, redis_server.url, base)
+        state = reader.wait(pub.key, 120)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert state["status"] == "SUCCEEDED", state
+    assert_same_files(ref.base / ref.session, ref.session, base / session, session)

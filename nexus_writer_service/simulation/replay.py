@@ -121,7 +121,7 @@ class ScanPublisher:
             longest = min(longest, stop_after)
         for start in range(start_at, longest, self.batch_size):
             for s in streams:
-                chunk = s.at_points(start, start + self.batch_size)
+                chunk = s.at_points(start, min(start + self.batch_size, longest))
                 if len(chunk):
                     if not s.is_numeric:  # JSON events (lima/mosca statuses, JSON streams)
                         for event in chunk:
