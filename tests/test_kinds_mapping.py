@@ -147,3 +147,17 @@ def test_sequence_children_trimmed_from_redis_are_missing():
     out = k.finish(kinds.Context(entry="4.1", channel=None, file_dir="", info={}))
     assert k.children == [("esrf:scan:b", 5)]
     assert (out.written, out.missing) == (0, 1) and "trimmed" in out.warnings[0]
+
+
+def test_lima2_round_robin_skips_receiver_files_without_frames():
+    """Rank 0 saved nothing before the conductor died: rank 1's frames are all there is."""
+    from nexus_writer_service.kinds.lima2 import _round_robin
+
+    def facts(path, n):
+        return FileFacts(path, "/e/i/d/data", exists=True, shape=(n, 4, 4), dtype="<u2")
+
+    sources, frame_shape, dtype, saved = _round_robin([facts("/x/s_0_00000.h5", 0), facts("/x/s_1_00000.h5", 3),
+                                                       facts("/x/s_1_00001.h5", 2)])
+    assert saved == 5 and frame_shape == (4, 4) and dtype == "<u2"
+    assert [(list(v), f, list(i)) for v, f, _, i, _ in sources] == [
+        ([0, 1, 2], "/x/s_1_00000.h5", [0, 1, 2]), ([3, 4], "/x/s_1_00001.h5", [0, 1])]

@@ -160,3 +160,37 @@ def test_damaged_bytes_never_raise_nor_ask_for_gigabytes(tmp_path):
         if layout is not None:
             assert layout.shape[0] == 12
             assert all(m.virtual.first is None or len(m.virtual.first) <= 12 for m in layout.mappings)
+
+
+@pytest.mark.parametrize("libver", ["earliest", "latest"])
+def test_an_unlimited_virtual_dataset_is_left_to_hdf5(tmp_path, libver):
+    """HDF5 takes an unlimited VDS's extent from its sources: not read from the bytes
+    (the unlimited marker read as a count gave no frame, or 65535)."""
+    with h5py.File(tmp_path / "s.h5", "w") as g:
+        g.create_dataset("data", data=np.arange(70000, dtype="i4"), maxshape=(None,), chunks=(1000,))
+    path = str(tmp_path / "m.h5")
+    with h5py.File(path, "w", libver=libver) as f:
+        layout = h5py.VirtualLayout((70000,), "i4", maxshape=(None,))
+        vs = h5py.VirtualSource("s.h5", "data", shape=(70000,), maxshape=(None,))
+        layout[0:h5py.h5s.UNLIMITED] = vs[0:h5py.h5s.UNLIMITED]
+        f.create_virtual_dataset("v", layout)
+    with h5py.File(path, "r") as f:
+        assert vds_layout.read_virtual_layout(f, "v") is None
+    q = FileQuery(path=path, dataset="v")
+    (facts,) = inspect.answer([q])[q]  # HDF5's own decoding cannot list it: reported, never raised
+    assert facts.sources == [] or sum(len(v) for v, *_ in facts.sources) == 70000
+
+
+def test_a_path_through_an_external_link_is_left_to_hdf5(tmp_path):
+    def make(path, source, target):
+        with h5py.File(path, "w") as f:
+            layout = h5py.VirtualLayout((4, 2), "i2")
+            layout[:] = h5py.VirtualSource(source, "data", shape=(4, 2))
+            f.create_group("g").create_virtual_dataset("v", layout)
+            f["ext"] = h5py.ExternalLink(target, "/g")
+
+    make(tmp_path / "B.h5", "bbbb.h5", "nowhere.h5")
+    make(tmp_path / "A.h5", "aaaa.h5", "B.h5")
+    with h5py.File(tmp_path / "A.h5", "r") as f:
+        assert [m.file_name for m in vds_layout.read_virtual_layout(f, "g/v").mappings] == ["aaaa.h5"]
+        assert vds_layout.read_virtual_layout(f, "ext/v") is None  # it lives in B.h5

@@ -28,8 +28,19 @@ def answer(queries: list[FileQuery]) -> dict[FileQuery, list[FileFacts]]:
     out = {}
     for q in queries:
         paths = sorted(glob.glob(q.pattern)) if q.pattern else [q.path]
-        out[q] = [_facts(path, q) for path in paths]
+        out[q] = [_safe_facts(path, q) for path in paths]
     return out
+
+
+def _safe_facts(path: str, q: FileQuery) -> FileFacts:
+    """A detector's file that cannot be read as expected (h5py raises more than OSError:
+    NotImplementedError for some selections) is reported missing, never raised: one
+    stream's files never fail the scan."""
+    try:
+        return _facts(path, q)
+    except Exception as exc:
+        _logger.warning("cannot read %s:%s: %s: %s", path, q.dataset, type(exc).__name__, exc)
+        return FileFacts(path=path, dataset=q.dataset)
 
 
 def _facts(path: str, q: FileQuery) -> FileFacts:

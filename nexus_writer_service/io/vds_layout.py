@@ -29,7 +29,6 @@ import numpy as np
 
 _SEL_NONE, _SEL_HYPERSLABS, _SEL_ALL = 0, 2, 3  # (1: points, not read here)
 _MSG_DATASPACE, _MSG_LAYOUT, _MSG_CONTINUATION = 0x0001, 0x0008, 0x0010
-_UNLIMITED = {4: 0xFFFFFFFF, 8: 0xFFFFFFFFFFFFFFFF}
 
 
 class _Unsupported(Exception):
@@ -62,6 +61,10 @@ def read_virtual_layout(f: h5py.File, name: str) -> VirtualLayout | None:
     """The mappings of dataset ``name`` of open file ``f``, or None when it is not a
     virtual dataset or its bytes are not the kind this module reads."""
     try:
+        parts = [p for p in name.split("/") if p]
+        for i in range(1, len(parts)):  # an external link on the way leads to another file
+            if f.id.links.get_info("/".join(parts[:i]).encode()).type == h5py.h5l.TYPE_EXTERNAL:
+                return None
         link = f.id.links.get_info(name.encode())  # (H5Oget_info would load the whole header: 8 MB)
         if link.type != h5py.h5l.TYPE_HARD:
             return None
@@ -172,7 +175,12 @@ class _Reader:
             pos = 4
         else:
             raise _Unsupported(f"dataspace version {version}")
-        return tuple(self.uint(body, pos + i * self.l, self.l) for i in range(rank))
+        dims = tuple(self.uint(body, pos + i * self.l, self.l) for i in range(rank))
+        if flags & 0x01:  # maximum dimensions: an unlimited VDS takes its extent from its sources
+            maxdims = tuple(self.uint(body, pos + (rank + i) * self.l, self.l) for i in range(rank))
+            if maxdims != dims:
+                raise _Unsupported("resizable virtual dataset")
+        return dims
 
     # -- global heap ------------------------------------------------------
     def _heap_object(self, addr: int, index: int) -> tuple[bytes, int, int]:
@@ -264,10 +272,11 @@ class _Reader:
         pos += 4
         if regular:
             # per dimension: start, stride, count, block
-            start, stride, count, block = (int(v) for v in _array(blob, pos, 4 * rank, enc).reshape(rank, 4)[0])
-            pos += 4 * rank * enc
-            if enc in _UNLIMITED and _UNLIMITED[enc] in (count, block):
+            raw = _array(blob, pos, 4 * rank, enc, convert=False).reshape(rank, 4)
+            if (raw == np.iinfo(raw.dtype).max).any():  # H5S_UNLIMITED, in any encoding size
                 raise _Unsupported("unlimited selection")
+            start, stride, count, block = (int(v) for v in raw[0])
+            pos += 4 * rank * enc
             if count * block > n or stride < 1:
                 raise _Unsupported("selection larger than the dataset")
             first = (start + stride * np.arange(count)[:, None] + np.arange(block)[None, :]).ravel()
@@ -277,6 +286,8 @@ class _Reader:
         blocks = _array(blob, pos, nblocks * 2 * rank, enc, convert=False).reshape(nblocks, 2, rank)
         pos += nblocks * 2 * rank * enc
         # first coordinates only, copied (not views holding every block's coordinates)
+        if nblocks and (blocks == np.iinfo(blocks.dtype).max).any():
+            raise _Unsupported("unlimited block")
         starts, ends = blocks[:, 0, 0].astype(np.int64), blocks[:, 1, 0].astype(np.int64)
         # blocks may repeat first indices (split along other axes), a few times at most
         if (ends < starts).any() or int((ends - starts + 1).sum()) > 8 * n:

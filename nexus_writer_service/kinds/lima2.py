@@ -284,7 +284,7 @@ def _round_robin(receivers: list) -> tuple[list, tuple, str | None, int]:
     frame_shape, dtype, prefix = (), None, ()
     for facts in receivers:
         m = _RECEIVER.match(facts.path)
-        if not (facts.exists and facts.shape and m):
+        if not (facts.exists and facts.shape and facts.shape[0] and m):  # (an empty file holds no frame)
             continue
         by_rank.setdefault(int(m.group(1)), []).append((int(m.group(2)), facts))
         shape = facts.shape
