@@ -145,3 +145,57 @@ def test_a_large_gap_trimmed_from_redis_costs_no_storage_and_reads_as_the_fill_v
         robx = f["64.1/measurement/robx"]
         assert robx.id.get_storage_size() >= npoints * 8  # a whole stream, for comparison
         assert f["64.1/writer/status"][()] == b"INCOMPLETE"
+
+
+def test_points_lost_before_a_resume_stay_lost(harness, redis_server, tmp_path):
+    """Writer A grows diode1 over points trimmed from Redis, then leaves the scan mid-way
+    (another writer took the session); writer B resumes the entry from the file: the
+    fill values A left are not points, the scan is INCOMPLETE and says how many."""
+    import logging
+    import threading
+    import time
+
+    import redis
+
+    from nexus_writer_service.io.files import FileRegistry
+    from nexus_writer_service.transport.scans import ScanSource
+    from nexus_writer_service.writer.config import WriterConfig
+    from nexus_writer_service.writer.scan import ScanWriter
+
+    harness.stop()  # written by hand
+    rec = harness.recording("03_ascan", number=65)
+    gap = 3
+    pub = ScanPublisher(harness.ds, rec, batch_size=1)  # one Redis entry per point
+    pub.create().prepare().start()
+    pub.send_data(stop_after=4)
+    pub.join()
+    redis.Redis.from_url(redis_server.url).xtrim(pub.streams[DIODE1].key, minid=gap, approximate=False)
+    config = WriterConfig(base_path=str(tmp_path), read_timeout=0.2)
+    log = logging.getLogger("nexus_writer_service")
+
+    taken = threading.Event()
+    first = ScanWriter(ScanSource(harness.ds, pub.key), FileRegistry(), config, log, harness.session,
+                       superseded=taken)
+    thread = threading.Thread(target=first.run)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while getattr(first._arrays.get(DIODE1), "length", 0) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)  # (the 3 lost points and point 3 are in its dataset)
+    time.sleep(0.5)  # flushed
+    taken.set()
+    thread.join(20)
+    with read_file(first.state.file) as f:
+        dset = f["65.1/measurement/diode1"]
+        assert dset.shape == (4,) and int(dset.attrs["missing_points"]) == gap
+        assert f["65.1/writer/status"][()] == b"WRITING"
+
+    pub.send_data(start_at=4)
+    pub.end()
+    second = ScanWriter(ScanSource(harness.ds, pub.key), FileRegistry(), config, log, harness.session)
+    state = second.run()
+    assert state.status == "INCOMPLETE", state
+    assert any(f"{gap} points trimmed from Redis" in w and DIODE1 in w for w in state.warnings), state.warnings
+    with read_file(state.file) as f:
+        values = f["65.1/measurement/diode1"][()]
+        assert np.isnan(values[:gap]).all()
+        assert np.array_equal(values[gap:], rec.stream(DIODE1).data[gap:])

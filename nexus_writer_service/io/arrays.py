@@ -230,6 +230,11 @@ def _bound_cache(dsid) -> None:
 OPEN_SLOTS = _OpenSlots(256)
 
 
+#: attribute of a growing dataset: how many of its points are fill values standing for
+#: points that never arrived (trimmed from Redis before they were read)
+MISSING = "missing_points"
+
+
 class GrowingDataset:
     """A channel's dataset, appended to; open between appends only while a slot is free.
 
@@ -250,7 +255,8 @@ class GrowingDataset:
         self.length = self._shape[0]
         dcpl = dset.id.get_create_plist()
         self._filtered = dcpl.get_nfilters() > 0
-        if cache_bytes is None:  # a dataset reopened from the file (resumed entry)
+        resumed = cache_bytes is None  # a dataset reopened from the file (resumed entry)
+        if resumed:
             cache_bytes = int(np.prod(dset.chunks or (1,))) * self.dtype.itemsize
         self._cache_bytes = cache_bytes
         if anchor is None:
@@ -258,6 +264,8 @@ class GrowingDataset:
         self._anchor, self._path = anchor[0], (anchor[1].encode() if isinstance(anchor[1], str) else anchor[1])
         self._id = dset.id
         self._slot = OPEN_SLOTS.take()
+        #: points the dataset grew over without data (``grow``); read back when resumed
+        self.missing = int(dset.attrs.get(MISSING, 0)) if resumed else 0
 
     def __del__(self):
         if getattr(self, "_slot", False):
@@ -377,7 +385,11 @@ class GrowingDataset:
             return
         shape = (self.length + n,) + self._shape[1:]
         try:
-            self._open().set_extent(shape)
+            dsid = self._open()
+            dsid.set_extent(shape)
+            # said in the file: a writer resuming the entry must not take them for points
+            self.missing += n
+            h5py.Dataset(dsid).attrs[MISSING] = np.int64(self.missing)
         finally:
             self.park()
         self._shape = shape

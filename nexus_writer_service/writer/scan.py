@@ -255,6 +255,8 @@ class ScanWriter:
             self._arrays = writer.streams
             # points already in the file (resumed entries) are not appended twice
             self._skip = {name: a.length for name, a in self._arrays.items() if a.length}
+            # points a previous run grew over (lost) stay lost: the file says how many
+            self._lost = {name: a.missing for name, a in self._arrays.items() if a.missing}
             self._note_warnings(writer.warnings)
             if resume:
                 self.log.info("resuming %s (%d points already in the file)", ", ".join(existing),
