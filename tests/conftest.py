@@ -112,3 +112,20 @@ def make_harness(redis_server, tmp_path, caplog):
 
 def read_file(path):
     return h5py.File(path, "r", locking=False)
+
+
+def start_service(*args: str):
+    """``NexusWriterService *args --port 0`` as its own process: (process, status page URL)
+    once it says where its page is."""
+    import os
+    import subprocess
+    import sys
+
+    exe = os.path.join(os.path.dirname(sys.executable), "NexusWriterService")
+    proc = subprocess.Popen([exe, *args, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    line = ""
+    while "status page on" not in line:
+        line = proc.stdout.readline()
+        assert line, "service did not start"
+    return proc, line.split("status page on ")[1].strip()

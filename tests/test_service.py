@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -14,6 +12,7 @@ from browser import chromium, get_json, wait
 from nexus_writer_service.apps.service import ConfigError, load_config, session_specs
 from nexus_writer_service.simulation.recording import load_recording, relocate
 from nexus_writer_service.simulation.replay import publish
+from conftest import start_service
 
 
 @pytest.fixture
@@ -21,14 +20,7 @@ def service(redis_server, tmp_path):
     config = tmp_path / "service.yml"
     config.write_text(f"sessions:\n  - svc_a\n  - name: svc_b\n    args: ['--base-path', '{tmp_path}/b']\n"
                       f"log_dir: {tmp_path}/logs\n")
-    exe = os.path.join(os.path.dirname(sys.executable), "NexusWriterService")
-    proc = subprocess.Popen([exe, "--config", str(config), "--redis-url", redis_server.url, "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = ""
-    while "status page on" not in line:
-        line = proc.stdout.readline()
-        assert line, "service did not start"
-    url = line.split("status page on ")[1].strip()
+    proc, url = start_service("--config", str(config), "--redis-url", redis_server.url)
     yield url, tmp_path
     proc.send_signal(signal.SIGTERM)
     proc.wait(30)

@@ -10,11 +10,8 @@ kept under the test's tmp folder (``page_running.png``, ``page_finished.png``).
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -28,6 +25,7 @@ from nexus_writer_service.simulation.recording import load_recording, relocate
 from nexus_writer_service.simulation.replay import ScanPublisher, publish
 from nexus_writer_service.transport.scans import ScanSource
 from nexus_writer_service.transport.status import PlotReader
+from conftest import start_service
 
 SESSION = "plots_a"
 DIODE = "simulation_diode_sampling_controller:diode1"
@@ -112,15 +110,8 @@ def _long_ascan(tmp_path, number):
 
 @pytest.fixture
 def service(redis_server, tmp_path):
-    exe = os.path.join(os.path.dirname(sys.executable), "NexusWriterService")
-    proc = subprocess.Popen([exe, SESSION, "--redis-url", redis_server.url, "--port", "0",
-                             "--log-dir", str(tmp_path / "logs"), "--allowed-root", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = ""
-    while "status page on" not in line:
-        line = proc.stdout.readline()
-        assert line, "service did not start"
-    url = line.split("status page on ")[1].strip()
+    proc, url = start_service(SESSION, "--redis-url", redis_server.url,
+                             "--log-dir", str(tmp_path / "logs"), "--allowed-root", str(tmp_path))
     wait(lambda: get_json(url + "status.json")["sessions"][SESSION]["heartbeat"])
     yield url
     proc.send_signal(signal.SIGTERM)
