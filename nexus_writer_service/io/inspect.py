@@ -69,7 +69,7 @@ def _facts(path: str, q: FileQuery) -> FileFacts:
             if obj.is_virtual:
                 folder = os.path.dirname(os.path.abspath(path))
                 shapes: dict = {}
-                facts.sources = [_source(vs, folder, shapes) for vs in obj.virtual_sources()]
+                facts.sources = [_source(vs, folder, path, shapes) for vs in obj.virtual_sources()]
     except (OSError, KeyError, ValueError) as exc:  # being written, damaged: not there (yet)
         _logger.debug("cannot read %s:%s: %s", path, q.dataset, exc)
         facts.exists = False
@@ -114,7 +114,7 @@ def _source_point(file_name: str, dataset: str, folder: str, own: str) -> tuple:
         return None, None
 
 
-def _source(vs, folder: str, shapes: dict) -> tuple:
+def _source(vs, folder: str, own: str, shapes: dict) -> tuple:
     """(frame indices, file, dataset, indices in the source, source shape) of one mapping.
 
     A source space without an extent (made without a shape) stands for the whole
@@ -126,12 +126,9 @@ def _source(vs, folder: str, shapes: dict) -> tuple:
     if not shape:
         point = shapes.get(vs.dset_name)
         if point is None:
-            src = vs.file_name if os.path.isabs(vs.file_name) else os.path.join(folder, vs.file_name)
-            try:
-                with h5py.File(src, "r", locking=False) as f:
-                    point = shapes[vs.dset_name] = tuple(f[vs.dset_name].shape[1:])
-            except (OSError, KeyError):
-                point = None
+            point = _source_point(vs.file_name, vs.dset_name, folder, own)[0]
+            if point is not None:
+                shapes[vs.dset_name] = point
         shape = (len(vidx), *point) if point is not None else (len(vidx),)
         sidx = list(range(len(vidx)))
     else:

@@ -19,6 +19,7 @@ Sparse frames (``data/{index, intensity, frame_ptr}``) are linked from the maste
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import time
@@ -135,7 +136,7 @@ class Lima2(StreamKind):
         parts = master_parts(path)
         if parts:
             folder, prefix = parts
-            q["receivers"] = FileQuery(pattern=os.path.join(glob_escape(folder), f"{glob_escape(prefix)}_*_*.h5"),
+            q["receivers"] = FileQuery(pattern=os.path.join(glob.escape(folder), f"{glob.escape(prefix)}_*_*.h5"),
                                        dataset=dataset)
         return q
 
@@ -308,9 +309,3 @@ def _round_robin(receivers: list) -> tuple[list, tuple, str | None, int]:
                             (n, *prefix, *frame_shape)))
             offset += n
     return sources, frame_shape, dtype, int(lengths.sum())
-
-
-def glob_escape(text: str) -> str:
-    import glob
-
-    return glob.escape(text)
