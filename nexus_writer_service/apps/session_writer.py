@@ -46,6 +46,14 @@ def parser() -> argparse.ArgumentParser:
                    help="at start, write unfinished scans of the last this-many seconds (default: %(default)s; 0: none)")
     p.add_argument("--compression", default=defaults.compression,
                    help="filter for spectra and images: bitshuffle-lz4, gzip or none (default: %(default)s)")
+    p.add_argument("--required-disk-space", type=float, default=defaults.required_disk_space, metavar="MB",
+                   help="with less free space on a file's disk nothing is written: the data wait in Redis "
+                        "(default: %(default)s; as the Tango device's property)")
+    p.add_argument("--recommended-disk-space", type=float, default=defaults.recommended_disk_space, metavar="MB",
+                   help="with less free space a scan warns (default: %(default)s)")
+    p.add_argument("--storage-wait", type=float, default=defaults.storage_wait, metavar="S",
+                   help="wait at most this long for room on a disk or for a reader's file lock, and never "
+                        "longer than the scan stays in Redis (default: %(default)s)")
     p.add_argument("--config", help="beamline configuration (YAML: instrument, sample, detectors, "
                                      "positioners, plots, techniques); see nexus_writer_service/metadata/config/examples")
     p.add_argument("--version", action="version", version=__version__)
@@ -88,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         compression="" if args.compression.lower() == "none" else args.compression,
         beamline=beamline,
         beamline_source=args.config or "",
+        required_disk_space=args.required_disk_space,
+        recommended_disk_space=args.recommended_disk_space,
+        storage_wait=args.storage_wait,
     )
     writer = SessionWriter(args.session, url, config, log)
 

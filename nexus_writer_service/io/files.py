@@ -12,6 +12,7 @@ import os
 import stat
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import h5py
@@ -25,6 +26,46 @@ class FileAccessError(OSError):
     """The target file cannot be opened for writing (locked, no permission, ...)."""
 
 
+class FileLocked(FileAccessError):
+    """Another process holds HDF5's lock on the file (a viewer opened it): wait, never fail."""
+
+    def __init__(self, path: str, holders: list[str], cause: Exception):
+        who = f" by {', '.join(holders)}" if holders else ""
+        super().__init__(errno.EAGAIN, f"{path!r} is locked{who} ({cause})")
+        self.path = path
+        self.holders = holders
+
+
+class BrokenInProcess(FileAccessError):
+    """This process holds a broken HDF5 handle of the file (failed writes): HDF5 would
+    hand it to a new open of the same file, so the file must first be moved aside."""
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """What happened to the file at a handle's path since the writer opened it."""
+
+    #: deleted, moved, replaced, truncated, overwritten, read-only
+    kind: str
+    message: str
+    #: where the file is now (moved)
+    new_path: str | None = None
+
+    @property
+    def lost(self) -> bool:
+        """The handle's file is no longer what readers find at the path (rewrite it)."""
+        return self.kind in ("deleted", "replaced", "truncated", "overwritten")
+
+
+class FileChangedError(OSError):
+    """The file at the path changed under the writer (``FileChange``): it writes nothing more there."""
+
+    def __init__(self, path: str, change: FileChange):
+        super().__init__(errno.ESTALE, f"{path}: {change.message}")
+        self.path = path
+        self.change = change
+
+
 class FileHandle:
     def __init__(self, path: str, h5: h5py.File):
         self.path = path
@@ -32,22 +73,151 @@ class FileHandle:
         self.lock = threading.RLock()
         self.users = 0
         self._last_flush = 0.0
+        try:  # the sec2 driver's descriptor: the file we write, whatever the path holds later
+            self._fd = h5.id.get_vfd_handle()
+            st = os.fstat(self._fd)
+            self._identity = (st.st_dev, st.st_ino)
+            self._size = st.st_size
+        except (OSError, ValueError, RuntimeError, TypeError):  # another driver: not watched
+            self._fd = None
+        self._writable = _writable(path)
+        #: set once, when ``check`` first finds the file changed
+        self.change: FileChange | None = None
+
+    def check(self) -> FileChange | None:
+        """What happened to the file at ``path`` since it was opened (None: nothing).
+
+        People and clean-up scripts delete, move, truncate or replace files, and the
+        data policy makes folders read-only, while a scan is written. HDF5 would go on
+        writing into an unlinked inode or a truncated file and the scan would look
+        complete. Cheap (a few system calls): asked before every flush.
+        """
+        if self.change is not None or self._fd is None:
+            return self.change
+        try:
+            fst = os.fstat(self._fd)
+        except OSError:
+            return None
+        try:
+            pst = os.stat(self.path)
+            same = (pst.st_dev, pst.st_ino) == self._identity
+        except OSError:
+            pst, same = None, False
+        now = _fd_path(self._fd)
+        change = None
+        if not same:
+            if now is not None and now != self.path:
+                replaced = " (another file is at the path now)" if pst is not None else ""
+                change = FileChange("moved", f"the file was moved to {now} while it was written{replaced}", now)
+            elif pst is None:
+                change = FileChange("deleted", "the file was deleted while it was written")
+            else:
+                change = FileChange("replaced", "the file was replaced by another file while it was written")
+        elif fst.st_size < self._size:
+            change = FileChange("truncated", f"the file was truncated to {fst.st_size} bytes while it was "
+                                             f"written (it had {self._size})")
+        elif _head(self._fd) != HDF5_SIGNATURE:
+            change = FileChange("overwritten", "the file was overwritten: it no longer starts as an HDF5 file")
+        elif self._writable and not _writable(self.path):
+            change = FileChange("read-only", f"the file or its folder {os.path.dirname(self.path)} was made "
+                                             "read-only while it was written")
+        self.change = change
+        return change
 
     def flush(self, min_interval: float = 0.0) -> bool:
-        """Flush so readers that open the file see new points; rate-limited."""
+        """Flush so readers that open the file see new points; rate-limited.
+
+        Never into a file that changed under us (``check``): FileChangedError instead.
+        A moved file is still ours (same inode): it goes on, the scan says where it went.
+        """
         now = time.monotonic()
         if now - self._last_flush < min_interval:
             return False
+        change = self.check()
+        if change is not None and change.kind != "moved":
+            raise FileChangedError(self.path, change)
         with self.lock:
             self.h5.flush()
             if self.h5.id.get_mdc_size()[3] > TRIM_CACHE_ABOVE:
                 trim_metadata_cache(self.h5)
+        if self._fd is not None:
+            try:
+                self._size = os.fstat(self._fd).st_size
+            except OSError:
+                pass
         self._last_flush = now
         return True
 
+    def same_file(self, path: str) -> bool:
+        """``path`` is (still) this handle's file (same inode)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        return self._fd is not None and (st.st_dev, st.st_ino) == self._identity
+
+
+def _fd_path(fd: int) -> str | None:
+    """Where the open file ``fd`` is now (it follows a rename); None if deleted or unknown."""
+    try:
+        now = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+    return None if now.endswith(" (deleted)") else now
+
+
+def _head(fd: int) -> bytes:
+    try:
+        return os.pread(fd, len(HDF5_SIGNATURE), 0)
+    except OSError:
+        return b""
+
+
+def _writable(path: str) -> bool:
+    """The file and its folder may be written (mode bits too: root passes ``os.access``)."""
+    try:
+        for where in (path, os.path.dirname(path)):
+            if os.stat(where).st_mode & 0o222 == 0 or not os.access(where, os.W_OK):
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def lock_holders(path: str) -> list[str]:
+    """The processes holding a lock on ``path`` ("pid 123 (silx)"), from /proc/locks."""
+    try:
+        st = os.stat(path)
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    out = []
+    for line in lines:
+        parts = line.split()
+        if "->" in parts:  # a waiter, not a holder
+            continue
+        try:
+            pid, where = int(parts[4]), parts[5].split(":")
+            dev = (int(where[0], 16), int(where[1], 16), int(where[2]))
+        except (IndexError, ValueError):
+            continue
+        if dev != want or pid == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            name = "?"
+        label = f"pid {pid} ({name})"
+        if label not in out:
+            out.append(label)
+    return out
+
 
 class FileRegistry:
-    def __init__(self, lock_timeout: float = 10.0, retry_period: float = 0.2,
+    def __init__(self, lock_timeout: float = 10.0, retry_period: float = 0.02,
                  on_open=None, on_close=None, allowed_roots=(), strict: bool = False):
         self.lock_timeout = lock_timeout
         self.retry_period = retry_period
@@ -62,6 +232,14 @@ class FileRegistry:
         self._lock = threading.Lock()
         #: handles whose writes failed (disk full...): never closed, see release()
         self.quarantined: list[FileHandle] = []
+        #: one lock per path being opened (the registry's own lock is not held meanwhile)
+        self._opening: dict[str, threading.Lock] = {}
+        #: path -> [(entry names, scan_info, error)]: entries of scans whose writes to the
+        #: file failed, to be written as FAILED when the file is rebuilt (``writer.storage``)
+        self.failed_entries: dict[str, list] = {}
+        #: files to check (and rebuild if damaged) before they are opened: a crash left them
+        #: and there was no room to rebuild them then
+        self.suspects: set[str] = set()
 
     def acquire(self, path: str) -> FileHandle:
         """The shared handle of ``path``, opened (or created) on first use.
@@ -69,20 +247,52 @@ class FileRegistry:
         The path is recorded (``on_open``) before HDF5 touches the file, so that a kill
         during the first writes leaves it to be checked; an open that fails removes the
         record again (``on_close``): a file that was never ours is never "salvaged".
+        A handle whose file left the path (moved, deleted, ...) is not handed out again:
+        the path gets a file of its own.
         """
         path = self._allowed(path)
         with self._lock:
-            handle = self._handles.get(path)
-            if handle is None:
+            handle = self._current(path)
+            if handle is not None:
+                handle.users += 1
+                return handle
+            opening = self._opening.setdefault(path, threading.Lock())
+        # opened outside the registry's lock: waiting for a locked file (a reader holds
+        # it) must not hold up the scans of other files
+        with opening:
+            with self._lock:
+                handle = self._current(path)  # opened by another scan meanwhile
+                if handle is not None:
+                    handle.users += 1
+                    return handle
+                for broken in self.quarantined:
+                    if broken.same_file(path):
+                        raise BrokenInProcess(errno.EIO, f"{path!r}: an earlier write to it failed in this "
+                                                         "process; it must be moved aside before it is opened")
                 self._on_open(path)
-                try:
-                    handle = FileHandle(path, self._open(path))
-                except BaseException:
-                    self._on_close(path)
-                    raise
+            try:
+                handle = FileHandle(path, self._open(path))
+            except BaseException:
+                self._on_close(path)
+                raise
+            with self._lock:
                 self._handles[path] = handle
-            handle.users += 1
-            return handle
+                handle.users += 1
+                return handle
+
+    def _current(self, path: str) -> FileHandle | None:
+        """The open handle of ``path``, unless its file left the path (its users finish
+        with it; newcomers get the path's own file)."""
+        handle = self._handles.get(path)
+        if handle is not None and handle.check() is not None:
+            self._handles.pop(path)
+            return None
+        return handle
+
+    def needs_rebuild(self, path: str) -> bool:
+        """A broken handle of this process still holds the file at ``path`` (see BrokenInProcess)."""
+        with self._lock:
+            return any(h.same_file(path) for h in self.quarantined)
 
     def _allowed(self, path: str) -> str:
         """``path`` normalised, if the writer may write it (else FileAccessError, see path_refused)."""
@@ -102,32 +312,44 @@ class FileRegistry:
             if handle in self.quarantined:
                 return
             if handle.users <= 0:
-                self._handles.pop(handle.path, None)
+                if self._handles.get(handle.path) is handle:
+                    self._handles.pop(handle.path)
                 try:
                     with handle.lock:
                         handle.h5.close()
                     self._on_close(handle.path)
-                except Exception:  # a failing close must not hide the scan's own result
-                    _logger.exception("closing %s failed", handle.path)
+                except Exception as exc:  # a failing close must not hide the scan's own result
+                    # HDF5 could not write what it held: the id is half-closed, and closing
+                    # or collecting it again crashes the process. Keep it, never touch it.
+                    _logger.error("closing %s failed (%s): its handle is kept until the process ends",
+                                  handle.path, exc)
+                    self.quarantined.append(handle)
 
-    def quarantine(self, handle: FileHandle) -> bool:
+    def quarantine(self, handle: FileHandle, keep=(), force: bool = False) -> bool:
         """Keep a file whose writes failed open for the life of the process.
 
         After a failed write (disk full, file too large) HDF5 cannot close the
         file, and h5py then crashes the whole process when the object is closed
-        or garbage-collected. Keeping it referenced keeps the other scans alive.
+        or garbage-collected (its datasets too: ``keep`` holds them). Keeping it
+        referenced keeps the other scans alive. ``force``: without trying a flush
+        (the file at the path is not this handle's any more: nothing more goes into it).
         Returns True if the handle was broken (and is now quarantined).
         """
-        try:
-            handle.flush()
-            return False
-        except Exception:
-            with self._lock:
-                if handle not in self.quarantined:
-                    self.quarantined.append(handle)
-                self._handles.pop(handle.path, None)
+        if not force:
+            try:
+                handle.flush()
+                return False
+            except Exception:
+                pass
+        with self._lock:
+            if handle not in self.quarantined:
+                self.quarantined.append(handle)
+            handle.kept = getattr(handle, "kept", []) + list(keep)
+            if self._handles.get(handle.path) is handle:
+                self._handles.pop(handle.path)
+        if not force:
             _logger.error("%s can no longer be written (kept open until the process ends)", handle.path)
-            return True
+        return True
 
     def _open(self, path: str) -> h5py.File:
         folder = os.path.dirname(path)
@@ -149,10 +371,11 @@ class FileRegistry:
                 break
             except (OSError, BlockingIOError) as e:
                 if time.monotonic() > deadline:
+                    if "lock" in str(e):
+                        raise FileLocked(path, lock_holders(path), e) from e
                     raise FileAccessError(
                         errno.EAGAIN,
-                        f"cannot open {path!r} for writing after {self.lock_timeout:.0f} s "
-                        f"(locked by another process?): {e}",
+                        f"cannot open {path!r} for writing after {self.lock_timeout:.0f} s: {e}",
                     ) from e
                 time.sleep(self.retry_period)
         _root_attributes(h5, path)

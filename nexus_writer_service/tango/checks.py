@@ -11,13 +11,11 @@ States are returned by name ("ON", "FAULT", ...); the devices convert them to
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 from .. import states as S
-
-#: MB as in the device properties (ESRF's NexusWriter uses the same names and unit)
-MB = 1024**2
+# one free-space rule for the device and the writer (the device refuses what the writer would stop on)
+from ..io.space import existing_folder, free_mb
 #: a session writer that started less than this long ago may not have beaten yet
 STARTING_GRACE_S = 30.0
 
@@ -122,17 +120,6 @@ def session_state(heartbeat: dict | None, accepting: bool, process: dict | None 
     return "FAULT", text
 
 
-def existing_folder(path: str) -> str:
-    """The nearest folder of ``path`` that exists (where a new file or folder would go)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    while not os.path.isdir(folder):
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            break
-        folder = parent
-    return folder
-
-
 def write_refusal(path: str | None) -> str:
     """Why this process may not write ``path`` (empty when it may).
 
@@ -159,10 +146,6 @@ def write_refusal(path: str | None) -> str:
     if blocker != folder:  # a file where a folder should be
         return f"{blocker} is not a folder (for {path})"
     return ""
-
-
-def free_mb(path: str) -> float:
-    return shutil.disk_usage(existing_folder(path)).free / MB
 
 
 def disk_space_message(path: str | None, threshold_mb: float, what: str) -> str:

@@ -12,6 +12,7 @@ import logging
 from tango import DevState
 from tango.server import Device, device_property
 
+from ..io.space import RECOMMENDED_MB, REQUIRED_MB
 from .view import SessionView, open_view
 
 _log = logging.getLogger("nexus_writer_service.tango")
@@ -25,9 +26,9 @@ class SessionDevice(Device):
                                   doc="host:port of the session's Beacon (BLISS matches it with $BEACON_HOST)")
     redis_url = device_property(dtype=str, default_value="",
                                 doc="Redis data URL (default: the hosting service's, else asked from beacon_host)")
-    required_disk_space = device_property(dtype=float, default_value=200.0,
+    required_disk_space = device_property(dtype=float, default_value=REQUIRED_MB,
                                           doc="MB: less free space refuses the scan")
-    recommended_disk_space = device_property(dtype=float, default_value=1024.0,
+    recommended_disk_space = device_property(dtype=float, default_value=RECOMMENDED_MB,
                                              doc="MB: less free space warns in the BLISS shell")
 
     def init_device(self) -> None:

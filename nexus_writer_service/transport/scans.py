@@ -274,6 +274,10 @@ class ScanSource:
                     lengths[name] = UNCHECKED
         return lengths
 
+    def data_available(self) -> bool:
+        """The scan is still in Redis (its data expire with it): worth waiting for a disk or a lock."""
+        return bool(self.ds._redis.exists(self.key))
+
     def child_path(self, key: str) -> tuple[str | None, int]:
         child = self.ds.load_scan(key)
         return child.path, child.number

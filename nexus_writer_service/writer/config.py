@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from ..io.space import RECOMMENDED_MB, REQUIRED_MB, SpaceRule
+
 
 @dataclass
 class WriterConfig:
@@ -48,6 +50,19 @@ class WriterConfig:
     allowed_roots: list[str] = field(default_factory=list)
     #: while Redis is unreachable, the warning is repeated this often (seconds)
     redis_warning_period: float = 30.0
+    #: MB: with less free space on its disk nothing is written (the data wait in Redis);
+    #: the Tango device refuses scans with the same rule (``io.space``)
+    required_disk_space: float = REQUIRED_MB
+    #: MB: with less free space a scan warns
+    recommended_disk_space: float = RECOMMENDED_MB
+    #: a scan waits this long at most for room on its disk or for a reader's lock to go
+    #: (and never longer than its data stay in Redis); then it is given up with the reason
+    storage_wait: float = 24 * 3600.0
+    #: while waiting, the disk or the lock is checked again this often (seconds)
+    storage_check_period: float = 2.0
+
+    def space_rule(self) -> SpaceRule:
+        return SpaceRule(self.required_disk_space, self.recommended_disk_space)
 
     def roots(self) -> list[str]:
         """The allowed roots in force: ``allowed_roots`` and ``base_path``, absolute."""

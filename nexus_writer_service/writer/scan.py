@@ -21,7 +21,8 @@ from ..descriptions import ScanDescription
 from ..records import NOTE, NOTE_GROUP, ScanRecord
 from ..io import entries, inspect
 from ..io.arrays import ArraySpec, StorageOptions
-from ..io.files import FileHandle, FileRegistry
+from ..io.files import FileChangedError, FileHandle, FileRegistry
+from ..io.space import no_space_message, storage_errno
 from ..io.tree import TreeWriter
 from ..mapping import beamline, layout
 from ..mapping.scaninfo import clean as clean_info
@@ -30,11 +31,13 @@ from ..metadata.config import BeamlineConfig, ConfigError, merged
 from ..metadata.config import from_dict as config_from_dict
 from ..states import FAILED, FINAL_STATES, INCOMPLETE, SKIPPED, SUCCEEDED, WRITING
 from ..mapping.nexus import group, link
+from datetime import datetime, timezone
 from ..transport.scans import CLOSED, PREPARED, REDIS_DOWN, UNCHECKED, ScanSource
 from .config import WriterConfig
 from .masterfiles import MasterLink, master_links, update_master_files
 from .paths import scan_file, target_file
-from .salvage import salvage
+from . import storage
+from .salvage import NoRoomToRebuild, readable_in_place
 from .scheduler import NO_SLOT
 
 
@@ -78,6 +81,25 @@ class ScanWriter:
         self.config = config
         self.state = ScanRecord(source.key)
         self.log = ScanLogger(logger, {"session": session, "scan": source.key})
+        #: called with the ScanRecord at every change (completeness protocol)
+        self._on_change = publish
+        self._last_publish = 0.0
+        #: the session's working slot (``scheduler``): given back while waiting for Redis
+        self.slot = NO_SLOT
+        #: set when another writer took the session: stop writing and publishing at once
+        self._superseded = superseded or threading.Event()
+        #: asks Redis now whether the session is still ours (sets ``superseded`` if not)
+        self._confirm_claim = confirm_claim or (lambda: True)
+        #: how this scan waits for its disk and for readers' locks (``storage``)
+        self._storage = storage.Waiter(
+            config.space_rule(), config.storage_wait, config.storage_check_period, self._warn,
+            pause=self._pause, resume=self.slot_take, available=self._data_in_redis)
+        #: the file changed under the writer and was written again: never SUCCEEDED then
+        self._rewritten = ""
+        self._reset()
+
+    def _reset(self) -> None:
+        """What one attempt at writing the scan holds (a file taken away starts a new one)."""
         self._handle: FileHandle | None = None
         self._arrays: dict = {}
         self._drained = False
@@ -94,22 +116,37 @@ class ScanWriter:
         self._live_paths: set[str] = set()
         #: the beamline configuration in force for this scan (writer's file + the session's)
         self._beamline: BeamlineConfig | None = None
-        #: called with the ScanRecord at every change (completeness protocol)
-        self._on_change = publish
-        self._last_publish = 0.0
         #: this scan wrote since its last flush (the handle also limits flushes, per file)
         self._dirty = False
-        #: the session's working slot (``scheduler``): given back while waiting for Redis
-        self.slot = NO_SLOT
-        #: set when another writer took the session: stop writing and publishing at once
-        self._superseded = superseded or threading.Event()
-        #: asks Redis now whether the session is still ours (sets ``superseded`` if not)
-        self._confirm_claim = confirm_claim or (lambda: True)
+        self._last_space_check = 0.0
+        self.state.entries = []
+
+    def slot_take(self) -> None:
+        self.slot.take()
+
+    def _pause(self) -> None:
+        """Before waiting for the storage: give the slot back, never wait for a lost session."""
+        self._check_claim()
+        self.slot.give()
+
+    def _data_in_redis(self) -> bool:
+        try:
+            return self.source.data_available()
+        except Exception:  # Redis down: the data may well still be there
+            return True
 
     # -- public ------------------------------------------------------------
     def run(self) -> ScanRecord:
         try:
-            self._run()
+            attempt = 0
+            while True:
+                try:
+                    self._run()
+                    break
+                except FileChangedError as changed:
+                    attempt += 1
+                    if not self._file_changed(changed, attempt):
+                        break
         except AlreadyWritten as done:
             self.state.status = done.status
             self.log.info("%s: nothing to do", done)
@@ -122,25 +159,101 @@ class ScanWriter:
                 self._hand_over()
                 return self.state
             self.state.status = FAILED
-            self.state.error = f"{type(e).__name__}: {e}"
+            self.state.error = self._reason(e)
             self.log.error("FAILED: %s", self.state.error, exc_info=self.log.isEnabledFor(logging.DEBUG) or bool(os.environ.get("NXW_TRACEBACKS")))
-            if self._handle is None or not self.files.quarantine(self._handle):
-                self._mark(FAILED)
+            if self._handle is None:
+                pass
+            elif storage_errno(e) is not None or self.files.quarantine(self._handle, keep=self._arrays.values()):
+                # the storage refused a write: whatever a flush now says (HDF5 may report
+                # success with part of its cache unwritten), the handle is not trusted again
+                self.files.quarantine(self._handle, keep=self._arrays.values(), force=True)
+                self._after_failed_writes()
             else:
-                self._rebuild_after_failed_writes()
+                self._mark(FAILED)
         finally:
-            if self._handle is not None:
-                self.slot.take()  # closing the file flushes it
-                with self._handle.lock:
-                    for array in self._arrays.values():  # their open-dataset slots, at once
-                        array.close()
-                self.files.release(self._handle)
-                self._handle = None
+            self._close_file()
             self._publish()
-            # the session keeps finished writers for their state: not their datasets and buffers
-            self._arrays = {}
             self.source.close()
         return self.state
+
+    def _close_file(self) -> None:
+        """Give the file back; the scan's datasets close with it, unless HDF5 can no longer
+        write it: then nothing of it is closed again (h5py would crash the process)."""
+        if self._handle is not None:
+            self.slot.take()  # closing the file flushes it
+            handle, arrays = self._handle, list(self._arrays.values())
+            broken = handle in self.files.quarantined
+            if not broken:
+                with handle.lock:
+                    for array in arrays:  # their open-dataset slots, at once
+                        try:
+                            array.close()
+                        except Exception as exc:
+                            self.log.error("closing a dataset of %s failed: %s", handle.path, exc)
+                            broken = True
+                            break
+            if broken:
+                self.files.quarantine(handle, keep=arrays, force=True)
+            self.files.release(handle)
+            self._handle = None
+        # the session keeps finished writers for their state: not their datasets and buffers
+        self._arrays = {}
+
+    def _reason(self, exc: Exception) -> str:
+        """The error as the scan states it: a refused write names the disk and its free space."""
+        text = f"{type(exc).__name__}: {exc}"
+        number = storage_errno(exc)
+        path = self._handle.path if self._handle is not None else self.state.file
+        if number in (28, 122) and path:  # ENOSPC, EDQUOT
+            return f"{no_space_message(path)}: {text}"
+        if number == 27:
+            return f"file too large for the file system ({path}): {text}"
+        if number == 30:
+            return f"the file system of {path} is read-only: {text}"
+        return text
+
+    def _file_changed(self, changed: FileChangedError, attempt: int) -> bool:
+        """The file at the path is not the one written: True to write the scan again from Redis.
+
+        Nothing more goes into the old file (a truncated one would be damaged further):
+        its handle is kept, never closed. Entries finished only in it are named as lost.
+        Read-only: the scan is FAILED with the reason (the data policy closed the dataset).
+        """
+        change, handle = changed.change, self._handle
+        self.slot.take()
+        path = handle.path if handle is not None else self.state.file
+        if change.kind == "read-only":  # the file is whole: said in it, then closed as usual
+            error = OSError(30, f"{path}: {change.message}: nothing more written "
+                                f"({max(self._written().values(), default=0)} points in the file)")
+            self.state.error = self._reason(error)
+            self._mark(FAILED)
+            self._close_file()
+            raise error
+        if handle is not None:
+            lost = self._finished_elsewhere(handle)
+            self.files.quarantine(handle, keep=self._arrays.values(), force=True)
+            self.files.release(handle)
+            self._handle = None
+            if lost:
+                self._warn(f"{path}: entries {', '.join(lost)} were finished in the lost file and are gone with it")
+        self._rewritten = change.message
+        if attempt > 3:
+            raise OSError(changed.errno, f"{path}: {change.message} (again, {attempt} times): given up")
+        self._warn(f"{path}: {change.message}: the scan is written again from what Redis holds")
+        self._reset()
+        return True
+
+    def _finished_elsewhere(self, handle: FileHandle) -> list[str]:
+        """Finished entries of the lost file other than this scan's (reported once per file)."""
+        if getattr(handle, "lost_reported", False):
+            return []
+        handle.lost_reported = True
+        try:
+            with handle.lock:
+                names = [n for n in handle.h5 if n not in self.state.entries]
+                return [n for n in names if (entries.note(handle.h5, n) or (None, None))[1] in FINAL_STATES]
+        except Exception:  # a truncated file may not even list its entries
+            return []
 
     # -- steps -------------------------------------------------------------
     def _check_claim(self) -> None:
@@ -227,7 +340,7 @@ class ScanWriter:
         return config_from_dict(self.config.beamline, self.config.beamline_source or "writer configuration")
 
     def _create(self, path: str, plan: ScanPlan, desc: ScanDescription) -> None:
-        self._handle = self.files.acquire(path)
+        self._handle = self._storage.open_when_free(self.files, path, lambda: self._prepare_path(path))
         compression = self.config.compression or None
         expected = self.state.expected or 0
         # BLISS's writer_options (chunks, filter) for this scan, under the configuration's choices
@@ -304,6 +417,8 @@ class ScanWriter:
         has_live = bool(self._plan.referenced)  # views that grow while the scan runs
         while True:
             self._check_claim()
+            if not self._room_to_go_on():
+                return False
             try:
                 batches = src.read(timeout=self.config.read_timeout)
                 if redis_down:
@@ -360,6 +475,28 @@ class ScanWriter:
                     self.slot.take()
                     self._warn(f"no data and no state change for {stall:.0f} s: given up")
                     return False
+
+    def _room_to_go_on(self) -> bool:
+        """Checked between reads (cheap, at most every ``storage_check_period``): below the
+        required free space the scan stops reading (its data wait in Redis), flushes what it
+        has while HDF5 can still write it, and waits for room; False if it never came."""
+        now = time.monotonic()
+        if now - self._last_space_check < min(self.config.storage_check_period, 0.5):
+            return True
+        self._last_space_check = now
+        path = self._handle.path
+        if not self.config.space_rule().shortage(path):
+            return True
+        self.slot.take()
+        self._handle.flush()
+        self._dirty = False
+        shortage = self._storage.room(path)
+        if shortage:
+            self._warn(f"{shortage}: given up after {self.config.storage_wait:.0f} s; "
+                       f"{max(self._written().values(), default=0)} points written, the rest stay in Redis")
+            return False
+        self.log.info("room on the disk again: writing goes on")
+        return True
 
     def _point(self, name: str) -> int:
         array = self._arrays.get(name)
@@ -438,6 +575,9 @@ class ScanWriter:
         for problem in problems:
             if problem not in self.state.warnings:
                 self._warn(problem)
+        if not info.get("end_time"):  # as start_time: the entry always says when it ended
+            info["end_time"] = datetime.now(timezone.utc).astimezone().isoformat()
+            self._warn("scan_info has no end_time: the writer's clock at the end is written")
         lengths = {name: a.length for name, a in self._arrays.items()}
         # streams read to their sealed end hold what was published: no need to ask again
         trusted = {n: v for n, v in lengths.items() if n not in self._broken}
@@ -445,7 +585,7 @@ class ScanWriter:
         self.state.written = dict(lengths)
         if not closed:
             self._warn("the scan was never closed by its publisher")
-        ok = closed and streams_complete and not self._lost and not self._broken
+        ok = closed and streams_complete and not self._lost and not self._broken and not self._rewritten
         for name, n in lengths.items():
             if self._lost.get(name):
                 self._warn(f"{name}: {self._lost[name]} points trimmed from Redis before they were saved")
@@ -477,6 +617,13 @@ class ScanWriter:
                 self._warn(w)
             if outcome.missing or not outcome.accounted:
                 ok = False
+        change = self._handle.check()  # before the final tree: never into a file taken away
+        if change is not None and change.kind != "moved":
+            raise FileChangedError(self._handle.path, change)
+        if change is not None:  # the entries are complete where the file went: say where
+            self._warn(f"{self._handle.path}: {change.message}: the scan's entries are in {change.new_path}")
+            self.state.file = change.new_path
+            ok = False
         status = SUCCEEDED if ok else INCOMPLETE
         if plan.subscan_streams:
             self.slot.give()  # the children's entries are written meanwhile
@@ -578,30 +725,33 @@ class ScanWriter:
         for w in warnings:
             self._warn(w)
 
-    def _rebuild_after_failed_writes(self) -> None:
+    def _after_failed_writes(self) -> None:
         """The file cannot be written any more (disk full...): readers get a readable one.
 
-        The broken file moves aside; its intact finished entries go into a fresh file at
-        the same path, with this scan's entries marked FAILED (its data stay in Redis
-        and in the file aside). If even that cannot be written, the log says so.
+        With room for it, the broken file moves aside and its intact finished entries go
+        into a fresh file at the same path, with this scan's entries marked FAILED (its
+        data stay in Redis and in the file aside). Without room nothing is moved: the file
+        stays at its path (its end of allocation set to its real size if HDF5 cannot read
+        it otherwise) and is rebuilt before anything is written to the path again.
         """
         path = self._handle.path
+        info = self._desc.info if self._desc else {}
+        self.files.failed_entries.setdefault(path, []).append((list(self.state.entries), info, self.state.error))
         try:
-            kept = salvage(path, self.log, cause="after failed writes", force=True) or set()
-            handle = self.files.acquire(path)
-            try:
-                with handle.lock:
-                    writer = TreeWriter()
-                    for entry in self.state.entries:
-                        if entry not in kept and not entries.has(handle.h5, entry):
-                            writer.write(handle.h5, entry, layout.failed_tree(
-                                self._desc.info if self._desc else {}, self.state.error))
-                    writer.finish_links()
-                handle.flush()
-            finally:
-                self.files.release(handle)
+            storage.rebuild(self.files, path, self.log, self.config.required_disk_space)
+        except NoRoomToRebuild as exc:
+            self.log.error("%s", exc)
+            readable_in_place(path, self.log)
         except Exception as exc:
             self.log.error("could not make %s readable again: %s: %s", path, type(exc).__name__, exc)
+
+    def _prepare_path(self, path: str) -> None:
+        """Before opening ``path``: a file broken in this process is rebuilt first (there is
+        room now: the storage waiter checked)."""
+        try:
+            storage.rebuild(self.files, path, self.log, self.config.required_disk_space)
+        except NoRoomToRebuild as exc:
+            raise storage.NoRoom(28, str(exc)) from exc
 
     def _mark(self, status: str) -> None:
         """Best effort: say in the file that this scan's entries failed."""

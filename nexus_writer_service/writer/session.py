@@ -27,7 +27,7 @@ from ..states import FINAL_STATES
 from ..transport.status import SessionTaken, StatusPublisher, StatusReader
 from .config import WriterConfig
 from .paths import check_session_name, check_template
-from .salvage import not_ours, salvage
+from .salvage import NoRoomToRebuild, not_ours, salvage
 from ..records import ScanRecord
 from .scan import ScanWriter
 from .scheduler import ScanPool, Slots
@@ -200,7 +200,12 @@ class SessionWriter:
                                      self.session, path, refused)
                     continue
             try:
-                kept = salvage(path, self.log)
+                kept = salvage(path, self.log, reserve_mb=self.config.required_disk_space)
+            except NoRoomToRebuild as exc:  # checked again by its scans once there is room
+                self.log.warning("[%s] %s", self.session, exc)
+                self.files.suspects.add(path)
+                rewrite |= {key for key, s in states.items() if s.get("file") == path}
+                continue
             except Exception as exc:  # leave it to the scans themselves (they fail clearly)
                 self.log.error("[%s] could not check %s after a crash: %s", self.session, path, exc)
                 continue
