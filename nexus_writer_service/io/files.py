@@ -54,7 +54,7 @@ class FileChange:
     @property
     def lost(self) -> bool:
         """The handle's file is no longer what readers find at the path (rewrite it)."""
-        return self.kind in ("deleted", "replaced", "truncated", "overwritten")
+        return self.kind in ("deleted", "replaced", "truncated", "overwritten", "broken")
 
 
 class FileChangedError(OSError):
@@ -77,7 +77,8 @@ class FileHandle:
             self._fd = h5.id.get_vfd_handle()
             st = os.fstat(self._fd)
             self._identity = (st.st_dev, st.st_ino)
-            self._size = st.st_size
+            #: the file's size after our last flush
+            self._flushed_size = st.st_size
         except (OSError, ValueError, RuntimeError, TypeError):  # another driver: not watched
             self._fd = None
         self._writable = _writable(path)
@@ -113,9 +114,11 @@ class FileHandle:
                 change = FileChange("deleted", "the file was deleted while it was written")
             else:
                 change = FileChange("replaced", "the file was replaced by another file while it was written")
-        elif fst.st_size < self._size:
+        elif fst.st_size < len(HDF5_SIGNATURE) or fst.st_size < self._flushed_size // 2:
+            # HDF5 itself shrinks the file when it frees space at its end, at moments of
+            # its own (by 10 % and more, measured): only a loss no free space explains counts
             change = FileChange("truncated", f"the file was truncated to {fst.st_size} bytes while it was "
-                                             f"written (it had {self._size})")
+                                             f"written (it had {self._flushed_size})")
         elif _head(self._fd) != HDF5_SIGNATURE:
             change = FileChange("overwritten", "the file was overwritten: it no longer starts as an HDF5 file")
         elif self._writable and not _writable(self.path):
@@ -123,6 +126,12 @@ class FileHandle:
                                              "read-only while it was written")
         self.change = change
         return change
+
+    def lose(self, why: str) -> None:
+        """Nothing more goes into this handle's file (its writes failed): every scan using it
+        writes its entries again, into the file at the path, when it next checks."""
+        if self.change is None or not self.change.lost:
+            self.change = FileChange("broken", why)
 
     def flush(self, min_interval: float = 0.0) -> bool:
         """Flush so readers that open the file see new points; rate-limited.
@@ -140,12 +149,12 @@ class FileHandle:
             self.h5.flush()
             if self.h5.id.get_mdc_size()[3] > TRIM_CACHE_ABOVE:
                 trim_metadata_cache(self.h5)
+        self._last_flush = now
         if self._fd is not None:
             try:
-                self._size = os.fstat(self._fd).st_size
+                self._flushed_size = os.fstat(self._fd).st_size
             except OSError:
                 pass
-        self._last_flush = now
         return True
 
     def same_file(self, path: str) -> bool:
@@ -233,7 +242,7 @@ class FileRegistry:
         #: handles whose writes failed (disk full...): never closed, see release()
         self.quarantined: list[FileHandle] = []
         #: one lock per path being opened (the registry's own lock is not held meanwhile)
-        self._opening: dict[str, threading.Lock] = {}
+        self._opening: dict[str, threading.RLock] = {}
         #: path -> [(entry names, scan_info, error)]: entries of scans whose writes to the
         #: file failed, to be written as FAILED when the file is rebuilt (``writer.storage``)
         self.failed_entries: dict[str, list] = {}
@@ -256,7 +265,7 @@ class FileRegistry:
             if handle is not None:
                 handle.users += 1
                 return handle
-            opening = self._opening.setdefault(path, threading.Lock())
+            opening = self._opening.setdefault(path, threading.RLock())
         # opened outside the registry's lock: waiting for a locked file (a reader holds
         # it) must not hold up the scans of other files
         with opening:
@@ -288,6 +297,11 @@ class FileRegistry:
             self._handles.pop(path)
             return None
         return handle
+
+    def path_lock(self, path: str) -> threading.RLock:
+        """Held while the file at ``path`` is opened or rebuilt (one at a time per path)."""
+        with self._lock:
+            return self._opening.setdefault(path, threading.RLock())
 
     def needs_rebuild(self, path: str) -> bool:
         """A broken handle of this process still holds the file at ``path`` (see BrokenInProcess)."""
@@ -341,6 +355,7 @@ class FileRegistry:
                 return False
             except Exception:
                 pass
+        handle.lose("an earlier write to the file failed in this process")
         with self._lock:
             if handle not in self.quarantined:
                 self.quarantined.append(handle)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
@@ -116,6 +117,31 @@ def _with_plots(status: dict, plots: Callable[[dict], dict | None]) -> dict:
     return status
 
 
+class PageServer(ThreadingHTTPServer):
+    """Many clients at once (browsers, scripts polling ``/status.json``).
+
+    socketserver's listen backlog is 5: beyond it connections waited for the client's
+    TCP retries, seconds each. The backlog holds a burst, and at most ``WORKERS``
+    threads answer (a thread per connection is unbounded); a client that sends
+    nothing is dropped after ``Handler.timeout``.
+    """
+
+    request_queue_size = 512
+    daemon_threads = True
+    WORKERS = 16
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._pool = ThreadPoolExecutor(self.WORKERS, thread_name_prefix="status-page")
+
+    def process_request(self, request, client_address):
+        self._pool.submit(self.process_request_thread, request, client_address)
+
+    def server_close(self):
+        super().server_close()
+        self._pool.shutdown(wait=False)
+
+
 def serve(get_status: Callable[[], dict], port: int, host: str = "127.0.0.1",
           plots: Callable[[dict], dict | None] | None = None) -> ThreadingHTTPServer:
     """Start the page in a thread; ``server.server_address`` tells the port (0: any free one).
@@ -124,6 +150,8 @@ def serve(get_status: Callable[[], dict], port: int, host: str = "127.0.0.1",
     """
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = 10.0  # seconds a client may take to send its request
+
         def do_GET(self):
             status = get_status()
             if plots is not None:
@@ -144,6 +172,6 @@ def serve(get_status: Callable[[], dict], port: int, host: str = "127.0.0.1",
         def log_message(self, *args):  # no access log spam in the service's output
             pass
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    server = PageServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, name="status-page", daemon=True).start()
     return server

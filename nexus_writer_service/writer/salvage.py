@@ -73,7 +73,9 @@ def salvage(path: str, log: logging.Logger | logging.LoggerAdapter,
     """
     if not os.path.lexists(path):
         return None
-    refused = not_ours(path)
+    # forced: the file of this process's own broken handle (same inode), whatever it
+    # holds now (truncated to nothing, overwritten): ours to move aside
+    refused = None if force and os.path.isfile(path) and not os.path.islink(path) else not_ours(path)
     if refused:
         log.warning("%s is not checked after a crash: it %s (only HDF5 files the writer made are "
                     "moved aside)", path, refused)
@@ -93,7 +95,10 @@ def salvage(path: str, log: logging.Logger | logging.LoggerAdapter,
     os.rename(path, aside)
     why = report["open_error"] or "; ".join(f"{n}: {e}" for n, e in list(damaged.items())[:3]) or "reads well"
     if report["open_error"] or damaged:
-        extended = match_allocation_to_size(aside)
+        try:
+            extended = match_allocation_to_size(aside)
+        except (OSError, ValueError):  # too short or not HDF5 at all (truncated, overwritten)
+            extended = None
         if extended:
             log.info("%s: end of allocation %d -> %d (the real size), to read what was written",
                      os.path.basename(aside), *extended)

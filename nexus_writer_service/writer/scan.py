@@ -152,6 +152,10 @@ class ScanWriter:
             self.log.info("%s: nothing to do", done)
         except Superseded:
             self._hand_over()
+        except storage.GivenUp as exc:  # nothing is broken: the storage kept the data out
+            self.state.status = INCOMPLETE
+            self.state.error = str(exc.strerror or exc)
+            self.log.warning("INCOMPLETE: %s", self.state.error)
         except Exception as e:  # one scan's failure must not reach the session writer
             self.slot.take()  # marking, quarantine, rebuilding: file work
             if self._superseded.is_set():  # whatever failed, the file is the new writer's now
@@ -340,7 +344,7 @@ class ScanWriter:
         return config_from_dict(self.config.beamline, self.config.beamline_source or "writer configuration")
 
     def _create(self, path: str, plan: ScanPlan, desc: ScanDescription) -> None:
-        self._handle = self._storage.open_when_free(self.files, path, lambda: self._prepare_path(path))
+        self._handle = self._storage.open_when_free(self.files, path, self.log, self.config.required_disk_space)
         compression = self.config.compression or None
         expected = self.state.expected or 0
         # BLISS's writer_options (chunks, filter) for this scan, under the configuration's choices
@@ -744,14 +748,6 @@ class ScanWriter:
             readable_in_place(path, self.log)
         except Exception as exc:
             self.log.error("could not make %s readable again: %s: %s", path, type(exc).__name__, exc)
-
-    def _prepare_path(self, path: str) -> None:
-        """Before opening ``path``: a file broken in this process is rebuilt first (there is
-        room now: the storage waiter checked)."""
-        try:
-            storage.rebuild(self.files, path, self.log, self.config.required_disk_space)
-        except NoRoomToRebuild as exc:
-            raise storage.NoRoom(28, str(exc)) from exc
 
     def _mark(self, status: str) -> None:
         """Best effort: say in the file that this scan's entries failed."""

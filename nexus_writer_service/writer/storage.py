@@ -14,12 +14,14 @@ still holds, or leave nothing readable at a path where there was a file:
 
 from __future__ import annotations
 
+import errno
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..io import entries
 from ..io.files import FileHandle, FileLocked, FileRegistry
-from ..io.space import SpaceRule
+from ..io.space import MB, SpaceRule
 from ..io.tree import TreeWriter
 from ..mapping import layout
 from .salvage import NoRoomToRebuild, salvage
@@ -28,7 +30,26 @@ from .salvage import NoRoomToRebuild, salvage
 WAIT_WARNING_PERIOD = 60.0
 
 
-class NoRoom(OSError):
+#: folder -> when a low disk was last said (it concerns every scan there: said once in a while)
+_LOW_SAID: dict[str, float] = {}
+_LOW_PERIOD = 600.0
+
+
+def _say_low(path: str) -> bool:
+    folder = os.path.dirname(path)
+    now = time.monotonic()
+    if now - _LOW_SAID.get(folder, -_LOW_PERIOD) < _LOW_PERIOD:
+        return False
+    _LOW_SAID[folder] = now
+    return True
+
+
+class GivenUp(OSError):
+    """The storage did not let the scan be written for as long as it could wait: the scan
+    is INCOMPLETE with the reason (its data stay in Redis until they expire)."""
+
+
+class NoRoom(GivenUp):
     """The disk stayed below the required free space for as long as the scan could wait."""
 
 
@@ -48,21 +69,21 @@ class Waiter:
     pause: callable = lambda: None
     resume: callable = lambda: None
     available: callable = lambda: True
-    #: warnings already given (a low disk is said once per scan)
-    said: set = field(default_factory=set)
 
     def _wait(self, what: str, still, started: float) -> bool:
         """Wait while ``still()`` returns a reason; True once it returns ""."""
-        reason, last_said = still(), None
+        reason, last_said, every = still(), None, WAIT_WARNING_PERIOD
         if not reason:
             return True
         self.pause()
         try:
             while reason:
                 now = time.monotonic()
-                if last_said is None or now - last_said >= WAIT_WARNING_PERIOD:
+                if last_said is None or now - last_said >= every:
                     waited = f" (waiting for {now - started:.0f} s)" if last_said is not None else ""
                     self.warn(f"{reason}: {what}{waited}")
+                    if last_said is not None:  # a long wait is said less and less often
+                        every = min(every * 2, 3600.0)
                     last_said = now
                 if now - started >= self.limit or not self.available():
                     return False
@@ -75,30 +96,37 @@ class Waiter:
     def room(self, path: str, margin_mb: float = 0.0, started: float | None = None) -> str:
         """"" once the disk of ``path`` has room; else why, after waiting ``limit``."""
         low = self.rule.low(path)
-        if low and low not in self.said:
-            self.said.add(low)
+        if low and _say_low(path):
             self.warn(low)
         started = time.monotonic() if started is None else started
         ok = self._wait("nothing is written until there is room; the data wait in Redis",
                         lambda: self.rule.shortage(path, margin_mb), started)
         return "" if ok else (self.rule.shortage(path, margin_mb) or "no room")
 
-    def open_when_free(self, files: FileRegistry, path: str, prepare=None) -> FileHandle:
+    def open_when_free(self, files: FileRegistry, path: str, log, reserve_mb: float) -> FileHandle:
         """The file's handle, once there is room and no other process locks it.
 
-        ``prepare()``: called before each open (rebuilding a file broken in this process).
-        A reader holding HDF5's lock (silx, PyMca, h5py with locking) is waited for as long
-        as the scan's data stay in Redis, naming the process that holds it.
+        A file broken in this process (failed writes) or left damaged by a crash is
+        rebuilt first (``rebuild``), once there is room for its copy. A reader holding
+        HDF5's lock (silx, PyMca, h5py with locking) is waited for as long as the scan's
+        data stay in Redis, naming the process that holds it.
         """
-        started = time.monotonic()
+        started, margin = time.monotonic(), 0.0
         while True:
-            shortage = self.room(path, started=started)
+            shortage = self.room(path, margin_mb=margin, started=started)
             if shortage:
-                raise NoRoom(28, f"{shortage}: nothing written")
-            if prepare is not None:
-                prepare()
+                raise NoRoom(28, f"{shortage}: given up after {time.monotonic() - started:.0f} s; "
+                                 "nothing written, the data stay in Redis")
             try:
-                return files.acquire(path)
+                with files.path_lock(path):  # one scan rebuilds, the others then open the new file
+                    rebuild(files, path, log, reserve_mb)
+                    return files.acquire(path)
+            except NoRoomToRebuild:
+                try:  # wait for room for the copy too
+                    margin = os.path.getsize(path) / MB + 1.0
+                except OSError:
+                    margin = 0.0
+                continue
             except FileLocked as locked:
                 state = {"error": locked}
 
@@ -115,7 +143,8 @@ class Waiter:
                 if self._wait("the scan is written once the reader lets it go; the data wait in Redis",
                               still_locked, started):
                     return state["handle"]
-                raise state["error"]
+                raise GivenUp(errno.EAGAIN, f"{state['error'].strerror}: given up after "
+                                            f"{time.monotonic() - started:.0f} s; nothing written") from locked
 
 
 def rebuild(files: FileRegistry, path: str, log, reserve_mb: float) -> set[str] | None:
@@ -153,4 +182,4 @@ def mark_failed(files: FileRegistry, path: str, names: list[str], info: dict, er
         files.release(handle)
 
 
-__all__ = ["NoRoom", "NoRoomToRebuild", "Waiter", "rebuild", "mark_failed"]
+__all__ = ["GivenUp", "NoRoom", "NoRoomToRebuild", "Waiter", "rebuild", "mark_failed"]
