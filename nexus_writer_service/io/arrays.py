@@ -273,6 +273,11 @@ class GrowingDataset:
             self._slot = False
 
     @property
+    def chunk_bytes(self) -> int:
+        """Bytes of one uncompressed chunk: what a write may allocate at once on disk."""
+        return self._cache_bytes
+
+    @property
     def is_open(self) -> bool:
         return self._id is not None
 

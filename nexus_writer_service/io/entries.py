@@ -39,12 +39,16 @@ def create(h5: h5py.File, entry: str, write) -> None:
     """Make ``entry`` with ``write(parent, name)``, built aside and moved into place in one
     link operation: a writer killed meanwhile leaves a staging group, never a half entry
     (a later run removes its leftovers)."""
-    staging = f"_nxw_staging_{entry.replace('.', '_')}_{os.getpid()}"
+    staging = f"{STAGING}{entry.replace('.', '_')}_{os.getpid()}"
     stem = staging.rsplit("_", 1)[0] + "_"
     for leftover in [k for k in h5 if k.startswith(stem)]:
         del h5[leftover]
     write(h5, staging)
     h5.move(staging, entry)
+
+
+#: names of entries being built (moved into place when whole)
+STAGING = "_nxw_staging_"
 
 
 def set_status(h5: h5py.File, entries: list[str], status: str, error: str | None = None) -> None:

@@ -84,6 +84,8 @@ class FileHandle:
         self._writable = _writable(path)
         #: set once, when ``check`` first finds the file changed
         self.change: FileChange | None = None
+        #: entries being written through this handle (scans in progress)
+        self.writing: set[str] = set()
 
     def check(self) -> FileChange | None:
         """What happened to the file at ``path`` since it was opened (None: nothing).
@@ -119,8 +121,11 @@ class FileHandle:
             # its own (by 10 % and more, measured): only a loss no free space explains counts
             change = FileChange("truncated", f"the file was truncated to {fst.st_size} bytes while it was "
                                              f"written (it had {self._flushed_size})")
-        elif _head(self._fd) != HDF5_SIGNATURE:
-            change = FileChange("overwritten", "the file was overwritten: it no longer starts as an HDF5 file")
+        elif (head := _head(self._fd)) != HDF5_SIGNATURE:
+            if head.strip(b"\0"):
+                change = FileChange("overwritten", "the file was overwritten: it no longer starts as an HDF5 file")
+            else:  # cut, then HDF5 wrote past the cut: a hole where the superblock was
+                change = FileChange("truncated", "the file was truncated while it was written (its start is gone)")
         elif self._writable and not _writable(self.path):
             change = FileChange("read-only", f"the file or its folder {os.path.dirname(self.path)} was made "
                                              "read-only while it was written")

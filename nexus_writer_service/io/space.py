@@ -45,8 +45,9 @@ class SpaceRule:
 
     def shortage(self, path: str, margin_mb: float = 0.0) -> str:
         """Why nothing may be written for ``path`` now (``margin_mb`` more is about to be
-        written), or "". A disk that cannot be asked is no reason to stop."""
-        if self.required_mb <= 0 and margin_mb <= 0:
+        written), or "". A disk that cannot be asked is no reason to stop; a rule of 0 MB
+        checks nothing (HDF5 then meets the full disk itself: see ``writer.storage``)."""
+        if self.required_mb <= 0:
             return ""
         try:
             free = free_mb(path)

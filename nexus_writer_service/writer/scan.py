@@ -53,6 +53,10 @@ class AlreadyWritten(Exception):
         self.status = status
 
 
+class Failed(Exception):
+    """The scan fails for a reason stated in full (no exception type in front of it)."""
+
+
 class Superseded(Exception):
     """Another writer took the session over: this scan is its now (it resumes it from the file)."""
 
@@ -186,6 +190,7 @@ class ScanWriter:
         if self._handle is not None:
             self.slot.take()  # closing the file flushes it
             handle, arrays = self._handle, list(self._arrays.values())
+            handle.writing.difference_update(self.state.entries)
             broken = handle in self.files.quarantined
             if not broken:
                 with handle.lock:
@@ -205,6 +210,8 @@ class ScanWriter:
 
     def _reason(self, exc: Exception) -> str:
         """The error as the scan states it: a refused write names the disk and its free space."""
+        if isinstance(exc, Failed):
+            return str(exc)
         text = f"{type(exc).__name__}: {exc}"
         number = storage_errno(exc)
         path = self._handle.path if self._handle is not None else self.state.file
@@ -227,14 +234,15 @@ class ScanWriter:
         self.slot.take()
         path = handle.path if handle is not None else self.state.file
         if change.kind == "read-only":  # the file is whole: said in it, then closed as usual
-            error = OSError(30, f"{path}: {change.message}: nothing more written "
-                                f"({max(self._written().values(), default=0)} points in the file)")
+            error = Failed(f"{path}: {change.message}: nothing more written "
+                           f"({max(self._written().values(), default=0)} points in the file)")
             self.state.error = self._reason(error)
             self._mark(FAILED)
             self._close_file()
             raise error
         if handle is not None:
             lost = self._finished_elsewhere(handle)
+            handle.writing.difference_update(self.state.entries)
             self.files.quarantine(handle, keep=self._arrays.values(), force=True)
             self.files.release(handle)
             self._handle = None
@@ -252,12 +260,12 @@ class ScanWriter:
         if getattr(handle, "lost_reported", False):
             return []
         handle.lost_reported = True
-        try:
+        try:  # the entry names are in HDF5's cache even when the file is cut
             with handle.lock:
-                names = [n for n in handle.h5 if n not in self.state.entries]
-                return [n for n in names if (entries.note(handle.h5, n) or (None, None))[1] in FINAL_STATES]
-        except Exception:  # a truncated file may not even list its entries
-            return []
+                names = list(handle.h5)
+        except Exception:
+            return ["(which ones could not be read)"]
+        return [n for n in names if n not in handle.writing and not n.startswith(entries.STAGING)]
 
     # -- steps -------------------------------------------------------------
     def _check_claim(self) -> None:
@@ -369,6 +377,7 @@ class ScanWriter:
                     entries.create(h5, entry.name, lambda parent, name: writer.write(parent, name, tree))
                 self.state.entries.append(entry.name)
             writer.finish_links()
+            self._handle.writing.update(self.state.entries)
             self._arrays = writer.streams
             # points already in the file (resumed entries) are not appended twice
             self._skip = {name: a.length for name, a in self._arrays.items() if a.length}
@@ -450,6 +459,8 @@ class ScanWriter:
                 self.slot.take()
             if batches:
                 last_progress = time.monotonic()
+                if not self._room_for(batches):
+                    return False
                 self._append(batches)
                 self._dirty = True
             self._check_claim()
@@ -495,6 +506,30 @@ class ScanWriter:
         self._handle.flush()
         self._dirty = False
         shortage = self._storage.room(path)
+        if shortage:
+            self._warn(f"{shortage}: given up after {self.config.storage_wait:.0f} s; "
+                       f"{max(self._written().values(), default=0)} points written, the rest stay in Redis")
+            return False
+        self.log.info("room on the disk again: writing goes on")
+        return True
+
+    def _room_for(self, batches: dict) -> bool:
+        """Room for these points (and the chunks HDF5 allocates whole for them) before
+        they are written: else the scan waits, holding them, as ``_room_to_go_on``."""
+        margin = 0
+        for name, batch in batches.items():
+            array = self._arrays.get(name)
+            data = batch.data
+            if array is None or data is None:
+                continue
+            margin += getattr(data, "nbytes", 0) + array.chunk_bytes
+        margin_mb = margin / (1 << 20)
+        path = self._handle.path
+        if not self.config.space_rule().shortage(path, margin_mb):
+            return True
+        self._handle.flush()
+        self._dirty = False
+        shortage = self._storage.room(path, margin_mb)
         if shortage:
             self._warn(f"{shortage}: given up after {self.config.storage_wait:.0f} s; "
                        f"{max(self._written().values(), default=0)} points written, the rest stay in Redis")

@@ -70,9 +70,10 @@ class Waiter:
     resume: callable = lambda: None
     available: callable = lambda: True
 
-    def _wait(self, what: str, still, started: float) -> bool:
-        """Wait while ``still()`` returns a reason; True once it returns ""."""
-        reason, last_said, every = still(), None, WAIT_WARNING_PERIOD
+    def _wait(self, what: str, still, started: float, reason: str | None = None) -> bool:
+        """Wait while ``still()`` returns a reason (``reason``: the first, already known);
+        True once it returns ""."""
+        reason, last_said, every = (still() if reason is None else reason), None, WAIT_WARNING_PERIOD
         if not reason:
             return True
         self.pause()
@@ -130,18 +131,21 @@ class Waiter:
             except FileLocked as locked:
                 state = {"error": locked}
 
+                def why(error: FileLocked) -> str:
+                    who = f" by {', '.join(error.holders)}" if error.holders else ""
+                    return f"{path} is locked{who} (a reader holding HDF5's file lock)"
+
                 def still_locked():
                     try:
                         handle = files.acquire(path)
                     except FileLocked as again:
                         state["error"] = again
-                        who = f" by {', '.join(again.holders)}" if again.holders else ""
-                        return f"{path} is locked{who} (a reader holding HDF5's file lock)"
+                        return why(again)
                     state["handle"] = handle
                     return ""
 
                 if self._wait("the scan is written once the reader lets it go; the data wait in Redis",
-                              still_locked, started):
+                              still_locked, started, why(locked)):
                     return state["handle"]
                 raise GivenUp(errno.EAGAIN, f"{state['error'].strerror}: given up after "
                                             f"{time.monotonic() - started:.0f} s; nothing written") from locked
