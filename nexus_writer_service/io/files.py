@@ -77,8 +77,6 @@ class FileHandle:
             self._fd = h5.id.get_vfd_handle()
             st = os.fstat(self._fd)
             self._identity = (st.st_dev, st.st_ino)
-            #: the file's size after our last flush
-            self._flushed_size = st.st_size
         except (OSError, ValueError, RuntimeError, TypeError):  # another driver: not watched
             self._fd = None
         self._writable = _writable(path)
@@ -94,6 +92,12 @@ class FileHandle:
         data policy makes folders read-only, while a scan is written. HDF5 would go on
         writing into an unlinked inode or a truncated file and the scan would look
         complete. Cheap (a few system calls): asked before every flush.
+
+        A cut is seen when nothing is left of the file or its start is gone (HDF5 wrote
+        past the cut: a hole where the superblock was). A cut in the middle is not: the
+        file's size alone cannot tell it, since HDF5 itself shrinks files when it frees
+        space at their end (by half and more, measured); the integrity check of the next
+        start finds what it damaged.
         """
         if self.change is not None or self._fd is None:
             return self.change
@@ -116,11 +120,8 @@ class FileHandle:
                 change = FileChange("deleted", "the file was deleted while it was written")
             else:
                 change = FileChange("replaced", "the file was replaced by another file while it was written")
-        elif fst.st_size < len(HDF5_SIGNATURE) or fst.st_size < self._flushed_size // 2:
-            # HDF5 itself shrinks the file when it frees space at its end, at moments of
-            # its own (by 10 % and more, measured): only a loss no free space explains counts
-            change = FileChange("truncated", f"the file was truncated to {fst.st_size} bytes while it was "
-                                             f"written (it had {self._flushed_size})")
+        elif fst.st_size < len(HDF5_SIGNATURE):
+            change = FileChange("truncated", "the file was truncated while it was written (nothing is left of it)")
         elif (head := _head(self._fd)) != HDF5_SIGNATURE:
             if head.strip(b"\0"):
                 change = FileChange("overwritten", "the file was overwritten: it no longer starts as an HDF5 file")
@@ -155,11 +156,6 @@ class FileHandle:
             if self.h5.id.get_mdc_size()[3] > TRIM_CACHE_ABOVE:
                 trim_metadata_cache(self.h5)
         self._last_flush = now
-        if self._fd is not None:
-            try:
-                self._flushed_size = os.fstat(self._fd).st_size
-            except OSError:
-                pass
         return True
 
     def same_file(self, path: str) -> bool:
