@@ -102,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     writer = SessionWriter(args.session, url, config, log)
 
+    signalled = []
+
     def _stop(signum, frame):
         log.info("[%s] signal %d received", args.session, signum)
+        signalled.append(signum)
         writer.stop()
 
     signal.signal(signal.SIGTERM, _stop)
@@ -112,6 +115,20 @@ def main(argv: list[str] | None = None) -> int:
         writer.run()
     except SessionTaken:
         return EXIT_SESSION_TAKEN  # said in the log by the writer, one line
+    if writer.restart_reason and not signalled:  # told to stop meanwhile: stop (the next start resumes)
+        # HDF5's state cannot be trusted after a write it could not do (ids it could not
+        # close point at freed memory; the next link moved in any file crashes): the same
+        # process (same pid, for whoever supervises it) starts again, without HDF5's teardown,
+        # and resumes the unfinished scans from Redis
+        log.warning("[%s] restarting in place (pid %d): %s", args.session, os.getpid(), writer.restart_reason)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # HDF5 opened its files without close-on-exec: their descriptors (and locks) would
+        # outlive the exec and lock the new process out of its own files
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+        os.execv(sys.executable, [sys.executable, "-m", "nexus_writer_service.apps.session_writer",
+                                  *(sys.argv[1:] if argv is None else argv)])
     if writer.files.quarantined:
         # HDF5 crashes when it tears down files whose writes failed: leave without it
         log.warning("[%s] %d file(s) could not be written completely: %s", args.session,

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 import h5py
 
 from .. import __version__
+from . import space
 
 _logger = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ class FileHandle:
         self.change: FileChange | None = None
         #: entries being written through this handle (scans in progress)
         self.writing: set[str] = set()
+        #: bytes reserved beyond the end of the file (``reserve``), given back at close
+        self._reserved = 0
 
     def check(self) -> FileChange | None:
         """What happened to the file at ``path`` since it was opened (None: nothing).
@@ -157,6 +160,24 @@ class FileHandle:
                 trim_metadata_cache(self.h5)
         self._last_flush = now
         return True
+
+    def reserve(self, nbytes: int) -> bool:
+        """Blocks for the next ``nbytes`` written, taken on the disk now (``io.space.reserve``):
+        False if the disk has no room for them (then nothing may be written)."""
+        if self._fd is None:
+            return True
+        if space.reserve(self._fd, nbytes) is False:
+            return False
+        self._reserved = max(self._reserved, nbytes)
+        return True
+
+    def unreserve(self) -> None:
+        if self._fd is not None and self._reserved:
+            try:
+                space.unreserve(self._fd, self._reserved)
+            except OSError:
+                pass
+            self._reserved = 0
 
     def same_file(self, path: str) -> bool:
         """``path`` is (still) this handle's file (same inode)."""
@@ -331,6 +352,7 @@ class FileRegistry:
                     self._handles.pop(handle.path)
                 try:
                     with handle.lock:
+                        handle.unreserve()
                         handle.h5.close()
                     self._on_close(handle.path)
                 except Exception as exc:  # a failing close must not hide the scan's own result

@@ -10,6 +10,8 @@ refuses a scan with the same numbers (ESRF's device properties
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import shutil
 from dataclasses import dataclass
@@ -96,3 +98,47 @@ def storage_errno(exc: BaseException) -> int | None:
         if f"errno = {value}," in text or f"[Errno {value}]" in text:
             return value
     return None
+
+
+# -- reserving the blocks a write is about to use ----------------------------------------
+#
+# The free-space rule is checked before a write, but another process (a detector saving
+# its frames on the same disk) can take the last blocks between the check and HDF5's
+# write. HDF5 cannot survive a failed write (the file handle and, through ids it can no
+# longer close, the library's whole state are lost), so the blocks are reserved first:
+# fallocate(FALLOC_FL_KEEP_SIZE) allocates them beyond the end of the file without
+# changing its size, and HDF5's writes there can no longer fail for want of space.
+
+_FALLOC_FL_KEEP_SIZE = 1
+try:
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _fallocate = _libc.fallocate
+    _fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
+except (OSError, AttributeError):  # not Linux/glibc: nothing is reserved
+    _fallocate = None
+
+
+def reserve(fd: int, nbytes: int) -> bool | None:
+    """Reserve ``nbytes`` on disk beyond the end of the open file ``fd``.
+
+    True: reserved; False: the disk (or the quota) has no room; None: the file system
+    cannot reserve (network file systems): the free-space rule alone protects the writes.
+    """
+    if _fallocate is None or nbytes <= 0:
+        return None
+    size = os.fstat(fd).st_size
+    if _fallocate(fd, _FALLOC_FL_KEEP_SIZE, size, nbytes) == 0:
+        return True
+    number = ctypes.get_errno()
+    if number in (errno.ENOSPC, errno.EDQUOT):
+        return False
+    return None
+
+
+def unreserve(fd: int, nbytes: int) -> None:
+    """Give back what ``reserve`` kept beyond the end of the file (before it is closed)."""
+    if nbytes <= 0:
+        return
+    # a truncation to the file's own size frees the blocks beyond it (ext4 keeps them
+    # through a punched hole past the end; tmpfs frees them either way)
+    os.ftruncate(fd, os.fstat(fd).st_size)

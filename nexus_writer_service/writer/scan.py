@@ -13,6 +13,8 @@ import os
 import threading
 import time
 
+import numpy as np
+
 from blissdata.exceptions import EndOfStream
 from blissdata.h5map import ExternalLink
 
@@ -22,7 +24,7 @@ from ..records import NOTE, NOTE_GROUP, ScanRecord
 from ..io import entries, inspect
 from ..io.arrays import ArraySpec, StorageOptions
 from ..io.files import FileChangedError, FileHandle, FileRegistry
-from ..io.space import no_space_message, storage_errno
+from ..io.space import MB, no_space_message, storage_errno
 from ..io.tree import TreeWriter
 from ..mapping import beamline, layout
 from ..mapping.scaninfo import clean as clean_info
@@ -41,6 +43,10 @@ from .salvage import NoRoomToRebuild, readable_in_place
 from .scheduler import NO_SLOT
 
 
+#: reserved on the disk beyond what a write needs: the metadata HDF5 writes with it
+RESERVE_BYTES = 1 << 20
+
+
 class EntryExistsError(RuntimeError):
     pass
 
@@ -51,6 +57,10 @@ class AlreadyWritten(Exception):
     def __init__(self, message: str, status: str):
         super().__init__(message)
         self.status = status
+
+
+class _GaveUp(Exception):
+    """The storage never gave room for what the scan holds: it ends, its data in Redis."""
 
 
 class Failed(Exception):
@@ -79,7 +89,8 @@ class ScanLogger(logging.LoggerAdapter):
 class ScanWriter:
     def __init__(self, source: ScanSource, files: FileRegistry, config: WriterConfig,
                  logger: logging.Logger, session: str = "", publish=None,
-                 superseded: threading.Event | None = None, confirm_claim=None):
+                 superseded: threading.Event | None = None, confirm_claim=None, on_poisoned=None,
+                 successor=None):
         self.source = source
         self.files = files
         self.config = config
@@ -94,6 +105,10 @@ class ScanWriter:
         self._superseded = superseded or threading.Event()
         #: asks Redis now whether the session is still ours (sets ``superseded`` if not)
         self._confirm_claim = confirm_claim or (lambda: True)
+        #: told when HDF5 failed a write: the process restarts (see ``SessionWriter._poisoned``)
+        self._on_poisoned = on_poisoned or (lambda reason: None)
+        #: who goes on with this scan when it stops unfinished
+        self._successor = successor or (lambda: "the writer that took over the session")
         #: how this scan waits for its disk and for readers' locks (``storage``)
         self._storage = storage.Waiter(
             config.space_rule(), config.storage_wait, config.storage_check_period, self._warn,
@@ -176,6 +191,9 @@ class ScanWriter:
                 # success with part of its cache unwritten), the handle is not trusted again
                 self.files.quarantine(self._handle, keep=self._arrays.values(), force=True)
                 self._after_failed_writes()
+                if storage_errno(e) is not None:
+                    self._publish()  # FAILED, before the writer stops publishing
+                    self._on_poisoned(f"HDF5 could not write {self._handle.path} ({self.state.error.split(': ')[0]})")
             else:
                 self._mark(FAILED)
         finally:
@@ -283,7 +301,7 @@ class ScanWriter:
             except Exception as exc:  # the new writer checks the file like one a crash left
                 self.log.error("could not flush %s before leaving it: %s", self._handle.path, exc)
         where = f" ({points} points in {self.state.file})" if self.state.file else ""
-        self.log.warning("left to the writer that took over the session%s: not finished here", where)
+        self.log.warning("left to %s%s: not finished here", self._successor(), where)
 
     def _wait_for(self, state, timeout: float) -> bool:
         """``source.wait`` in steps of at most a second, stopped when the session is taken over."""
@@ -353,6 +371,8 @@ class ScanWriter:
 
     def _create(self, path: str, plan: ScanPlan, desc: ScanDescription) -> None:
         self._handle = self._storage.open_when_free(self.files, path, self.log, self.config.required_disk_space)
+        if not self._make_room(0.0):  # the start tree's blocks
+            raise storage.NoRoom(28, "no room for the scan's entries: nothing written, the data stay in Redis")
         compression = self.config.compression or None
         expected = self.state.expected or 0
         # BLISS's writer_options (chunks, filter) for this scan, under the configuration's choices
@@ -459,9 +479,10 @@ class ScanWriter:
                 self.slot.take()
             if batches:
                 last_progress = time.monotonic()
-                if not self._room_for(batches):
+                try:  # a batch the disk has no room for now is written a chunk at a time
+                    self._append(batches, piecewise=not self._room_for(batches))
+                except _GaveUp:
                     return False
-                self._append(batches)
                 self._dirty = True
             self._check_claim()
             if live_due and self._write_live():
@@ -492,48 +513,54 @@ class ScanWriter:
                     return False
 
     def _room_to_go_on(self) -> bool:
-        """Checked between reads (cheap, at most every ``storage_check_period``): below the
-        required free space the scan stops reading (its data wait in Redis), flushes what it
-        has while HDF5 can still write it, and waits for room; False if it never came."""
+        """Checked between reads (cheap, at most every half second): below the required free
+        space the scan stops reading (its data wait in Redis) until there is room."""
         now = time.monotonic()
         if now - self._last_space_check < min(self.config.storage_check_period, 0.5):
             return True
         self._last_space_check = now
-        path = self._handle.path
-        if not self.config.space_rule().shortage(path):
+        return self._make_room(0.0)
+
+    def _room_for(self, batches: dict) -> bool:
+        """There is room now for these points and the chunks HDF5 allocates whole for them
+        (reserved on the disk); False: they go in pieces, each waiting for its room."""
+        rule = self.config.space_rule()
+        if rule.required_mb <= 0:
+            return True
+        margin = 0
+        for name, batch in batches.items():
+            array = self._arrays.get(name)
+            if array is not None and batch.data is not None:
+                margin += getattr(batch.data, "nbytes", 0) + array.chunk_bytes
+        return (not rule.shortage(self._handle.path, margin / MB)
+                and self._handle.reserve(margin + RESERVE_BYTES))
+
+    def _make_room(self, margin_mb: float) -> bool:
+        """The free-space rule holds with ``margin_mb`` more written, and those blocks are
+        reserved on the disk (``io.space.reserve``: no other process can take them before
+        HDF5 writes). Else the scan flushes what it has (the rule's headroom is for that),
+        gives its slot back and waits for room; False if it never came (given up)."""
+        rule = self.config.space_rule()
+        if rule.required_mb <= 0:  # the guard is off: HDF5 meets the disk itself
+            return True
+        path, need = self._handle.path, int(margin_mb * MB) + RESERVE_BYTES
+        if not rule.shortage(path, margin_mb) and self._handle.reserve(need):
             return True
         self.slot.take()
         self._handle.flush()
         self._dirty = False
-        shortage = self._storage.room(path)
-        if shortage:
-            self._warn(f"{shortage}: given up after {self.config.storage_wait:.0f} s; "
-                       f"{max(self._written().values(), default=0)} points written, the rest stay in Redis")
-            return False
-        self.log.info("room on the disk again: writing goes on")
-        return True
-
-    def _room_for(self, batches: dict) -> bool:
-        """Room for these points (and the chunks HDF5 allocates whole for them) before
-        they are written: else the scan waits, holding them, as ``_room_to_go_on``."""
-        margin = 0
-        for name, batch in batches.items():
-            array = self._arrays.get(name)
-            data = batch.data
-            if array is None or data is None:
-                continue
-            margin += getattr(data, "nbytes", 0) + array.chunk_bytes
-        margin_mb = margin / (1 << 20)
-        path = self._handle.path
-        if not self.config.space_rule().shortage(path, margin_mb):
-            return True
-        self._handle.flush()
-        self._dirty = False
-        shortage = self._storage.room(path, margin_mb)
-        if shortage:
-            self._warn(f"{shortage}: given up after {self.config.storage_wait:.0f} s; "
-                       f"{max(self._written().values(), default=0)} points written, the rest stay in Redis")
-            return False
+        started = time.monotonic()
+        while True:
+            shortage = self._storage.room(path, margin_mb, started=started)
+            if not shortage and self._handle.reserve(need):
+                break
+            waited = time.monotonic() - started
+            if shortage or waited >= self.config.storage_wait:
+                shortage = shortage or f"no room to reserve {need / MB:.1f} MB on {os.path.dirname(path)} (quota?)"
+                self._warn(f"{shortage}: given up after {waited:.0f} s; "
+                           f"{max(self._written().values(), default=0)} points written, the rest stay in Redis")
+                return False
+            time.sleep(self.config.storage_check_period)
         self.log.info("room on the disk again: writing goes on")
         return True
 
@@ -573,7 +600,7 @@ class ScanWriter:
                 writer.finish_links()
         return wrote
 
-    def _append(self, batches: dict) -> None:
+    def _append(self, batches: dict, piecewise: bool = False) -> None:
         with self._handle.lock:
             for name, batch in batches.items():
                 if batch.error:
@@ -590,7 +617,21 @@ class ScanWriter:
                     self._lost[name] = self._lost.get(name, 0) + batch.lost
                     array.grow(batch.lost)  # later points stay at their index
                 if batch.data is not None and len(batch.data):
-                    array.append(batch.data)
+                    if piecewise:
+                        self._append_in_pieces(array, batch.data)
+                    else:
+                        array.append(batch.data)
+
+    def _append_in_pieces(self, array, data) -> None:
+        """A chunk's worth of points at a time, each once there is room for it."""
+        first = np.asarray(data[0])
+        rows = max(1, array.chunk_bytes // max(1, first.nbytes))
+        for start in range(0, len(data), rows):
+            piece = data[start:start + rows]
+            nbytes = sum(np.asarray(p).nbytes for p in piece) if isinstance(piece, list) else piece.nbytes
+            if not self._make_room((nbytes + array.chunk_bytes) / MB):
+                raise _GaveUp()
+            array.append(piece)
 
     def _skip_written(self, name: str, batch):
         """Drop the points a previous run already wrote (resumed entries)."""
@@ -656,6 +697,8 @@ class ScanWriter:
                 self._warn(w)
             if outcome.missing or not outcome.accounted:
                 ok = False
+        if not self._make_room(0.0):  # the final tree's blocks
+            ok = False
         change = self._handle.check()  # before the final tree: never into a file taken away
         if change is not None and change.kind != "moved":
             raise FileChangedError(self._handle.path, change)

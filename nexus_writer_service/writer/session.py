@@ -23,10 +23,11 @@ from ..io.files import FileRegistry
 from ..transport.connection import connect, redact_url
 from .. import __version__
 from ..transport.scans import ScanSource, scans_since
-from ..states import FINAL_STATES
+from ..states import FAILED, FINAL_STATES
 from ..transport.status import SessionTaken, StatusPublisher, StatusReader
 from .config import WriterConfig
 from .paths import check_session_name, check_template
+from . import storage
 from .salvage import NoRoomToRebuild, not_ours, salvage
 from ..records import ScanRecord
 from .scan import ScanWriter
@@ -53,8 +54,11 @@ class SessionWriter:
                                   strict=bool(self.config.allowed_roots))
         self._stop = threading.Event()
         self._ready = threading.Event()
-        #: set when another writer took the session over: every scan stops writing at once
+        #: set when another writer took the session over, or this one must restart (HDF5
+        #: failed a write): every scan stops writing at once, the next writer resumes them
         self._superseded = threading.Event()
+        #: why this writer stopped to be started again in place (``apps.session_writer``)
+        self.restart_reason: str | None = None
         #: what is known of recent scans (small: never a writer, its scan_info or datasets)
         self._states: OrderedDict[str, ScanRecord] = OrderedDict()
         self._lock = threading.Lock()
@@ -147,6 +151,12 @@ class SessionWriter:
         self.log.warning("[%s] stopped with %d scan(s) unfinished, resumed by the next start: %s%s",
                          self.session, len(left), described, more)
 
+    def _successor(self) -> str:
+        """Who goes on with a scan this writer stops (``ScanWriter``, hand-over)."""
+        if self.restart_reason:
+            return "this writer, restarted"
+        return "the writer that took over the session"
+
     def _claim_lost(self, holder: dict) -> None:
         """Another writer holds the session now (ours expired): two must never write it.
 
@@ -158,6 +168,19 @@ class SessionWriter:
                        holder.get("pid", "?"), holder.get("host", "?"))
         self._superseded.set()
         self.stop()
+
+    def _poisoned(self, reason: str) -> None:
+        """A write HDF5 could not do: stop every scan between steps and restart the process.
+
+        After such a failure HDF5 keeps ids whose file it freed, and any later link move or
+        delete, in any file, walks over them: the process would crash at the next scan.
+        """
+        if self.restart_reason is None:
+            self.restart_reason = (f"{reason}; HDF5's state in this process cannot be trusted after it: "
+                                   "the scans in progress are resumed from Redis")
+            self.log.error("[%s] %s", self.session, self.restart_reason)
+            self._superseded.set()
+            self.stop()
 
     def _recover(self, ds) -> str:
         """Write the session's recent scans that no writer finished; returns where to go on from.
@@ -199,17 +222,28 @@ class SessionWriter:
                     self.log.warning("[%s] %s left open by a previous writer is not checked: it %s",
                                      self.session, path, refused)
                     continue
+            # scans that failed writing it (disk full): their entries say FAILED in the rebuilt file
+            failed = [(s.get("entries") or [], {}, s.get("error") or "") for s in states.values()
+                      if s.get("file") == path and s.get("status") == FAILED and s.get("entries")]
             try:
                 kept = salvage(path, self.log, reserve_mb=self.config.required_disk_space)
             except NoRoomToRebuild as exc:  # checked again by its scans once there is room
                 self.log.warning("[%s] %s", self.session, exc)
                 self.files.suspects.add(path)
+                self.files.failed_entries.setdefault(path, []).extend(failed)
                 rewrite |= {key for key, s in states.items() if s.get("file") == path}
                 continue
             except Exception as exc:  # leave it to the scans themselves (they fail clearly)
                 self.log.error("[%s] could not check %s after a crash: %s", self.session, path, exc)
                 continue
-            if kept is not None:
+            if kept is None:  # whole: the failed entries are marked when the file is next opened
+                self.files.failed_entries.setdefault(path, []).extend(failed)
+            else:
+                for names, info, error in failed:
+                    try:
+                        storage.mark_failed(self.files, path, [n for n in names if n not in kept], info, error)
+                    except Exception as exc:
+                        self.log.error("[%s] could not mark failed entries in %s: %s", self.session, path, exc)
                 rewrite |= {key for key, s in states.items()
                             if s.get("file") == path and not set(s.get("entries") or ["?"]) <= kept}
         self.status.forget_open_files(left_open)
@@ -236,7 +270,8 @@ class SessionWriter:
             return
         writer = ScanWriter(ScanSource(ds, key, loaded=scan), self.files, self.config, self.log, self.session,
                             publish=self.status.scan, superseded=self._superseded,
-                            confirm_claim=self.status.renew)
+                            confirm_claim=self.status.renew, on_poisoned=self._poisoned,
+                            successor=self._successor)
         writer.state.name, writer.state.number = scan.name, scan.number
         self.status.scan(writer.state)  # PENDING: BLISS can see the writer took it
         with self._lock:

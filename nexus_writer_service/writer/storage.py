@@ -24,6 +24,7 @@ from ..io.files import FileHandle, FileLocked, FileRegistry
 from ..io.space import MB, SpaceRule
 from ..io.tree import TreeWriter
 from ..mapping import layout
+from ..states import FAILED
 from .salvage import NoRoomToRebuild, salvage
 
 #: a wait for room or for a lock is said at its start and then this often (seconds)
@@ -160,6 +161,8 @@ def rebuild(files: FileRegistry, path: str, log, reserve_mb: float) -> set[str] 
     """
     broken = files.needs_rebuild(path)
     if not broken and path not in files.suspects:
+        for entry_names, info, error in files.failed_entries.pop(path, []):  # the file is whole
+            mark_failed(files, path, entry_names, info, error)
         return None
     cause = "after failed writes" if broken else "by a writer that was killed"
     kept = salvage(path, log, cause=cause, force=broken, reserve_mb=reserve_mb) or set()
@@ -170,7 +173,8 @@ def rebuild(files: FileRegistry, path: str, log, reserve_mb: float) -> set[str] 
 
 
 def mark_failed(files: FileRegistry, path: str, names: list[str], info: dict, error: str) -> None:
-    """Entries whose writes failed, written as FAILED with the reason (their data are in Redis)."""
+    """Entries whose writes failed, written (or marked, where what was written reads) as
+    FAILED with the reason (their data are in Redis)."""
     if not names:
         return
     handle = files.acquire(path)
@@ -178,7 +182,9 @@ def mark_failed(files: FileRegistry, path: str, names: list[str], info: dict, er
         with handle.lock:
             writer = TreeWriter()
             for name in names:
-                if not entries.has(handle.h5, name):
+                if entries.has(handle.h5, name):
+                    entries.set_status(handle.h5, [name], FAILED, error)
+                else:
                     writer.write(handle.h5, name, layout.failed_tree(info, error))
             writer.finish_links()
         handle.flush()
