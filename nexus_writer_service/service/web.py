@@ -137,6 +137,14 @@ class PageServer(ThreadingHTTPServer):
     def process_request(self, request, client_address):
         self._pool.submit(self.process_request_thread, request, client_address)
 
+    def handle_error(self, request, client_address):
+        """A client that went away (a browser reloading) is no error to print."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
     def server_close(self):
         super().server_close()
         self._pool.shutdown(wait=False)
