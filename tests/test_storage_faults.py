@@ -471,3 +471,41 @@ def test_missing_end_time_is_the_writers_clock(harness):
     with read_file(state.file) as f:
         end = datetime.fromisoformat(f[f"{rec.number}.1/end_time"][()].decode()).timestamp()
     assert started - 1 <= end <= time.time() + 1
+
+
+def test_disk_filling_before_the_final_tree_waits_and_finishes(redis_server, small_disk):
+    """Every point written, then the disk fills before the scan ends: the final tree waits
+    for room (nothing half-written), and the scan is whole once there is room."""
+    session = "full_final"
+    writer = WriterProcess(redis_server.url, session, small_disk,
+                           "--required-disk-space", "4", "--recommended-disk-space", "0")
+    from blissdata.redis_engine.store import DataStore
+
+    ds, reader = DataStore(redis_server.url), StatusReader(redis_server.url)
+    try:
+        rec = scaled(relocate(load_recording("03_ascan"), small_disk / "data", session=session), npoints=40)
+        path = rec.identity["path"]
+        pub = ScanPublisher(ds, rec, batch_size=10)
+        pub.create().prepare().start()
+        pub.send_data()
+        deadline = time.monotonic() + 30
+        while _visible_points(path, f"{rec.number}.1") != 40:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        filler = fill(small_disk, 2)
+        pub.end()
+        writer.wait_for("nothing is written until there is room; the data wait in Redis", 30)
+        with read_file(path) as f:
+            assert "end_time" not in f[f"{rec.number}.1"]  # the final tree waits whole
+            assert f[f"{rec.number}.1/writer/status"][()] == b"WRITING"
+        os.remove(filler)
+        state = reader.wait(pub.key, 60)
+        assert state["status"] == "SUCCEEDED", (state["error"], state["warnings"])
+        assert len(state["warnings"]) == 1 and state["warnings"][0].startswith(
+            f"no space left on {os.path.dirname(path)}: "), state["warnings"]
+        with read_file(path) as f:
+            assert np.array_equal(f[f"{rec.number}.1/measurement/diode1"][()], rec.stream(DIODE1).data)
+            assert f[f"{rec.number}.1/writer/status"][()] == b"SUCCEEDED"
+    finally:
+        code = writer.stop()
+    assert code == 0, writer.out
