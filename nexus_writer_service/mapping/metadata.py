@@ -364,9 +364,9 @@ BLISS_SCAN_INFO_KEYS = frozenset({
 def _schema_keys() -> frozenset:
     import typing
 
-    from blissdata.schemas.scan_info import ScanInfoDict
+    from ..transport.blissdata_api import scan_info_schema
 
-    return frozenset(typing.get_type_hints(ScanInfoDict))
+    return frozenset(typing.get_type_hints(scan_info_schema().ScanInfoDict))
 
 
 def user_scan_info_keys(info: dict) -> list[str]:

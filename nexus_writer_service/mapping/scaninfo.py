@@ -21,11 +21,12 @@ _DICTS = ("positioners", "nexuswriter", "instrument", "display_extra")
 
 @lru_cache(maxsize=None)
 def _adapters() -> dict:
-    from blissdata.schemas.scan_info import ChainDict, ChannelDict
+    from ..transport.blissdata_api import scan_info_schema
 
+    schema = scan_info_schema()
     # blissdata's DeviceDict mentions numpy arrays, which pydantic cannot validate
     # without a config a foreign TypedDict cannot take: devices are checked by _device_ok
-    return {"acquisition_chain": TypeAdapter(ChainDict), "channels": TypeAdapter(ChannelDict)}
+    return {"acquisition_chain": TypeAdapter(schema.ChainDict), "channels": TypeAdapter(schema.ChannelDict)}
 
 
 def _device_ok(item) -> bool:

@@ -12,13 +12,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import redis
-from blissdata.exceptions import EndOfStream, IndexNoMoreThereError
-from blissdata.redis_engine.scan import ScanState as BlissScanState  # blissdata's enum, not our record
-from blissdata.redis_engine.store import DataStore
-from blissdata.streams import CursorGroup
-from blissdata.streams.default import Stream as RawStream
 
 from ..descriptions import ScanDescription, StreamDescription, describe_stream
+from .blissdata_api import (
+    SCAN_DOC_INFO,
+    SCAN_DOC_STREAMS,
+    CursorGroup,
+    DataStore,
+    EndOfStream,
+    IndexNoMoreThereError,
+    redis_client,
+    scan_creation_stream,
+)
+from .blissdata_api import ScanState as BlissScanState  # blissdata's enum, not our record
+from .blissdata_api import Stream as RawStream
 
 _logger = logging.getLogger(__name__)
 
@@ -143,8 +150,8 @@ class ScanSource:
         reloads.
         """
         try:
-            raw = self.ds._redis.json().get(self.key, "$.info", "$.data_streams")
-            info, streams = raw["$.info"], raw["$.data_streams"]
+            raw = redis_client(self.ds).json().get(self.key, SCAN_DOC_INFO, SCAN_DOC_STREAMS)
+            info, streams = raw[SCAN_DOC_INFO], raw[SCAN_DOC_STREAMS]
         except (redis.RedisError, KeyError, TypeError, AttributeError):  # AttributeError: blissdata changed
             return False
         return (len(info) == 1 and info[0] == self.scan.info
@@ -256,7 +263,7 @@ class ScanSource:
         scan = self.scan if self._final else self.ds.load_scan(self.key)
         streams = list(scan.streams.items())
         try:  # a stream whose key is gone reads as empty and sealed: ask Redis (one round trip)
-            pipe = self.ds._redis.pipeline(transaction=False)
+            pipe = redis_client(self.ds).pipeline(transaction=False)
             for _, stream in streams:
                 pipe.exists(stream.event_stream.key)
             present = [bool(n) for n in pipe.execute()]
@@ -456,11 +463,9 @@ def scans_since(ds: DataStore, seconds: float) -> tuple[str, list[str]]:
     RESP2 search replies), and the stream is bounded in time by its own IDs.
     blissdata keeps its last 2048 entries.
     """
-    from blissdata.redis_engine.scan import scan_creation_stream
-
     timetag = ds.get_last_scan_timetag()
     if seconds <= 0:
         return timetag, []
     start_ms = max(0, int((time.time() - seconds) * 1000))
-    entries = ds._redis.xrange(scan_creation_stream, min=f"{start_ms}-0", max=timetag)
+    entries = redis_client(ds).xrange(scan_creation_stream, min=f"{start_ms}-0", max=timetag)
     return timetag, [data[b"key"].decode() for _, data in entries]

@@ -13,8 +13,7 @@ import os
 import threading
 import time
 
-from blissdata.exceptions import EndOfStream
-from blissdata.h5map import ExternalLink
+from ..h5map import ExternalLink
 
 from .. import kinds
 from ..descriptions import ScanDescription
@@ -30,6 +29,7 @@ from ..metadata.config import BeamlineConfig, ConfigError, merged
 from ..metadata.config import from_dict as config_from_dict
 from ..states import FAILED, FINAL_STATES, INCOMPLETE, SKIPPED, SUCCEEDED, WRITING
 from ..mapping.nexus import group, link
+from ..transport.blissdata_api import EndOfStream
 from ..transport.scans import CLOSED, PREPARED, REDIS_DOWN, UNCHECKED, ScanSource
 from .config import WriterConfig
 from .masterfiles import MasterLink, master_links, update_master_files

@@ -17,9 +17,9 @@ import time
 from collections import OrderedDict
 
 import redis
-from blissdata.exceptions import NoScanAvailable, ScanLoadError
 
 from ..io.files import FileRegistry
+from ..transport.blissdata_api import NoScanAvailable, ScanLoadError
 from ..transport.connection import connect, redact_url
 from .. import __version__
 from ..transport.scans import ScanSource, scans_since
