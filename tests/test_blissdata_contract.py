@@ -45,6 +45,16 @@ def test_the_installed_blissdata_is_in_the_declared_range_and_its_generation_is_
     assert h5map.PROVIDER == ("nexus_writer_service" if api.RELEASE[:2] == (2, 0) else "blissdata")
 
 
+@pytest.mark.parametrize("release, supported", [
+    ((2, 0, 0), False), ((2, 0, 1), True), ((2, 0, 9), True), ((2, 1, 1), False), ((2, 2, 0), False),
+    ((2, 3, 0), True), ((2, 4, 5), True), ((2, 4, 99), True), ((2, 5, 0), False), ((3, 0, 0), False), ((), False),
+])
+def test_the_supported_range_is_pyprojects(monkeypatch, release, supported):
+    monkeypatch.setattr(api, "RELEASE", release)
+    assert api.supported() is supported
+    assert ("outside the tested range" in api.describe()) is not supported
+
+
 # -- private methods: present, and called as we call them ----------------------------------
 _CALLS = [p for p in api.PRIVATE if p.kind in ("method", "classmethod")]
 

@@ -237,9 +237,10 @@ PRIVATE: tuple[Private, ...] = (
 )
 
 __all__ = [
-    "BaseStream", "BrokenPluginStream", "Cursor", "EventRange", "Private", "View", "CursorGroup", "DataStore", "EndOfStream", "EventStream", "GENERATION",
-    "IndexNoMoreThereError", "JsonStreamEncoder", "MissingPluginStream", "NoScanAvailable",
-    "NumericStreamEncoder", "PRIVATE", "RELEASE", "SCAN_INDEX", "Scan", "ScanLoadError", "ScanNotFoundError",
-    "ScanState", "Stream", "StreamDefinition", "StreamEntry", "VERSION", "beacon_data", "describe",
-    "redis_client", "scan_creation_stream", "scan_info_schema", "scan_module", "supported",
+    "EXCLUDED", "GENERATION", "PRIVATE", "RELEASE", "SCAN_DOC_INFO", "SCAN_DOC_STREAMS", "SCAN_INDEX",
+    "SUPPORTED", "VERSION", "BaseStream", "BrokenPluginStream", "Cursor", "CursorGroup", "DataStore",
+    "EndOfStream", "EventRange", "EventStream", "IndexNoMoreThereError", "JsonStreamEncoder",
+    "MissingPluginStream", "NoScanAvailable", "NumericStreamEncoder", "Private", "Scan", "ScanLoadError",
+    "ScanNotFoundError", "ScanState", "Stream", "StreamDefinition", "StreamEntry", "View", "beacon_data",
+    "describe", "redis_client", "scan_creation_stream", "scan_info_schema", "scan_module", "supported",
 ]
