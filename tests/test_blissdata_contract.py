@@ -79,7 +79,9 @@ def test_private_module_attributes(entry):
 # -- a real scan ----------------------------------------------------------------------------
 @pytest.fixture
 def ds(redis_server):
-    return api.DataStore(redis_server.url)
+    store = api.DataStore(redis_server.url)
+    store.url = redis_server.url  # (the store keeps it privately)
+    return store
 
 
 def _publisher(ds, tmp_path, number=7, session=None) -> ScanPublisher:
@@ -100,7 +102,7 @@ def running(ds, tmp_path):
 
 
 def _raw(ds, key, *names):
-    scan = RawDataStore(ds._url).load_scan(key)
+    scan = RawDataStore(ds.url).load_scan(key)
     return scan, [api.Stream(scan.streams[n].event_stream) for n in names]
 
 
@@ -208,7 +210,7 @@ def test_raw_loading_never_makes_plugin_classes(ds, tmp_path, monkeypatch):
     monkeypatch.setattr(api.scan_module, "loaded_plugins",
                         {name: type("Spy", (), {"stream_cls": lambda self, ev, n=name: made.append(n)})()
                          for name in ("lima", "lima2", "hdf5_fallback", "scan_sequence")})
-    scan = RawDataStore(ds._url).load_scan(pub.key)
+    scan = RawDataStore(ds.url).load_scan(pub.key)
     assert set(scan.streams) == {s.name for s in rec.streams}
     assert all(type(s) is EventsOnly for s in scan.streams.values()) and not made
     assert scan.state == api.ScanState.STARTED and scan.info["title"] == rec.info_prepared["title"]
@@ -218,14 +220,14 @@ def test_raw_loading_never_makes_plugin_classes(ds, tmp_path, monkeypatch):
     assert scan.update(block=False) and scan.state == api.ScanState.CLOSED
     assert all(type(s) is EventsOnly for s in scan.streams.values()) and not made
     with pytest.raises(api.ScanLoadError):
-        RawDataStore(ds._url).load_scan(f"{pub.key[:-4]}XXXX")
+        RawDataStore(ds.url).load_scan(f"{pub.key[:-4]}XXXX")
 
 
 def test_the_scan_document_is_read_at_the_json_paths_we_use(ds, running):
     raw = api.redis_client(ds).json().get(running.key, api.SCAN_DOC_INFO, api.SCAN_DOC_STREAMS)
     assert raw[api.SCAN_DOC_INFO] == [running.scan.info]
     assert set(raw[api.SCAN_DOC_STREAMS][0]) == {s.name for s in running.rec.streams}
-    source = ScanSource(RawDataStore(ds._url), running.key)
+    source = ScanSource(RawDataStore(ds.url), running.key)
     source.load(timeout=0)
     assert source._info_is_current()
 
