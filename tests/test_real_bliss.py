@@ -65,10 +65,12 @@ class RealStack:
              "--log=info", "--base-path", str(self.tmp / "writer_base")],
             env=self.beacon.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
         reader, deadline = StatusReader(self.url), time.monotonic() + 30
-        while reader.writer(SESSION) is None:  # its heartbeat: it listens from now on
+        while reader.writer(SESSION) is None or "listening for scans" not in (self.tmp / "writer.out").read_text():
             assert self.writer.poll() is None, (self.tmp / "writer.out").read_text()
             assert time.monotonic() < deadline, "our writer did not start"
             time.sleep(0.1)
+        # it runs where BLISS is: with BLISS 2.2.1's blissdata (the log's first line says which)
+        assert "; blissdata 2.0.1)" in (self.tmp / "writer.out").read_text()
 
     def stop_writer(self) -> None:
         if self.writer is not None and self.writer.poll() is None:
