@@ -76,7 +76,8 @@ def _guard_decoding(events, name: str) -> None:
     size``) would fail the read of all. Decoding happens before any cursor moves,
     so the read can be made again without that stream. Points that disagree with
     the count their entries announce (a batch of another shape) are refused too:
-    they would shift every later point.
+    they would shift every later point. (``EventStream._decode_entries``: private, listed in
+    ``blissdata_api.PRIVATE``.)
     """
     decode = events._decode_entries
 
@@ -313,7 +314,8 @@ class BoundedCursorGroup(CursorGroup):
       where new entries come one at a time).
 
     A drained reply is therefore at most ``READ_BYTES``, or one entry when a single entry
-    is larger, the first read included. Relies on blissdata's (private) multi-stream read; where that
+    is larger, the first read included. Relies on blissdata's (private) multi-stream read and cursor
+    internals (``blissdata_api.PRIVATE``, checked by tests/test_blissdata_contract.py); where that
     is missing, reading is blissdata's own.
     """
 
