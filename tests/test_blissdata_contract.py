@@ -55,6 +55,23 @@ def test_the_supported_range_is_pyprojects(monkeypatch, release, supported):
     assert ("outside the tested range" in api.describe()) is not supported
 
 
+def test_the_scan_info_schema_mapping_reads():
+    """mapping/scaninfo.py and mapping/metadata.py import blissdata's schema themselves."""
+    import typing
+
+    from blissdata.schemas.scan_info import ChainDict, ChannelDict, ScanInfoDict
+
+    # what is not BLISS's is the user's (user_scan_info): a key added here moves out of it
+    assert set(typing.get_type_hints(ScanInfoDict)) == {
+        "acquisition_chain", "channels", "count_time", "data_policy", "data_writer", "devices", "display_extra",
+        "end_reason", "end_time", "group", "index_in_sequence", "is_scan_sequence", "npoints", "plots",
+        "publisher", "publisher_version", "retry_nb", "save", "scan_nb", "sequence_info", "session_name",
+        "sleep_time", "stab_time", "start_time", "title", "type", "user_name", "writer_options"}
+    assert set(typing.get_type_hints(ChainDict)) == {"top_master", "devices", "scalars", "spectra", "images",
+                                                     "master"}
+    assert {"dim", "display_name", "unit", "axis_id", "axis_points", "axis_kind"} <= set(typing.get_type_hints(ChannelDict))
+
+
 # -- private methods: present, and called as we call them ----------------------------------
 _CALLS = [p for p in api.PRIVATE if p.kind in ("method", "classmethod")]
 

@@ -364,9 +364,9 @@ BLISS_SCAN_INFO_KEYS = frozenset({
 def _schema_keys() -> frozenset:
     import typing
 
-    from ..transport.blissdata_api import scan_info_schema
+    from blissdata.schemas.scan_info import ScanInfoDict  # (pure pydantic types: see transport/blissdata_api.py)
 
-    return frozenset(typing.get_type_hints(scan_info_schema().ScanInfoDict))
+    return frozenset(typing.get_type_hints(ScanInfoDict))
 
 
 def user_scan_info_keys(info: dict) -> list[str]:

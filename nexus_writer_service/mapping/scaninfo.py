@@ -21,12 +21,11 @@ _DICTS = ("positioners", "nexuswriter", "instrument", "display_extra")
 
 @lru_cache(maxsize=None)
 def _adapters() -> dict:
-    from ..transport.blissdata_api import scan_info_schema
+    from blissdata.schemas.scan_info import ChainDict, ChannelDict  # (pure types: transport/blissdata_api.py)
 
-    schema = scan_info_schema()
     # blissdata's DeviceDict mentions numpy arrays, which pydantic cannot validate
     # without a config a foreign TypedDict cannot take: devices are checked by _device_ok
-    return {"acquisition_chain": TypeAdapter(schema.ChainDict), "channels": TypeAdapter(schema.ChannelDict)}
+    return {"acquisition_chain": TypeAdapter(ChainDict), "channels": TypeAdapter(ChannelDict)}
 
 
 def _device_ok(item) -> bool:

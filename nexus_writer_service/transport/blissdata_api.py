@@ -14,9 +14,11 @@ Where the generations differ, each has its module, and this one picks it:
   (a leaf module, as mapping, io and kinds use it).
 
 The rest is where it always was (``redis_engine.store``, ``redis_engine.scan``, ``beacon.data``,
-``streams.lima``, ``schemas.scan_info``) and is re-exported here all the same: no module of this
-package but this one, the two generation modules and ``h5map`` imports blissdata (the
-simulators import blissdata's plugin packages, ``blissdata_lima2`` and ``blissdata_mosca``).
+``streams.lima``) and is re-exported here all the same: no module of this package but this one,
+the two generation modules and ``h5map`` imports blissdata, except ``mapping`` for blissdata's
+scan_info schema (``blissdata.schemas.scan_info``: pydantic types, no Redis, the same file in
+every supported generation; mapping stays free of Redis). The simulators import blissdata's
+plugin packages (``blissdata_lima2``, ``blissdata_mosca``).
 
 blissdata's public API does not give everything the writer needs (bounded multi-stream reads,
 loading a scan without building plugin classes, decoding one stream's entries alone, a few
@@ -128,14 +130,6 @@ def beacon_data(**kwargs):
     return BeaconData(**kwargs)
 
 
-def scan_info_schema():
-    """blissdata's scan_info schema (``blissdata.schemas.scan_info``: ``ScanInfoDict``,
-    ``ChainDict``, ``ChannelDict``...; the same in every supported generation), on first use."""
-    from blissdata.schemas import scan_info
-
-    return scan_info
-
-
 def __getattr__(name: str):
     # imported on first use: blissdata's lima client is only needed by the lima simulator
     if name == "LimaStream":
@@ -242,5 +236,5 @@ __all__ = [
     "EndOfStream", "EventRange", "EventStream", "IndexNoMoreThereError", "JsonStreamEncoder",
     "MissingPluginStream", "NoScanAvailable", "NumericStreamEncoder", "Private", "Scan", "ScanLoadError",
     "ScanNotFoundError", "ScanState", "Stream", "StreamDefinition", "StreamEntry", "View", "beacon_data",
-    "describe", "redis_client", "scan_creation_stream", "scan_info_schema", "scan_module", "supported",
+    "describe", "redis_client", "scan_creation_stream", "scan_module", "supported",
 ]
