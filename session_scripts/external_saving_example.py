@@ -32,10 +32,15 @@ import threading
 
 import h5py
 import numpy as np
-from blissdata.exceptions import EndOfStream, NoScanAvailable
 from blissdata.redis_engine.scan import ScanState
 from blissdata.redis_engine.store import DataStore
-from blissdata.streams import CursorGroup
+
+try:  # blissdata >= 2.3 (BLISS 2.3, 2.4)
+    from blissdata.exceptions import EndOfStream, NoScanAvailable
+    from blissdata.streams import CursorGroup
+except ImportError:  # blissdata 2.0 (BLISS 2.2): the same names, at their former places
+    from blissdata.redis_engine.exceptions import EndOfStream, NoScanAvailable
+    from blissdata.streams.base import CursorGroup
 from silx.io.dictdump import dicttonx
 
 #: parts of scan_info saved as metadata (see step 5)

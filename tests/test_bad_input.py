@@ -21,14 +21,12 @@ import numpy as np
 import pytest
 import redis
 from blissdata.redis_engine.store import DataStore
-from blissdata.streams.default import Stream
-from blissdata.streams.encoding.numeric import NumericStreamEncoder
-from blissdata.streams.event_stream import EventStream
 
 from conftest import read_file
 from nexus_writer_service.mapping.nexus import NAME_RE
 from nexus_writer_service.simulation.recording import StreamRecording, scaled
 from nexus_writer_service.simulation.replay import ScanPublisher
+from nexus_writer_service.transport.blissdata_api import EventStream, NumericStreamEncoder, Stream
 
 DIODE1 = "simulation_diode_sampling_controller:diode1"
 DIODE2 = "simulation_diode_sampling_controller:diode2"

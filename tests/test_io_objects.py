@@ -86,9 +86,11 @@ def test_groups_and_links_as_h5py_makes_them(h5):
             grp.create_group(name)
         grp.attrs["z"], grp.attrs["y"] = 1, 2
     assert list(ours) == list(ref) == ["b", "a", "c"]  # creation order kept
-    # no time stamps (h5py turns them off: files written twice are the same)
-    assert ours.id.get_create_plist().get_obj_track_times() == ref.id.get_create_plist().get_obj_track_times()
-    assert h5py.h5o.get_info(ours.id).hdr.space.total == h5py.h5o.get_info(ref.id).hdr.space.total
+    # no time stamps, whatever the h5py (files written twice are the same): h5py >= 3.14 makes
+    # groups so, 3.13 (BLISS 2.2's) stamps them, which takes header space
+    assert ours.id.get_create_plist().get_obj_track_times() == 0
+    if ref.id.get_create_plist().get_obj_track_times() == 0:
+        assert h5py.h5o.get_info(ours.id).hdr.space.total == h5py.h5o.get_info(ref.id).hdr.space.total
     assert list(ours.attrs) == list(ref.attrs) == ["z", "y"]
     assert h5.id.links.get_info("ours_é".encode()).cset == h5.id.links.get_info("réf".encode()).cset
     with pytest.raises(ValueError):
@@ -166,7 +168,7 @@ def test_a_flush_keeps_the_metadata_cache_small_without_writing_outside_it(tmp_p
 
 
 def test_virtual_dataset_as_h5py_makes_it(tmp_path):
-    from blissdata.h5map import SpaceSelection as Sel
+    from nexus_writer_service.h5map import SpaceSelection as Sel
 
     src = tmp_path / "frames.h5"
     frames = np.arange(6 * 2 * 3, dtype=np.uint16).reshape(6, 2, 3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from blissdata.h5map import VirtualDataset
+from nexus_writer_service.h5map import VirtualDataset
 
 from nexus_writer_service import kinds
 from nexus_writer_service.descriptions import FileFacts, FileQuery, describe_stream

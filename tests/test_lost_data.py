@@ -7,16 +7,15 @@ stream. The other streams of the scan are written whole.
 
 from __future__ import annotations
 
-import numpy as np
-from blissdata.streams.encoding.numeric import NumericStreamEncoder
-
 import uuid
 
+import numpy as np
 from blissdata.redis_engine.store import DataStore
 
 from conftest import WriterHarness, read_file
 from nexus_writer_service.simulation.recording import load_recording, relocate
 from nexus_writer_service.simulation.replay import ScanPublisher, publish
+from nexus_writer_service.transport.blissdata_api import NumericStreamEncoder
 
 DIODE1 = "simulation_diode_sampling_controller:diode1"
 DIODE2 = "simulation_diode_sampling_controller:diode2"

@@ -15,7 +15,7 @@ import time
 import h5py
 import numpy as np
 import pytest
-from blissdata.exceptions import EndOfStream
+from nexus_writer_service.transport.blissdata_api import EndOfStream
 
 from nexus_writer_service.simulation.recording import load_recording, relocate
 from nexus_writer_service.simulation.replay import ScanPublisher, publish

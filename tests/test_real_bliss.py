@@ -5,8 +5,8 @@ time, about a second afterwards)::
 
     NXW_REAL_BLISS=1 .venv/bin/python -m pytest tests/test_real_bliss.py -q
 
-One Beacon and one of OUR writers (``NexusSessionWriter`` from ``.venv``, a separate
-process) serve the module. BLISS runs the scans in library mode (tests/realbliss/
+One Beacon and one of OUR writers (``NexusSessionWriter`` from BLISS's own environment,
+the BLISS venv, as a separate process) serve the module. BLISS runs the scans in library mode (tests/realbliss/
 scans_writer.py); the session's setup script calls
 ``nexus_writer_service.metadata.register_all_metadata_generators()``, so with writer
 'null' the only thing telling our writer where to write is ``scan_info["nexuswriter"]``.
@@ -55,18 +55,22 @@ class RealStack:
         self.writer: subprocess.Popen | None = None
 
     def start_writer(self) -> None:
+        from beacon import ours
+
         from nexus_writer_service.transport.status import StatusReader
 
         log = open(self.tmp / "writer.out", "wb")
         self.writer = subprocess.Popen(
-            [str(REPO / ".venv" / "bin" / "NexusSessionWriter"), SESSION, "--redis-url", self.url,
+            [ours(self.beacon, "NexusSessionWriter"), SESSION, "--redis-url", self.url,
              "--log=info", "--base-path", str(self.tmp / "writer_base")],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
+            env=self.beacon.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
         reader, deadline = StatusReader(self.url), time.monotonic() + 30
-        while reader.writer(SESSION) is None:  # its heartbeat: it listens from now on
+        while reader.writer(SESSION) is None or "listening for scans" not in (self.tmp / "writer.out").read_text():
             assert self.writer.poll() is None, (self.tmp / "writer.out").read_text()
             assert time.monotonic() < deadline, "our writer did not start"
             time.sleep(0.1)
+        # it runs where BLISS is: with BLISS 2.2.1's blissdata (the log's first line says which)
+        assert "; blissdata 2.0.1)" in (self.tmp / "writer.out").read_text()
 
     def stop_writer(self) -> None:
         if self.writer is not None and self.writer.poll() is None:

@@ -4,7 +4,8 @@ our Tango device.
 Opt-in like tests/test_real_bliss.py (``NXW_REAL_BLISS=1``). One Beacon serves the module
 with its Tango database (``--tango-port``: NosqlTangoDB from the BLISS venv); the device is
 put there by our ``RegisterNexusWriter`` and served by our ``NexusWriterService --tango``
-(from ``.venv``, with the session writer it supervises); one BLISS session
+(with the session writer it supervises), both from BLISS's own environment (the BLISS venv:
+pytango 9.5, blissdata 2.0.1), as at a beamline; one BLISS session
 (tests/realbliss/nexus_session.py) runs every scan, driven line by line. BLISS then finds
 the device itself and checks it before and during every scan, as at a beamline.
 """
@@ -92,13 +93,15 @@ class NexusModeStack:
     def __init__(self, tmp: Path, beacon):
         self.tmp, self.beacon = tmp, beacon
         self.url = beacon.redis_data_url
-        self.env = dict(os.environ, TANGO_HOST=beacon.tango_host, BEACON_HOST=beacon.host_port)
+        self.env = dict(beacon.env)  # BLISS's environment: TANGO_HOST, BEACON_HOST
         self.env.pop("REDIS_DATA_URL", None)  # the service asks Beacon, as at a beamline
         self.service: subprocess.Popen | None = None
         self.bliss: BlissSession | None = None
 
     def run(self, *command: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(REPO / ".venv" / "bin" / command[0]), *command[1:]], env=self.env,
+        from beacon import ours
+
+        return subprocess.run([ours(self.beacon, command[0]), *command[1:]], env=self.env,
                               capture_output=True, text=True, timeout=60)
 
     def proxy(self):
@@ -106,9 +109,11 @@ class NexusModeStack:
         return tango.DeviceProxy(DEVICE)
 
     def start_service(self) -> None:
+        from beacon import ours
+
         log = open(self.tmp / "service.out", "ab")
         self.service = subprocess.Popen(
-            [str(REPO / ".venv" / "bin" / "NexusWriterService"), "--tango", INSTANCE, "--port", "0",
+            [ours(self.beacon, "NexusWriterService"), "--tango", INSTANCE, "--port", "0",
              "--log-dir", str(self.tmp / "logs"), "--log=info"],
             env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
         deadline = time.monotonic() + 60

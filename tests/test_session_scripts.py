@@ -5,8 +5,10 @@ Opt-in, like tests/test_real_bliss.py (needs the BLISS venv of ``scripts/bliss_e
     NXW_REAL_BLISS=1 .venv/bin/python -m pytest tests/test_session_scripts.py -q
 
 One Beacon; while BLISS runs ``some_scans_bliss_as_library.py`` (writer 'null'), two
-listeners follow the session: OUR ``NexusSessionWriter`` and the standalone teaching
-example ``external_saving_example.py`` (both from ``.venv``, separate processes).
+listeners follow the session: OUR ``NexusSessionWriter`` (from BLISS's own environment, the
+BLISS venv, as at a beamline) and the standalone teaching example ``external_saving_example.py``,
+twice: from the BLISS venv (blissdata 2.0.1) and from ``.venv`` (blissdata 2.4.5); all separate
+processes.
 """
 
 from __future__ import annotations
@@ -98,31 +100,35 @@ def run(tmp_path_factory):
     """Beacon, our writer, the example listener; then the BLISS scans (writer 'null')."""
     build = subprocess.run(["bash", str(REPO / "scripts" / "bliss_env.sh")], capture_output=True, text=True)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
-    from beacon import running_beacon, run_bliss_script
+    from beacon import ours, running_beacon, run_bliss_script
     from nexus_writer_service.transport.status import StatusReader
 
     tmp = tmp_path_factory.mktemp("session_scripts")
     with running_beacon(tmp / "beacon") as beacon:
         url = beacon.redis_data_url
-        writer_out, example_out = tmp / "writer.out", tmp / "example.out"
+        writer_out = tmp / "writer.out"
         with open(writer_out, "wb") as log:
             writer = subprocess.Popen(
-                [str(REPO / ".venv" / "bin" / "NexusSessionWriter"), SESSION, "--redis-url", url,
+                [ours(beacon, "NexusSessionWriter"), SESSION, "--redis-url", url,
                  "--log=info", "--base-path", str(tmp / "writer_base")],
-                stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
-        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_DATA_URL", "BEACON_HOST")}
-        with open(example_out, "wb") as log:
-            example = subprocess.Popen(
-                [str(REPO / ".venv" / "bin" / "python"), str(SCRIPTS / "external_saving_example.py"),
-                 SESSION, str(tmp / "example.h5"), "--redis-url", url],
-                stdout=log, stderr=subprocess.STDOUT, cwd=tmp, env=env)
+                env=beacon.env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+        examples = {}  # where it runs: (process, its output, its file)
+        for where, python, base_env in (("bliss_venv", beacon.bliss_venv / "bin" / "python", beacon.env),
+                                        (".venv", REPO / ".venv" / "bin" / "python", os.environ)):
+            env = {k: v for k, v in base_env.items() if k not in ("REDIS_DATA_URL", "BEACON_HOST")}
+            out, h5 = tmp / f"example_{where.lstrip('.')}.out", tmp / f"example_{where.lstrip('.')}.h5"
+            with open(out, "wb") as log:
+                examples[where] = (subprocess.Popen(
+                    [str(python), str(SCRIPTS / "external_saving_example.py"), SESSION, str(h5),
+                     "--redis-url", url], stdout=log, stderr=subprocess.STDOUT, cwd=tmp, env=env), out, h5)
         try:
             reader, deadline = StatusReader(url), time.monotonic() + 30
             while reader.writer(SESSION) is None:  # heartbeat: our writer listens from now on
                 assert writer.poll() is None, writer_out.read_text()
                 assert time.monotonic() < deadline, "our writer did not start"
                 time.sleep(0.1)
-            _wait_line(example_out, "LISTENING", example, 30)
+            for example, out, _ in examples.values():
+                _wait_line(out, "LISTENING", example, 30)
 
             t0 = time.monotonic()
             result = run_bliss_script(SCRIPTS / "some_scans_bliss_as_library.py", beacon, timeout=120,
@@ -134,14 +140,17 @@ def run(tmp_path_factory):
             print(f"\n[session_scripts] BLISS scans in {time.monotonic() - t0:.1f} s ({tmp})")
             assert list(scans) == LABELS, result.stdout
             # the example saved the ascan (it prints SAVED once its group is complete)
-            _wait_line(example_out, "SAVED", example, 30, lambda l: l["key"] == scans["ascan"]["key"])
+            for example, out, _ in examples.values():
+                _wait_line(out, "SAVED", example, 30, lambda l: l["key"] == scans["ascan"]["key"])
             states = {label: reader.wait(s["key"], 30) for label, s in scans.items()}
-            _stop(example, signal.SIGINT)  # Ctrl-C: it closes its file
-            assert example.returncode == 0, example_out.read_text()[-4000:]
-            yield {"url": url, "scans": scans, "states": states, "example_h5": tmp / "example.h5",
-                   "example_out": example_out}
+            for example, out, _ in examples.values():
+                _stop(example, signal.SIGINT)  # Ctrl-C: it closes its file
+                assert example.returncode == 0, out.read_text()[-4000:]
+            yield {"url": url, "scans": scans, "states": states,
+                   "example_h5": {where: h5 for where, (_, _, h5) in examples.items()}}
         finally:
-            _stop(example, signal.SIGINT)
+            for example, _, _ in examples.values():
+                _stop(example, signal.SIGINT)
             _stop(writer)
 
 
@@ -173,7 +182,8 @@ def test_user_metadata_and_comment_reach_the_file(run):
 
 
 @real
-def test_example_saves_the_ascan_as_published(run):
+@pytest.mark.parametrize("where", ["bliss_venv", ".venv"])  # blissdata 2.0.1, 2.4.5
+def test_example_saves_the_ascan_as_published(run, where):
     from blissdata.redis_engine.store import DataStore
 
     key = run["scans"]["ascan"]["key"]
@@ -181,7 +191,7 @@ def test_example_saves_the_ascan_as_published(run):
     published = {name: np.asarray(stream[:]) for name, stream in scan.streams.items()
                  if stream.plugin is None}
     assert published
-    with h5py.File(run["example_h5"], "r") as f:
+    with h5py.File(run["example_h5"][where], "r") as f:
         groups = [g for g in f.values() if g.attrs.get("scan_key") == key]
         assert len(groups) == 1, list(f)
         group = groups[0]

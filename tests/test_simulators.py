@@ -12,8 +12,6 @@ import uuid
 import h5py
 import numpy as np
 import pytest
-from blissdata.redis_engine.scan import ScanState
-from blissdata.streams.default import BrokenPluginStream, MissingPluginStream, Stream
 
 from nexus_writer_service.simulation import lima2 as lima2_sim
 from nexus_writer_service.simulation import mosca as mosca_sim
@@ -23,6 +21,7 @@ from nexus_writer_service.simulation.mosca import MoscaDetector, add_mosca
 from nexus_writer_service.simulation.plugins import hidden_plugins, installed_plugins, raw_events
 from nexus_writer_service.simulation.recording import load_recording, relocate
 from nexus_writer_service.simulation.replay import ScanPublisher, publish
+from nexus_writer_service.transport.blissdata_api import BrokenPluginStream, MissingPluginStream, ScanState, Stream
 
 NPOINTS = 6  # 03_ascan
 

@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 import h5py
-from blissdata.redis_engine.store import DataStore
 
 from ..simulation.lima2 import Lima2Detector, add_lima2
 from ..simulation.mosca import MoscaDetector, add_mosca
 from ..simulation.recording import load_recording, relocate
 from ..simulation.redis_server import RedisServer
 from ..simulation.replay import publish, publish_sequence
+from ..transport.blissdata_api import DataStore
 
 SESSION = "demo_session"
 SCANS = ["02_sct", "03_ascan", "04_a2scan", "07_amesh", "10_loopscan_mca", "13_timescan",

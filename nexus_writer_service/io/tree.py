@@ -17,7 +17,7 @@ import logging
 
 import h5py
 import numpy as np
-from blissdata.h5map import (
+from ..h5map import (
     Dataset,
     ExternalBinaryDataset,
     ExternalLink,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field as dc_field
 from functools import lru_cache
 
 import numpy as np
-from blissdata.h5map import (
+from ..h5map import (
     ExternalBinaryDataset,
     ExternalBinaryFile,
     SpaceSelection,

@@ -25,7 +25,7 @@ import re
 import time
 
 import numpy as np
-from blissdata.h5map import ExternalLink, SpaceSelection, VirtualDataset, VirtualSource
+from ..h5map import ExternalLink, SpaceSelection, VirtualDataset, VirtualSource
 
 from ..descriptions import FileQuery, StreamDescription
 from ..fillvalues import fill_value

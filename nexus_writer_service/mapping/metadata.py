@@ -364,7 +364,7 @@ BLISS_SCAN_INFO_KEYS = frozenset({
 def _schema_keys() -> frozenset:
     import typing
 
-    from blissdata.schemas.scan_info import ScanInfoDict
+    from blissdata.schemas.scan_info import ScanInfoDict  # (pure pydantic types: see transport/blissdata_api.py)
 
     return frozenset(typing.get_type_hints(ScanInfoDict))
 

@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from blissdata.h5map import Dataset, Group, Inline, InlineRaw, SoftLink, Stream, VirtualDataset
+from ..h5map import Dataset, Group, Inline, InlineRaw, SoftLink, Stream, VirtualDataset
 
 from ..nxrules import ALLOWED_GROUPS, NAME_RE
 

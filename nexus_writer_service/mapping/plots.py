@@ -14,7 +14,7 @@ plotting against a bare index.
 from __future__ import annotations
 
 import numpy as np
-from blissdata.h5map import SpaceSelection, VirtualDataset, VirtualSource
+from ..h5map import SpaceSelection, VirtualDataset, VirtualSource
 
 from typing import Mapping
 

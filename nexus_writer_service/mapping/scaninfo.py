@@ -21,7 +21,7 @@ _DICTS = ("positioners", "nexuswriter", "instrument", "display_extra")
 
 @lru_cache(maxsize=None)
 def _adapters() -> dict:
-    from blissdata.schemas.scan_info import ChainDict, ChannelDict
+    from blissdata.schemas.scan_info import ChainDict, ChannelDict  # (pure types: transport/blissdata_api.py)
 
     # blissdata's DeviceDict mentions numpy arrays, which pydantic cannot validate
     # without a config a foreign TypedDict cannot take: devices are checked by _device_ok

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 import numpy as np
-from blissdata.streams.default import Stream
 
+from ..transport.blissdata_api import Stream
 from .recording import ScanRecording, StreamRecording
 
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import h5py
 import numpy as np
-from blissdata.streams.lima import LimaStream
 
+from ..transport import blissdata_api
 from .recording import ScanRecording, StreamRecording
 
 #: where lima puts the frames in its HDF5 files
@@ -88,7 +88,7 @@ def add_lima(rec: ScanRecording, det: LimaDetector, images_dir: str, *,
     template = os.path.join(images_dir, f"{det.name}_%04d.{det.extension}")
     images = frames(det, npoints)
     write_files(det, images[:saved], template)
-    definition = LimaStream.make_definition(
+    definition = blissdata_api.LimaStream.make_definition(
         det.channel, det.dtype, list(det.shape), server_url=f"id00/limaccds/{det.name}",
         buffer_max_number=npoints, frames_per_acquisition=npoints, acquisition_offset=0,
         saving={"file_path": template, "data_path": LIMA_DATA_PATH,

@@ -27,9 +27,8 @@ from typing import Any, Sequence
 
 import h5py
 import numpy as np
-from blissdata.streams import StreamDefinition
-from blissdata.streams.encoding.numeric import NumericStreamEncoder
 
+from ..transport.blissdata_api import NumericStreamEncoder, StreamDefinition
 from .recording import ScanRecording, StreamRecording
 
 #: what BLISS's lima2 stream info says (``Lima2Stream.PROTOCOL_VERSION``)

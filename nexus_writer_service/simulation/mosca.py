@@ -22,9 +22,8 @@ from typing import Any, Sequence
 
 import h5py
 import numpy as np
-from blissdata.streams import StreamDefinition
-from blissdata.streams.encoding.json import JsonStreamEncoder
 
+from ..transport.blissdata_api import JsonStreamEncoder, StreamDefinition
 from .recording import ScanRecording, StreamRecording
 
 #: what BLISS's mosca stream info says (``MoscaStream.PROTOCOL_VERSION``)

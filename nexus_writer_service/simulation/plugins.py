@@ -19,8 +19,8 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-from blissdata.redis_engine import scan as _scan_module
-from blissdata.streams.default import Stream
+from ..transport.blissdata_api import Stream
+from ..transport.blissdata_api import scan_module as _scan_module
 
 
 def installed_plugins() -> set[str]:

@@ -91,7 +91,7 @@ class RedisServer:
                     raise RuntimeError("redis-server did not answer in time")
                 time.sleep(0.02)
         if self._init_blissdata and not redis.Redis(unix_socket_path=str(self.socket)).dbsize():
-            from blissdata.redis_engine.store import DataStore
+            from ..transport.blissdata_api import DataStore
 
             DataStore(self.url, init_db=True)
         return self

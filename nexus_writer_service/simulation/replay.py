@@ -19,12 +19,8 @@ import time
 from typing import Iterable
 
 import numpy as np
-from blissdata.redis_engine.store import DataStore
-from blissdata.streams import StreamDefinition
-from blissdata.streams.default import Stream
-from blissdata.streams.encoding.json import JsonStreamEncoder
-from blissdata.streams.encoding.numeric import NumericStreamEncoder
 
+from ..transport.blissdata_api import DataStore, JsonStreamEncoder, NumericStreamEncoder, Scan, Stream, StreamDefinition
 from .recording import ScanRecording
 
 #: plugins shipped with blissdata: their stream classes need nothing but Redis
@@ -180,8 +176,6 @@ class ScanPublisher:
 
     def resume(self, data_store: DataStore) -> "ScanPublisher":
         """Go on publishing through a new connection (after Redis restarted)."""
-        from blissdata.redis_engine.scan import Scan
-
         self.abandon()
         self.ds = data_store
         # blissdata has no public read-write load; _load_rw is what it uses itself

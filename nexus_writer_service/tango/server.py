@@ -9,6 +9,7 @@ service supervises the writers in another.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -94,9 +95,65 @@ def session_devices(db: tango.Database, session: str, cls: str = "NexusWriter") 
     return out
 
 
+#: pytango 9 (BLISS 2.2 and 2.3 pin it): cppTango 9 sets SIGTERM and SIGINT back to their
+#: default action and waits for them in a thread of its own, the threads it starts blocking
+#: them; a thread started before the server (the status page's) does not, and a signal it
+#: receives kills the process on the spot (exit -15: writers not stopped, nothing said).
+#: pytango 10 returns from ``run`` instead, as this does on pytango 9 (``_stop_on_signals``).
+PYTANGO_9 = tango.__version_info__[0] < 10
+
+
 def run_server(instance: str, server: str = SERVER, on_ready: Callable[[], None] | None = None) -> None:
     """Serve our devices of ``server/instance`` until SIGINT/SIGTERM (blocks; main thread)."""
-    run(CLASSES, args=[server, instance], post_init_callback=on_ready, raises=True)
+    if not PYTANGO_9:
+        run(CLASSES, args=[server, instance], post_init_callback=on_ready, raises=True)
+        return
+    with _stop_on_signals(on_ready) as ready:
+        run(CLASSES, args=[server, instance], post_init_callback=ready, raises=True)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(on_ready: Callable[[], None] | None):
+    """pytango 9: SIGTERM and SIGINT stop the server as pytango 10 does (``run`` returns).
+
+    Once Tango is set up (its post-init callback, in the main thread), each signal gets a
+    handler again (the caller's, else one that does nothing), which only notes the signal on a
+    pipe (``signal.set_wakeup_fd``: whichever thread receives it); a thread reading the pipe
+    asks Tango to shut the server down (``DServer.kill``), and ``run`` returns."""
+    import signal
+    import threading
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    saved: dict = {}
+
+    def watch() -> None:
+        try:
+            if os.read(read_end, 1):  # b"": the server ended otherwise
+                tango.Util.instance().get_dserver_device().kill()
+        except (OSError, tango.DevFailed):
+            pass
+        finally:
+            os.close(read_end)
+
+    def ready() -> None:
+        for signo in (signal.SIGTERM, signal.SIGINT):
+            saved[signo] = signal.getsignal(signo)
+            handler = saved[signo] if callable(saved[signo]) else (lambda *args: None)
+            signal.signal(signo, handler)
+        saved["fd"] = signal.set_wakeup_fd(write_end)
+        threading.Thread(target=watch, name="tango-signals", daemon=True).start()
+        if on_ready is not None:
+            on_ready()
+
+    try:
+        yield ready
+    finally:
+        if "fd" in saved:
+            signal.set_wakeup_fd(saved.pop("fd"))
+        else:  # Tango never got ready: no watcher
+            os.close(read_end)
+        os.close(write_end)  # a watcher still reading gets b"" and ends
 
 
 def hosted_sessions(instance: str, server: str = SERVER) -> list[str]:

@@ -31,10 +31,10 @@ def redis_url_for(redis_url: str = "", beacon_host: str = "") -> str:
     if ctl is not None and ctl.redis_url:
         return ctl.redis_url
     if beacon_host:
-        from blissdata.beacon.data import BeaconData
+        from ..transport.blissdata_api import beacon_data
 
         host, _, port = beacon_host.rpartition(":")
-        return BeaconData(host=host or "localhost", port=int(port)).get_redis_data_db()
+        return beacon_data(host=host or "localhost", port=int(port)).get_redis_data_db()
     return resolve_redis_url(None)
 
 

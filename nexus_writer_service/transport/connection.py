@@ -6,8 +6,7 @@ import os
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from blissdata.redis_engine.store import DataStore
-
+from .blissdata_api import DataStore, beacon_data
 from .raw_scan import RawDataStore
 
 
@@ -24,10 +23,8 @@ def resolve_redis_url(url: str | None = None) -> str:
         return env
     beacon = os.environ.get("BEACON_HOST")
     if beacon:
-        from blissdata.beacon.data import BeaconData
-
         try:
-            return BeaconData().get_redis_data_db()
+            return beacon_data().get_redis_data_db()
         except Exception as exc:  # refused, unknown host, bad address: say whom we asked
             raise BeaconUnreachable(
                 f"cannot ask Beacon at BEACON_HOST={beacon} for the Redis data URL "

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from blissdata.exceptions import ScanLoadError
-from blissdata.redis_engine.store import DataStore
+from .blissdata_api import SCAN_INDEX, DataStore, ScanLoadError, redis_client
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ def newest_scan_key(ds: DataStore, session: str, number: int, name: str) -> str 
 
     query = (f"@id_session:{{{session.translate(_ESCAPE)}}} @id_name:{{{name.translate(_ESCAPE)}}} "
              f"@id_number:[{int(number)} {int(number)}]")
-    reply = ds._redis.ft(_INDEX).search(Query(query).paging(0, 1000).no_content())
+    reply = redis_client(ds).ft(SCAN_INDEX).search(Query(query).paging(0, 1000).no_content())
     if isinstance(reply, dict):  # RESP3
         results = reply.get(b"results", reply.get("results", []))
         keys = [_text(r.get(b"id", r.get("id"))) for r in results]
@@ -51,9 +50,6 @@ def newest_scan_key(ds: DataStore, session: str, number: int, name: str) -> str 
     else:  # raw RESP2: [count, key, key, ...]
         keys = [_text(k) for k in reply[1:]]
     return max(keys) if keys else None
-
-
-_INDEX = "esrf:scan:index"
 
 
 def _text(value) -> str:

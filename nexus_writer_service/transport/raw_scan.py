@@ -10,14 +10,14 @@ conductor is not there); a plugin not installed logs a warning at each load.
 ``RawDataStore`` (what ``transport.connection.connect`` gives the writer) is
 blissdata's ``DataStore`` whose ``load_scan`` has one change: every stream is an
 ``EventsOnly`` (its event stream, nothing else). blissdata has no option for it, so
-this overrides the one method that wraps streams (``Scan._wrap_event_stream``,
-blissdata 2.x); other blissdata clients in the process are not affected.
+this overrides the one method that wraps streams (``Scan._wrap_event_stream``, and loads with
+``Scan._load``: private, in every blissdata 2.x, listed in ``blissdata_api.PRIVATE``); other
+blissdata clients in the process are not affected.
 """
 
 from __future__ import annotations
 
-from blissdata.redis_engine.scan import Scan
-from blissdata.redis_engine.store import DataStore
+from .blissdata_api import DataStore, Scan
 
 
 class EventsOnly:

@@ -12,13 +12,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import redis
-from blissdata.exceptions import EndOfStream, IndexNoMoreThereError
-from blissdata.redis_engine.scan import ScanState as BlissScanState  # blissdata's enum, not our record
-from blissdata.redis_engine.store import DataStore
-from blissdata.streams import CursorGroup
-from blissdata.streams.default import Stream as RawStream
 
 from ..descriptions import ScanDescription, StreamDescription, describe_stream
+from .blissdata_api import (
+    SCAN_DOC_INFO,
+    SCAN_DOC_STREAMS,
+    CursorGroup,
+    DataStore,
+    EndOfStream,
+    IndexNoMoreThereError,
+    redis_client,
+    scan_creation_stream,
+)
+from .blissdata_api import ScanState as BlissScanState  # blissdata's enum, not our record
+from .blissdata_api import Stream as RawStream
 
 _logger = logging.getLogger(__name__)
 
@@ -69,7 +76,8 @@ def _guard_decoding(events, name: str) -> None:
     size``) would fail the read of all. Decoding happens before any cursor moves,
     so the read can be made again without that stream. Points that disagree with
     the count their entries announce (a batch of another shape) are refused too:
-    they would shift every later point.
+    they would shift every later point. (``EventStream._decode_entries``: private, listed in
+    ``blissdata_api.PRIVATE``.)
     """
     decode = events._decode_entries
 
@@ -143,8 +151,8 @@ class ScanSource:
         reloads.
         """
         try:
-            raw = self.ds._redis.json().get(self.key, "$.info", "$.data_streams")
-            info, streams = raw["$.info"], raw["$.data_streams"]
+            raw = redis_client(self.ds).json().get(self.key, SCAN_DOC_INFO, SCAN_DOC_STREAMS)
+            info, streams = raw[SCAN_DOC_INFO], raw[SCAN_DOC_STREAMS]
         except (redis.RedisError, KeyError, TypeError, AttributeError):  # AttributeError: blissdata changed
             return False
         return (len(info) == 1 and info[0] == self.scan.info
@@ -256,7 +264,7 @@ class ScanSource:
         scan = self.scan if self._final else self.ds.load_scan(self.key)
         streams = list(scan.streams.items())
         try:  # a stream whose key is gone reads as empty and sealed: ask Redis (one round trip)
-            pipe = self.ds._redis.pipeline(transaction=False)
+            pipe = redis_client(self.ds).pipeline(transaction=False)
             for _, stream in streams:
                 pipe.exists(stream.event_stream.key)
             present = [bool(n) for n in pipe.execute()]
@@ -276,7 +284,7 @@ class ScanSource:
 
     def data_available(self) -> bool:
         """The scan is still in Redis (its data expire with it): worth waiting for a disk or a lock."""
-        return bool(self.ds._redis.exists(self.key))
+        return bool(redis_client(self.ds).exists(self.key))
 
     def child_path(self, key: str) -> tuple[str | None, int]:
         child = self.ds.load_scan(key)
@@ -310,7 +318,8 @@ class BoundedCursorGroup(CursorGroup):
       where new entries come one at a time).
 
     A drained reply is therefore at most ``READ_BYTES``, or one entry when a single entry
-    is larger, the first read included. Relies on blissdata's (private) multi-stream read; where that
+    is larger, the first read included. Relies on blissdata's (private) multi-stream read and cursor
+    internals (``blissdata_api.PRIVATE``, checked by tests/test_blissdata_contract.py); where that
     is missing, reading is blissdata's own.
     """
 
@@ -460,11 +469,9 @@ def scans_since(ds: DataStore, seconds: float) -> tuple[str, list[str]]:
     RESP2 search replies), and the stream is bounded in time by its own IDs.
     blissdata keeps its last 2048 entries.
     """
-    from blissdata.redis_engine.scan import scan_creation_stream
-
     timetag = ds.get_last_scan_timetag()
     if seconds <= 0:
         return timetag, []
     start_ms = max(0, int((time.time() - seconds) * 1000))
-    entries = ds._redis.xrange(scan_creation_stream, min=f"{start_ms}-0", max=timetag)
+    entries = redis_client(ds).xrange(scan_creation_stream, min=f"{start_ms}-0", max=timetag)
     return timetag, [data[b"key"].decode() for _, data in entries]

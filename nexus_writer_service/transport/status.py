@@ -317,8 +317,7 @@ class PlotReader:
 
         Raises ``LookupError`` for a key that is no scan (anyone may write a state record).
         """
-        from blissdata.exceptions import ScanLoadError
-
+        from .blissdata_api import ScanLoadError
         from .scans import ScanSource
 
         if scan_key in self._loaded:
@@ -348,8 +347,9 @@ class PlotReader:
         when Redis no longer holds the points (trimmed or expired).
         """
         import numpy as np
-        from blissdata.exceptions import IndexNoMoreThereError
-        from blissdata.streams.default import Stream as RawStream
+
+        from .blissdata_api import IndexNoMoreThereError
+        from .blissdata_api import Stream as RawStream
 
         if scan_key not in self._loaded and self.description(scan_key) is None:
             return np.arange(0), {n: np.arange(0.0) for n in names}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from blissdata.h5map import ExternalLink
+from ..h5map import ExternalLink
 
 from ..io.files import FileRegistry
 from ..io.tree import TreeWriter

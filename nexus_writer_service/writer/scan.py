@@ -15,8 +15,7 @@ import time
 
 import numpy as np
 
-from blissdata.exceptions import EndOfStream
-from blissdata.h5map import ExternalLink
+from ..h5map import ExternalLink
 
 from .. import kinds
 from ..descriptions import ScanDescription
@@ -34,6 +33,7 @@ from ..metadata.config import from_dict as config_from_dict
 from ..states import FAILED, FINAL_STATES, INCOMPLETE, SKIPPED, SUCCEEDED, WRITING
 from ..mapping.nexus import group, link
 from datetime import datetime, timezone
+from ..transport.blissdata_api import EndOfStream
 from ..transport.scans import CLOSED, PREPARED, REDIS_DOWN, UNCHECKED, ScanSource
 from .config import WriterConfig
 from .masterfiles import MasterLink, master_links, update_master_files

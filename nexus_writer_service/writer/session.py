@@ -17,9 +17,10 @@ import time
 from collections import OrderedDict
 
 import redis
-from blissdata.exceptions import NoScanAvailable, ScanLoadError
 
 from ..io.files import FileRegistry
+from ..transport import blissdata_api
+from ..transport.blissdata_api import NoScanAvailable, ScanLoadError
 from ..transport.connection import connect, redact_url
 from .. import __version__
 from ..transport.scans import ScanSource, scans_since
@@ -97,8 +98,10 @@ class SessionWriter:
                             self.status.start()  # one writer per session: SessionTaken
                         if since is None:
                             since = self._recover(ds)
-                            self.log.info("[%s] listening for scans on %s (%s)", self.session, where,
-                                          self._where_files_go())
+                            self.log.info("[%s] listening for scans on %s (%s; blissdata %s)", self.session,
+                                          where, self._where_files_go(), blissdata_api.VERSION)
+                            if not blissdata_api.supported():
+                                self.log.warning("[%s] %s", self.session, blissdata_api.describe())
                         self._ready.set()
                         if down:
                             self.log.warning("[%s] Redis is back (%s)", self.session, where)

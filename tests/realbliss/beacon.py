@@ -2,7 +2,10 @@
 
 This module runs with the main venv's python (it needs only the standard library and
 ``redis``); every BLISS process is started from the separate BLISS venv built by
-``scripts/bliss_env.sh`` (default ``<repo>/.bliss_venv``, or ``$BLISS_VENV``).
+``scripts/bliss_env.sh`` (default ``<repo>/.bliss_venv``, or ``$BLISS_VENV``), and so are
+our own programs (``ours(beacon, "NexusSessionWriter")``): where BLISS is installed, as at a
+beamline. Both import this checkout's package (first on their ``PYTHONPATH``), whichever
+checkout the BLISS venv's editable install points at.
 
     with running_beacon(tmpdir, bliss_venv) as beacon:
         result = run_bliss_script("tests/realbliss/scans_writer.py", beacon, timeout=300,
@@ -219,7 +222,7 @@ def _bliss_env(bliss_venv: Path, workdir: Path) -> dict:
     )
     env["VIRTUAL_ENV"] = str(bliss_venv)
     env["CONDA_PREFIX"] = str(prefix)
-    env["PYTHONPATH"] = str(STUBS_DIR)
+    env["PYTHONPATH"] = os.pathsep.join([str(STUBS_DIR), str(REPO)])
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -371,6 +374,16 @@ def running_beacon(tmpdir: str | os.PathLike, bliss_venv: str | os.PathLike = DE
             _stop_tree(process)
     finally:
         shutil.rmtree(sockdir, ignore_errors=True)
+
+
+def ours(beacon: BeaconInfo, program: str) -> str:
+    """The path of one of our console scripts (``NexusSessionWriter``...) in the BLISS venv:
+    run it with ``beacon.env`` (BLISS's environment, this checkout's package)."""
+    path = Path(beacon.bliss_venv) / "bin" / program
+    text = path.read_text()
+    if "nexus_writer_service" not in text:  # blisswriter's script of the same name
+        raise RuntimeError(f"{path} is not ours ({text.splitlines()[-2:]}): rebuild with scripts/bliss_env.sh")
+    return str(path)
 
 
 def run_bliss_script(script_path: str | os.PathLike, beacon: BeaconInfo, timeout: float = 300.0,
