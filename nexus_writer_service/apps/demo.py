@@ -16,6 +16,7 @@ from pathlib import Path
 import h5py
 from blissdata.redis_engine.store import DataStore
 
+from ..io import retry
 from ..simulation.lima2 import Lima2Detector, add_lima2
 from ..simulation.mosca import MoscaDetector, add_mosca
 from ..simulation.recording import load_recording, relocate
@@ -85,7 +86,11 @@ def replay_session(url: str, base: Path) -> int:
     return len(SCANS) + len(SEQUENCE) + len(detectors)
 
 
+@retry.retried
 def summary(base: Path) -> list[tuple]:
+    """One row per entry of the files under ``base``: (file, entry, title, points, status,
+    end reason). The writer may be writing them: a half-flushed file is read again
+    (``io.retry``)."""
     rows = []
     for path in sorted(base.rglob("*.h5")):
         with h5py.File(path, "r", locking=False) as f:
@@ -108,7 +113,9 @@ def wait_finished(base: Path, expected: int, timeout: float = 60) -> list[tuple]
     while True:
         try:
             rows = summary(base)
-        except (OSError, KeyError, AttributeError):  # the writer is busy with the file
+        except Exception as exc:  # still half-written after the retries: look again later
+            if not retry.transient(exc) and not isinstance(exc, (KeyError, AttributeError)):
+                raise
             rows = []
         done = [r for r in rows if r[4] not in ("WRITING", "?")]
         if len(done) >= expected or time.monotonic() > deadline:

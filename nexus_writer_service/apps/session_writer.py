@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 
-from .. import __version__
+from .. import __version__, compression
 from ..metadata.config import load_raw
 from ..transport.connection import resolve_redis_url
 from ..transport.status import SessionTaken
@@ -45,7 +45,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--recover-window", type=float, default=defaults.recover_window,
                    help="at start, write unfinished scans of the last this-many seconds (default: %(default)s; 0: none)")
     p.add_argument("--compression", default=defaults.compression,
-                   help="filter for spectra and images: bitshuffle-lz4, gzip or none (default: %(default)s)")
+                   help="filter for spectra and images: gzip (deflate + shuffle, every HDF5 reader opens it), "
+                        "bitshuffle-lz4 (fast, readers need the plugin) or none (default: %(default)s)")
     p.add_argument("--config", help="beamline configuration (YAML: instrument, sample, detectors, "
                                      "positioners, plots, techniques); see nexus_writer_service/metadata/config/examples")
     p.add_argument("--version", action="version", version=__version__)
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         base_path = os.path.abspath(args.base_path)
         check_template(args.default_path_template, base_path)
         beamline = load_raw(args.config) if args.config else {}
+        filter_name = compression.canonical(args.compression)
         url = resolve_redis_url(args.redis_url)
     except Exception as e:
         log.error("%s", e)
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         default_path_template=args.default_path_template,
         stall_timeout=args.stall_timeout,
         recover_window=args.recover_window,
-        compression="" if args.compression.lower() == "none" else args.compression,
+        compression=filter_name,
         beamline=beamline,
         beamline_source=args.config or "",
     )

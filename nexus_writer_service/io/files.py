@@ -33,12 +33,16 @@ class FileHandle:
         self.users = 0
         self._last_flush = 0.0
 
-    def flush(self, min_interval: float = 0.0) -> bool:
-        """Flush so readers that open the file see new points; rate-limited."""
+    def flush(self, min_interval: float = 0.0, before=None) -> bool:
+        """Flush so readers that open the file see new points; rate-limited. ``before``:
+        called (under the lock) when the flush happens, to put what is held in memory into
+        the file first (deflated datasets' partial chunks)."""
         now = time.monotonic()
         if now - self._last_flush < min_interval:
             return False
         with self.lock:
+            if before is not None:
+                before()
             self.h5.flush()
             if self.h5.id.get_mdc_size()[3] > TRIM_CACHE_ABOVE:
                 trim_metadata_cache(self.h5)

@@ -5,6 +5,10 @@ metadata never written (seen as "bad heap index", "addr overflow", wrong checksu
 Opening the file is not enough to tell; reading every object header, attribute and
 a sample of every dataset is. Run as a subprocess (``python -m``) by the writer, so
 that a file bad enough to crash the HDF5 library cannot take the writer down.
+
+Errors of the kind a file being written shows (``io.retry``: another process may be
+flushing it) are checked again, for ``SETTLE_TIMEOUT`` seconds, before the file is
+called damaged: only damage that stays is reported.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers the filters our datasets use: bitshuffle-LZ4 ...)
 
 from ..records import NOTE, NOTE_GROUP
+from . import retry
+
+#: how long damage must stay to be damage (a writer flushes at least every 0.5 s)
+SETTLE_TIMEOUT = 1.0
 
 #: datasets up to this many elements are read whole; bigger ones at both ends
 _READ_WHOLE = 100_000
@@ -36,19 +44,44 @@ def _read(obj) -> None:
             obj[-1:]
 
 
-def check(path: str) -> dict:
-    """{"open_error": str|None, "entries": {name: first error or None}} for a file."""
+class _Unsettled(Exception):
+    """The check found errors a writer's next flush could repair."""
+
+    def __init__(self, report: dict):
+        super().__init__(report)
+        self.report = report
+
+
+def _settled(path: str) -> dict:
+    report, errors = _check(path)
+    if any(retry.transient(e) for e in errors):
+        raise _Unsettled(report)
+    return report
+
+
+def check(path: str, timeout: float = SETTLE_TIMEOUT) -> dict:
+    """{"open_error": str|None, "entries": {name: first error or None}, "foreign": [...]}
+    for a file; errors are those still there after ``timeout`` seconds of checking again."""
+    try:
+        return retry.call(_settled, path, timeout=timeout, period=0.2, rule=lambda e: isinstance(e, _Unsettled))
+    except _Unsettled as unsettled:
+        return unsettled.report
+
+
+def _check(path: str) -> tuple[dict, list[Exception]]:
+    """(report, the errors met) for one reading of the file."""
+    errors: list[Exception] = []
     try:
         f = h5py.File(path, "r", locking=False)
     except Exception as exc:
-        return {"open_error": f"{type(exc).__name__}: {exc}", "entries": {}}
+        return {"open_error": f"{type(exc).__name__}: {exc}", "entries": {}}, [exc]
     entries: dict[str, str | None] = {}
     with f:
         try:
             dict(f.attrs)
             names = list(f)
         except Exception as exc:
-            return {"open_error": f"{type(exc).__name__}: {exc}", "entries": {}}
+            return {"open_error": f"{type(exc).__name__}: {exc}", "entries": {}}, [exc]
         for name in names:
             try:
                 item = f.get(name, getlink=True)
@@ -61,8 +94,9 @@ def check(path: str) -> dict:
                 entries[name] = None
             except Exception as exc:
                 entries[name] = f"{type(exc).__name__}: {exc}"
+                errors.append(exc)
         foreign = [name for name in names if not name.startswith("_nxw_staging_") and not _ours(f, name)]
-    return {"open_error": None, "entries": entries, "foreign": foreign}
+    return {"open_error": None, "entries": entries, "foreign": foreign}, errors
 
 
 def _ours(f: h5py.File, name: str) -> bool:
