@@ -83,8 +83,10 @@ def test_every_demo_entry_opens_on_its_plot_in_silx_and_nexusformat(demo):
             plot = default_plot(str(path), entry)
             assert (plot["group"], plot["signal"], plot["axes"], plot["shape"]) == \
                 (f"/{entry}/{group}", signal, axes, shape), entry
-        # the file opens on its last scan's plot
-        last = max(plots, key=lambda e: float(e))
+        # the file opens on the plot of the scan finished last (its note's date)
+        with h5py.File(path, "r", locking=False) as f:
+            finished = {e: f[f"{e}/writer/date"][()].decode() for e in plots}
+        last = max(finished, key=finished.get)
         assert root_default_plot(str(path)) == f"/{last}/{plots[last][0]}"
 
 
