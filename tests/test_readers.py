@@ -211,3 +211,39 @@ def test_a_failed_sequence_has_no_empty_subscans_and_no_default(harness):
     assert default_plot(state.file, "61.1") is None
     assert root_default_plot(state.file) == "/60.1/plotselect"
     assert empty_groups(state.file) == []
+
+
+def test_a_scan_without_channels_keeps_no_empty_group(harness):
+    """A scan that publishes no stream at all: the ``measurement`` group made at its start
+    stays empty, and goes when the entry is finished (``layout.maybe_empty``)."""
+    rec = harness.recording("03_ascan", number=70)
+    rec.streams = []
+    for info in (rec.info_created, rec.info_prepared, rec.info_final):
+        info["channels"] = {}
+    state = harness.state(harness.publish(rec))
+    assert (state.status, state.entries, state.published) == ("SUCCEEDED", ["70.1"], 0), state
+    with read_file(state.file) as f:
+        entry = f["70.1"]
+        assert "measurement" not in entry and "default" not in entry.attrs
+        assert sorted(entry["instrument"]) == ["positioners", "positioners_dial_end", "positioners_dial_start",
+                                               "positioners_end", "positioners_start"]
+    assert empty_groups(state.file) == []
+    assert default_plot(state.file, "70.1") is None and root_default_plot(state.file) is None
+
+
+def test_only_the_groups_the_start_can_leave_empty_are_looked_at(tmp_path):
+    import h5py
+
+    from nexus_writer_service.io.entries import prune_empty
+    from nexus_writer_service.mapping.layout import maybe_empty, plan_scan
+    from nexus_writer_service.simulation.recording import load_recording
+    from test_mapping import describe
+
+    (entry,) = plan_scan(describe(load_recording("03_ascan"))).entries
+    assert maybe_empty(entry) == ["measurement", "instrument"]
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        for name in ("1.1/measurement", "1.1/instrument/det", "1.1/other"):
+            f.create_group(name)
+        assert prune_empty(f, "1.1", ["instrument/det", "measurement", "instrument"]) == \
+            ["1.1/instrument/det", "1.1/measurement", "1.1/instrument"]
+        assert list(f["1.1"]) == ["other"]  # not a candidate: left as it is

@@ -136,6 +136,16 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
     return root
 
 
+def maybe_empty(entry: EntryPlan) -> list[str]:
+    """The groups of ``start_tree`` that can still be empty when the scan is over, deepest
+    first: the groups of kinds that fill them themselves (a detector that saved nothing),
+    then ``measurement`` and ``instrument`` (a scan without channels). Everything else is
+    made with its content."""
+    live = sorted({f"instrument/{ch.group}" for ch in entry.channels
+                   if not _appends(ch.kind) and _live_group(ch.kind)})
+    return [*live, "measurement", "instrument"]
+
+
 def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, lengths: dict[str, int],
                status: str, warnings: list[str], config: BeamlineConfig | None = None,
                outcomes: dict | None = None, needs_plugin: frozenset = frozenset()) -> Group:
@@ -234,7 +244,9 @@ def writer_note(entry: EntryPlan, lengths: dict[str, int], status: str, warnings
         c.short_name: field(int(lengths.get(c.stream, 0)), stream=c.stream)
         for c in entry.channels if c.stream in lengths
     })
-    note = group("NXnote", {NOTE.status: field(status), NOTE.date: field(_now()), NOTE.points: points})
+    note = group("NXnote", {NOTE.status: field(status), NOTE.date: field(_now())})
+    if points.children:  # a scan without channels has no points to count (no empty group)
+        note.children[NOTE.points] = points
     if warnings:
         note.children[NOTE.warnings] = field(list(warnings))
     return note
@@ -249,4 +261,4 @@ def _now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat()
 
 
-__all__ = ["plan_scan", "start_tree", "final_tree", "ScanPlan", "EntryPlan"]
+__all__ = ["plan_scan", "start_tree", "final_tree", "maybe_empty", "ScanPlan", "EntryPlan"]

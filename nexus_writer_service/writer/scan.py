@@ -520,7 +520,7 @@ class ScanWriter:
             writer.finish_links()
             self._note_warnings(writer.warnings)
             for entry in plan.entries:  # groups made at the start for data that never came
-                entries.prune_empty(h5, entry.name)
+                entries.prune_empty(h5, entry.name, layout.maybe_empty(entry))
             # the file opens on the last scan with something to show, never on an empty entry
             if plotted is not None:
                 entries.set_default(h5, plotted)
@@ -633,8 +633,8 @@ class ScanWriter:
         try:
             with self._handle.lock:
                 entries.set_status(self._handle.h5, self.state.entries, status, self.state.error)
-                for entry in self.state.entries:
-                    entries.prune_empty(self._handle.h5, entry)
+                for entry in (self._plan.entries if self._plan else []):
+                    entries.prune_empty(self._handle.h5, entry.name, layout.maybe_empty(entry))
         except Exception:
             self.log.debug("could not mark the file as %s", status, exc_info=True)
 
