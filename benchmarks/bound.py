@@ -19,7 +19,8 @@ channels. The read side reads every stream of the scan (detector statuses too).
 Data are generated before the clock starts; the clock stops after ``close()``.
 
 The bound is read + write (a writer cannot write a point before reading it); both
-parts are reported.
+parts are reported. With ``"plain"`` in the plan (S2_live's floor) the datasets get our
+chunks but no filter: what an uncompressed writer would cost.
 
     python -m benchmarks.bound read URL KEY [KEY ...]
     python -m benchmarks.bound write PLAN.json
@@ -73,11 +74,13 @@ def _read_once(ds, keys: list[str]) -> tuple[float, int]:
     return time.perf_counter() - t0, npoints
 
 
-def _create(grp: h5py.Group, name: str, dtype, point_shape: tuple, ref: h5py.Dataset | None) -> h5py.Dataset:
+def _create(grp: h5py.Group, name: str, dtype, point_shape: tuple, ref: h5py.Dataset | None,
+            plain: bool = False) -> h5py.Dataset:
     """An empty growing dataset with OUR writer's creation properties for the channel.
 
     The dataset creation property list (chunks, filter pipeline with its options,
-    fill value) is copied as is from our writer's dataset, so both compress alike.
+    fill value) is copied as is from our writer's dataset, so both compress alike;
+    ``plain``: without its filters (the floor of S2_live: an uncompressed write).
     """
     shape = (0,) + tuple(point_shape)
     maxshape = (None,) + tuple(point_shape)
@@ -85,7 +88,7 @@ def _create(grp: h5py.Group, name: str, dtype, point_shape: tuple, ref: h5py.Dat
         return grp.create_dataset(name, shape=shape, maxshape=maxshape, dtype=dtype, chunks=True)
     import hdf5plugin  # noqa: F401  registers plugin filters (bitshuffle...)
 
-    dcpl = _user_dcpl(ref)
+    dcpl = _user_dcpl(ref, filters=not plain)
     space = h5py.h5s.create_simple(shape, tuple(h5py.h5s.UNLIMITED if m is None else m for m in maxshape))
     dsid = h5py.h5d.create(grp.id, name.encode(), h5py.h5t.py_create(np.dtype(dtype)), space, dcpl=dcpl)
     return h5py.Dataset(dsid)
@@ -96,7 +99,7 @@ def _create(grp: h5py.Group, name: str, dtype, point_shape: tuple, ref: h5py.Dat
 _PREPENDED = {32008: 3}
 
 
-def _user_dcpl(ref: h5py.Dataset):
+def _user_dcpl(ref: h5py.Dataset, filters: bool = True):
     """A creation property list equal to ``ref``'s as a user would have asked for it.
 
     Copying the list as stored is not enough: HDF5 runs the filters' ``set_local``
@@ -111,7 +114,7 @@ def _user_dcpl(ref: h5py.Dataset):
     dcpl.set_fill_value(fill)
     dcpl.set_fill_time(ref_dcpl.get_fill_time())
     dcpl.set_alloc_time(ref_dcpl.get_alloc_time())
-    for i in range(ref_dcpl.get_nfilters()):
+    for i in range(ref_dcpl.get_nfilters() if filters else 0):
         code, flags, values, _ = ref_dcpl.get_filter(i)
         dcpl.set_filter(code, flags, tuple(values[_PREPENDED.get(code, 0):]))
     return dcpl
@@ -151,7 +154,7 @@ def _write(path: str, plan: dict, arrays: list[dict], batch: int) -> float:
             dsets = []
             for i in idx:
                 a = arrays[i]
-                dsets.append(_create(grp, f"d{i}", a["dtype"], a["point_shape"], refs[i]))
+                dsets.append(_create(grp, f"d{i}", a["dtype"], a["point_shape"], refs[i], plan.get("plain", False)))
             n = max(arrays[i]["npoints"] for i in idx)
             for start in range(0, n, batch):
                 for dset, i in zip(dsets, idx):

@@ -39,6 +39,18 @@ def _ratio(a, b):
     return a / b if a is not None and b else None
 
 
+#: scenarios measured against the floor: max(publisher's time, plain uncompressed read + write)
+FLOOR_SCENARIOS = ("S2_live", "S2_1000_live")
+
+
+def floor(rows: dict) -> float | None:
+    """max(the publisher's own time, the plain uncompressed bound), same run (medians)."""
+    ours, bound = rows.get("ours", {}), rows.get("bound", {})
+    if not bound.get("ok") or bound.get("seconds") is None or ours.get("publish_s") is None:
+        return None
+    return max(ours["publish_s"], bound["seconds"])
+
+
 def ratios(summary: dict) -> dict:
     out = {}
     for sc, rows in summary.items():
@@ -52,6 +64,9 @@ def ratios(summary: dict) -> dict:
             t, bound, esrf = per
         out[sc] = {"ours/bound": _ratio(t, bound), "ours/esrf": _ratio(t, esrf),
                    "rss ours/esrf": _ratio(ours.get("rss_mb"), rows.get("esrf", {}).get("rss_mb"))}
+        if sc in FLOOR_SCENARIOS:
+            out[sc]["floor s"] = floor(rows)
+            out[sc]["ours/floor"] = _ratio(t, floor(rows))
     return out
 
 
@@ -77,6 +92,10 @@ def targets(summary: dict, nscans: dict) -> list[dict]:
         if sc in ("S1", "S2"):
             r = _ratio(esrf, ours)
             add(f"{sc}: ours >= 3 x faster than ESRF", r, r is not None and r >= 3, "{:.1f} x faster")
+    for sc in FLOOR_SCENARIOS:  # issue 20 item 2: the portable default keeps up with a live MCA scan
+        if sc in summary:
+            r = _ratio(fig(sc, "ours"), floor(summary[sc]))
+            add(f"{sc}: ours <= 1.3 x floor", r, r is not None and r <= 1.3, "{:.2f} x")
     ours, bound = fig("S3", "ours"), fig("S3", "bound")
     n = nscans.get("S3")
     over = (ours - bound) / n * 1000 if ours is not None and bound is not None and n else None
@@ -112,7 +131,7 @@ def _cell(row: dict, field: str, fmt: str) -> str:
 
 
 def table(summary: dict, rat: dict, tgt: list[dict], order: list[str]) -> str:
-    head = (f"{'scenario':<8} {'writer':<6} {'time s':>8} {'ms/scan':>8} {'lag p99':>8} {'lag max':>8} "
+    head = (f"{'scenario':<12} {'writer':<6} {'time s':>8} {'ms/scan':>8} {'lag p99':>8} {'lag max':>8} "
             f"{'RSS MB':>7} {'CPU s':>7} {'out MB':>8}  data")
     lines = [head, "-" * len(head)]
     for sc in order:
@@ -125,7 +144,7 @@ def table(summary: dict, rat: dict, tgt: list[dict], order: list[str]) -> str:
                 continue
             timing = row.get("ok")
             lines.append(
-                f"{sc:<8} {writer:<6} "
+                f"{sc:<12} {writer:<6} "
                 f"{_cell(row, 'seconds', '{:8.2f}') if timing else 'n/a':>8} "
                 f"{_cell(row, 'per_scan_ms', '{:8.1f}') if timing else '-':>8} "
                 f"{_cell(row, 'lag_p99_s', '{:8.2f}') if timing else '-':>8} "
@@ -135,7 +154,7 @@ def table(summary: dict, rat: dict, tgt: list[dict], order: list[str]) -> str:
         r = rat.get(sc, {})
         parts = [f"{k} {v:.2f}" for k, v in r.items() if v is not None]
         if parts:
-            lines.append(f"{'':<8} ratios: " + ", ".join(parts))
+            lines.append(f"{'':<12} ratios: " + ", ".join(parts))
     lines.append("")
     lines.append("targets (medians):")
     for t in tgt:

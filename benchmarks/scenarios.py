@@ -52,6 +52,9 @@ class Scenario:
     mode: str = "drain"
     #: compared with the bound only (ESRF's writer has no Lima2/MOSCA support to compare)
     esrf: bool = True
+    #: (S2_live, S2_1000_live) the target is the floor: max(the publisher's own time, a plain
+    #: UNCOMPRESSED read + write of the same data), whatever filter our writer applies
+    floor: bool = False
 
 
 def scenarios(scale: int = 1) -> dict[str, Scenario]:
@@ -66,6 +69,11 @@ def scenarios(scale: int = 1) -> dict[str, Scenario]:
         Scenario("S2", "MCA: 4 spectra x 4096 uint32 (+ 33 MCA/timer 0D)", 1, n(5_000), 50),
         Scenario("S2_1", "S2 published 1 point per send", 1, n(5_000), 1),
         Scenario("S2_1000", "S2 published 1000 points per send", 1, n(5_000), 1000),
+        # issue 20 item 2: the default (portable) compression must keep up with a live MCA scan
+        Scenario("S2_live", "S2 published live while the writer runs", 1, n(5_000), 50, mode="live",
+                 esrf=False, floor=True),
+        Scenario("S2_1000_live", "S2 published live, 1000 points per send", 1, n(5_000), 1000, mode="live",
+                 esrf=False, floor=True),
         Scenario("S3", "many small scans: 10 points x 10 channels", n(200, 10), 10, 1),
         Scenario("S3_live", "S3 published live, scan after scan, while the writer runs",
                  n(200, 10), 10, 1, mode="live"),

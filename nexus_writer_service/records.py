@@ -37,6 +37,12 @@ class ScanRecord:
     error: str | None = None
     #: points the scan announces (scan_info ``npoints``; None: unknown or unbounded), for progress
     expected: int | None = None
+    #: how the scan ended, as BLISS says (scan_info ``end_reason``: SUCCESS, USER_ABORT,
+    #: FAILURE, ...); None while it runs
+    end_reason: str | None = None
+    #: points the scan published, once it ended (the most of any channel): progress is
+    #: measured against it then (an aborted scan stops short of ``expected``)
+    published: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +52,8 @@ class ScanRecord:
 STORE_FIELDS = {"session": str, "updated": float}
 
 _TYPES = {"key": str, "name": str, "number": int, "status": str, "file": str, "entries": list,
-          "written": dict, "warnings": list, "error": str, "expected": int, **STORE_FIELDS}
+          "written": dict, "warnings": list, "error": str, "expected": int, "end_reason": str,
+          "published": int, **STORE_FIELDS}
 
 
 def read_record(raw: str | bytes | dict | None) -> dict | None:

@@ -59,12 +59,16 @@ def test_mca_statistics_have_units_and_spectra_a_channel_axis(harness):
             assert {name: _units(grp[name]) for name in EXPECTED_UNITS} == EXPECTED_UNITS
             assert _text(grp["spectrum"].attrs["interpretation"]) == "spectrum"
             assert grp["spectrum"].shape == (5, 1024)
+            # what h5web and silx label the spectrum with
+            assert _units(grp["spectrum"]) == "counts"
+            assert _text(grp["spectrum"].attrs["long_name"]) == f"simu1_det{det} (counts)"
             # the measurement link leads to the same dataset, units and all
             assert _units(f[f"{entry}/measurement/simu1_det{det}_live_time"]) == "s"
         spectra = f[f"{entry}/spectra"]
         nxdata = NXdata(spectra)
         assert nxdata.is_valid, nxdata.issues
-        assert nxdata.signal_name == "simu1_det0"
+        assert nxdata.signal_dataset_name == "simu1_det0"
+        assert nxdata.signal_name == "simu1_det0 (counts)"  # silx labels the plot with @long_name
         assert [a.name.rpartition("/")[2] if a is not None else None for a in nxdata.axes] == [None, "channel"]
         assert np.array_equal(spectra["channel"][()], np.arange(1024))
         assert int(spectra.attrs["channel_indices"]) == 1

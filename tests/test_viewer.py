@@ -4,8 +4,8 @@
   default plot chain, with no Qt and no filter plugin;
 * ``nexus-writer show FILE --png OUT`` and ``silx view FILE`` (the ``[viewer]`` extra):
   silx's own viewer draws our default plots, offscreen;
-* with the gzip preset, plain h5py without hdf5plugin reads every dataset of every
-  file the fixture end-to-end tests write.
+* with the opt-in bitshuffle-LZ4 preset, plain h5py without hdf5plugin reads every
+  dataset but the spectra (the default, gzip, it reads whole: ``test_readers.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 
 from conftest import read_file
 from nexus_writer_service.simulation.recording import fixture_names
-from test_compression import read_without_plugins
+from readers import digests, read_without_plugins
 
 BIN = Path(sys.executable).parent
 SEQUENCE = ["26_sequence", "27_sequence_child1", "28_sequence_child2"]
@@ -63,37 +63,53 @@ def test_show_prints_classes_shapes_units_links_and_the_default_plot(mca_file):
     proc = _run("show", path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "required_filter_plugins: bitshuffle (HDF5 filter 32008" in out
-    assert "/@default = '31.1'" in out and "/31.1@default = 'plotselect'" in out
-    assert "default plot: /31.1/plotselect signal='diode1' shape=(5,)" in out
     lines = [line.strip() for line in out.splitlines()]
+    assert lines[:6] == [path, "required_filter_plugins: none", "/@default = '31.1'",
+                         "/31.1@default = 'plotselect'",
+                         "default plot: /31.1/plotselect signal='diode1' shape=(5,) interpretation=- "
+                         "axes=['elapsed_time (s)']", ""]
     assert "31.1/  NXentry  @default=plotselect" in lines
     assert "simu1_det0/  NXdetector" in lines
     assert "live_time  5 float64  @units=s" in lines
-    spectrum = next(line for line in lines if line.startswith("spectrum  5x1024 uint32"))
-    assert "@interpretation=spectrum" in spectrum and "filters=bitshuffle" in spectrum
+    spectra = [line for line in lines if line.startswith("spectrum  ")]
+    assert spectra == [f"spectrum  5x1024 uint32  @units=counts  @interpretation=spectrum  "
+                       f"@long_name=simu1_det{i} (counts)  filters=shuffle+deflate" for i in range(4)]
     assert "diode1 -> /31.1/instrument/diode1/signal" in lines
     assert "title  scalar object = 'loopscan 5 0.01'" in lines
     # a group or dataset inside the file
     proc = _run("show", path, "31.1/spectra")
-    assert proc.returncode == 0 and "channel  1024" in proc.stdout, proc.stdout
+    assert proc.returncode == 0, proc.stderr
+    assert "channel  1024 int64  @long_name=MCA channel" in [line.strip() for line in proc.stdout.splitlines()]
 
 
-def test_show_needs_neither_qt_nor_the_filter_plugins(mca_file):
-    _, path = mca_file
+def test_show_needs_neither_qt_nor_the_filter_plugins(make_harness):
+    """A file written with the opt-in bitshuffle-LZ4 preset, shown by a process without Qt,
+    hdf5plugin or any filter plugin: the same text as here, where every filter is known."""
+    from nexus_writer_service.apps.show import show
+
+    harness = make_harness(compression="bitshuffle-lz4")
+    state = harness.state(harness.publish(harness.recording("10_loopscan_mca")))
+    assert state.status == "SUCCEEDED", state
+    path = state.file
     script = ("import os, sys; os.environ['HDF5_PLUGIN_PATH'] = '/nonexistent'; "
               "sys.modules['hdf5plugin'] = None; sys.modules['PyQt6'] = sys.modules['PySide6'] = None; "
               "from nexus_writer_service.apps.status import main; code = main(['show', sys.argv[1]]); "
               "assert 'hdf5plugin' not in [m for m, v in sys.modules.items() if v is not None]; sys.exit(code)")
     proc = subprocess.run([sys.executable, "-c", script, path], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "spectrum  5x1024 uint32" in proc.stdout and "default plot: /31.1/plotselect" in proc.stdout
+    assert proc.stdout == show(path) + "\n"
+    spectra = [line.strip() for line in proc.stdout.splitlines() if line.strip().startswith("spectrum  ")]
+    assert spectra == [f"spectrum  5x1024 uint32  @units=counts  @interpretation=spectrum  @long_name=simu1_det{i} "
+                       f"(counts)  filters=bitshuffle; see https://github.com/kiyo-masui/bitshuffle" for i in range(4)]
 
 
 def test_show_a_missing_file_is_one_line_and_exit_2(tmp_path):
-    proc = _run("show", str(tmp_path / "nope.h5"))
+    path = tmp_path / "nope.h5"
+    proc = _run("show", str(path))
     assert proc.returncode == 2
-    assert proc.stderr.startswith("nexus-writer show: ") and "nope.h5" in proc.stderr
+    assert proc.stderr.startswith(f"nexus-writer show: {path}: [Errno 2] Unable to synchronously open file "
+                                  f"(unable to open file: name = '{path}', errno = 2, error message = "
+                                  f"'No such file or directory'"), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
@@ -123,15 +139,16 @@ def _colours(png: Path) -> int:
 def test_silx_draws_the_default_plot_and_the_spectra_with_their_axis(mca_file, tmp_path):
     rec, path = mca_file
     drawn = _render(path, tmp_path / "default.png")
-    assert drawn["view"] == "_NXdataCurveView"
+    assert drawn["view"] == "_NXdataCurveView" and list(drawn["curves"]) == ["diode1"]
     x, y = drawn["curves"]["diode1"]
     assert np.allclose(y, rec.stream("simulation_diode_sampling_controller:diode1").data)
     assert np.allclose(x, rec.stream("timer:elapsed_time").data)
     assert drawn["xlabel"] == "elapsed_time (s)"
     assert _colours(tmp_path / "default.png") > 20  # a drawn plot, not a blank widget
     drawn = _render(path, tmp_path / "spectra.png", "31.1/spectra")
-    assert sorted(drawn["curves"]) == [f"simu1_det{i}" for i in range(4)]
-    x, y = drawn["curves"]["simu1_det0"]
+    # each spectrum labelled with its units (the signals' @long_name)
+    assert sorted(drawn["curves"]) == [f"simu1_det{i} (counts)" for i in range(4)]
+    x, y = drawn["curves"]["simu1_det0 (counts)"]
     assert x == list(range(1024)) and drawn["xlabel"] == "MCA channel"
     assert np.array_equal(y, rec.stream("simu1:spectrum_det0").data[0])
     assert _colours(tmp_path / "spectra.png") > 20
@@ -164,31 +181,30 @@ def test_silx_view_opens_our_file_offscreen(mca_file):
     assert "Traceback" not in err and "No Qt wrapper" not in err, err
 
 
-def test_the_gzip_preset_is_read_by_plain_h5py_without_hdf5plugin(make_harness):
-    """Every file the fixture end-to-end tests write, written with ``--compression gzip``:
-    a process that never imports hdf5plugin (and finds no plugin) reads every dataset."""
-    harness = make_harness(compression="gzip")
+def test_the_opt_in_preset_needs_the_plugin_for_the_spectra_only(make_harness):
+    """Every file the fixture end-to-end tests write, written with ``--compression
+    bitshuffle-lz4``: a process that never imports hdf5plugin (and finds no plugin) reads
+    every dataset but the 4 MCA spectra, and the files say which need the plugin."""
+    harness = make_harness(compression="bitshuffle-lz4")
     keys = [harness.publish(harness.recording(n)) for n in fixture_names() if n not in SEQUENCE]
     parent, *children = [harness.recording(n) for n in SEQUENCE]
     seq_key, child_keys = harness.publish_sequence(parent, children)
     states = harness.states([*keys, seq_key, *child_keys])
     files = sorted({s.file for s in states.values() if s.file})
-    assert {s.status for s in states.values()} <= {"SUCCEEDED", "SKIPPED"}, states
-    assert len(files) >= 3  # the session file, sampleA's, the 'null' writer's
+    assert sorted(s.status for s in states.values()).count("SKIPPED") == 4
+    assert {s.status for s in states.values()} == {"SUCCEEDED", "SKIPPED"}, states
+    data = next(p for p in files if p.endswith("/data.h5"))
+    assert len(files) == 3  # the session file, sampleA's, the 'null' writer's
+    plugin = "bitshuffle (HDF5 filter 32008; e.g. pip install hdf5plugin)"
     for path in files:
         with read_file(path) as f:
-            assert f.attrs["required_filter_plugins"] == "none", path
-    read, failed = read_without_plugins(files)
-    assert failed == []
-    # the MCA spectra are among what was read: 4 x 5 x 1024 counts, compressed with gzip
-    with read_file(next(p for p in files if p.endswith("/data.h5"))) as f:
-        spectrum = f["31.1/instrument/simu1_det0/spectrum"]
-        assert spectrum.compression == "gzip" and spectrum.shape == (5, 1024)
-    assert read > 300
-
-
-def test_the_fast_default_is_not_read_without_the_plugin(mca_file):
-    """The check above can fail: the default (bitshuffle-LZ4) spectra need the plugin."""
-    _, path = mca_file
-    read, failed = read_without_plugins([path])
-    assert len(failed) == 4 and all("spectrum" in line for line in failed), failed
+            assert f.attrs["required_filter_plugins"] == (plugin if path == data else "none"), path
+    plain, failed = read_without_plugins(files)
+    spectra = [f"{data}::31.1/instrument/simu1_det{i}/spectrum" for i in range(4)]
+    assert sorted(line.partition(": ")[0] for line in failed) == spectra
+    every = digests(files)
+    assert plain == {k: v for k, v in every.items() if k not in spectra}
+    with read_file(data) as f:
+        assert f["31.1/instrument/simu1_det0/spectrum"].shape == (5, 1024)
+        assert f["31.1/writer/required_filter_plugins"][()].decode() == plugin
+        assert f["24.1/writer/required_filter_plugins"][()].decode() == "none"

@@ -7,6 +7,7 @@ own process); the scans are real BLISS 2.2.1 scans replayed through blissdata.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import h5py
 
+from ..io import retry
 from ..simulation.lima2 import Lima2Detector, add_lima2
 from ..simulation.mosca import MoscaDetector, add_mosca
 from ..simulation.recording import load_recording, relocate
@@ -85,7 +87,11 @@ def replay_session(url: str, base: Path) -> int:
     return len(SCANS) + len(SEQUENCE) + len(detectors)
 
 
+@retry.retried
 def summary(base: Path) -> list[tuple]:
+    """One row per entry of the files under ``base``: (file, entry, title, points, status,
+    end reason). The writer may be writing them: a half-flushed file is read again
+    (``io.retry``)."""
     rows = []
     for path in sorted(base.rglob("*.h5")):
         with h5py.File(path, "r", locking=False) as f:
@@ -103,13 +109,27 @@ def summary(base: Path) -> list[tuple]:
     return rows
 
 
+#: the summary, read in a child process: HDF5 itself can crash on a file caught mid-flush
+#: (seen: "double free or corruption"), which must not end the demo
+_SUMMARY = ("import json, sys; from pathlib import Path; from nexus_writer_service.apps.demo import summary; "
+            "print(json.dumps(summary(Path(sys.argv[1]))))")
+
+
+def summary_in_subprocess(base: Path) -> list[tuple] | None:
+    """``summary`` in a child process; None if it failed (a crash, or still half-written
+    after the retries)."""
+    proc = subprocess.run([sys.executable, "-c", _SUMMARY, str(base)], capture_output=True, text=True,
+                          timeout=120)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return None
+    return [tuple(row) for row in json.loads(proc.stdout.strip().splitlines()[-1])]
+
+
 def wait_finished(base: Path, expected: int, timeout: float = 60) -> list[tuple]:
     deadline = time.monotonic() + timeout
+    rows: list[tuple] = []
     while True:
-        try:
-            rows = summary(base)
-        except (OSError, KeyError, AttributeError):  # the writer is busy with the file
-            rows = []
+        rows = summary_in_subprocess(base) or rows  # the writer is busy with the file: look again
         done = [r for r in rows if r[4] not in ("WRITING", "?")]
         if len(done) >= expected or time.monotonic() > deadline:
             return rows

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 
-from .. import __version__
+from .. import __version__, compression
 from ..metadata.config import load_raw
 from ..transport.connection import resolve_redis_url
 from ..transport.status import SessionTaken
@@ -45,7 +45,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--recover-window", type=float, default=defaults.recover_window,
                    help="at start, write unfinished scans of the last this-many seconds (default: %(default)s; 0: none)")
     p.add_argument("--compression", default=defaults.compression,
-                   help="filter for spectra and images: bitshuffle-lz4, gzip or none (default: %(default)s)")
+                   help="filter for spectra and images: gzip (deflate + shuffle, every HDF5 reader opens it), "
+                        "bitshuffle-lz4 (fast, readers need the plugin) or none (default: %(default)s)")
     p.add_argument("--required-disk-space", type=float, default=defaults.required_disk_space, metavar="MB",
                    help="with less free space on a file's disk nothing is written: the data wait in Redis "
                         "(default: %(default)s; as the Tango device's property)")
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         base_path = os.path.abspath(args.base_path)
         check_template(args.default_path_template, base_path)
         beamline = load_raw(args.config) if args.config else {}
+        filter_name = compression.canonical(args.compression)
         url = resolve_redis_url(args.redis_url)
     except Exception as e:
         log.error("%s", e)
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         default_path_template=args.default_path_template,
         stall_timeout=args.stall_timeout,
         recover_window=args.recover_window,
-        compression="" if args.compression.lower() == "none" else args.compression,
+        compression=filter_name,
         beamline=beamline,
         beamline_source=args.config or "",
         required_disk_space=args.required_disk_space,

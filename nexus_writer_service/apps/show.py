@@ -23,6 +23,8 @@ from typing import Iterator
 import h5py
 import numpy as np
 
+from ..io import retry
+
 #: scalar and short string values shown inline; data arrays never are
 _MAX_INLINE = 60
 
@@ -117,8 +119,10 @@ def default_plot(f: h5py.File) -> list[str]:
     return lines
 
 
+@retry.retried
 def show(path: str, inner: str = "/", depth: int | None = None) -> str:
-    """The text ``nexus-writer show`` prints."""
+    """The text ``nexus-writer show`` prints (a file being written is read again when
+    it is caught half-flushed: ``io.retry``)."""
     with h5py.File(path, "r", locking=False) as f:
         lines = [f"{path}"]
         plugins = _attr(f, "required_filter_plugins")
@@ -135,6 +139,7 @@ def show(path: str, inner: str = "/", depth: int | None = None) -> str:
         return "\n".join(lines)
 
 
+@retry.retried
 def render(path: str, out_png: str, inner: str | None = None, size: tuple[int, int] = (800, 600)) -> dict:
     """Draw ``inner`` (default: the file's default plot) with silx's data viewer into
     ``out_png``; returns what was drawn: the view's name and, per curve or image, its data.
@@ -203,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as e:
         print(f"nexus-writer show --png: {e} (pip install 'nexus_writer_service[viewer]')", file=sys.stderr)
         return 2
-    except (OSError, KeyError) as e:
+    except (OSError, KeyError, RuntimeError) as e:
         print(f"nexus-writer show: {args.file}: {e}", file=sys.stderr)
         return 2
     return 0

@@ -6,25 +6,34 @@ longer than the scan is expected to be: HDF5 allocates an uncompressed chunk who
 Points of one channel that vary in length (ragged spectra) are padded with the
 fill value, which the dataset declares, so nothing is dropped.
 
-Filters: bitshuffle-LZ4 (HDF5 filter 32008) is the fast default, but only readers with
-the plugin open it (h5py needs ``import hdf5plugin``; h5dump, HDFView and MATLAB need
-``HDF5_PLUGIN_PATH``). ``gzip`` (deflate + shuffle) is built into every HDF5: the preset
-for files that must open everywhere. ``required_plugins`` says which plugin a filter
-needs, so the file can state it. BLISS's ``writer_options["chunk_options"]`` (chunk
-size, compression threshold, chunk split, scheme; meaning as in ESRF's blisswriter
-2.0 ``io/h5_config.py``) become ``StorageOptions``.
+Filters: the presets are defined in ``nexus_writer_service.compression``; the default,
+``gzip`` (byte shuffle + deflate), is built into every HDF5. HDF5 would deflate each chunk
+in the writing thread, holding h5py's lock (and Python's): far slower than the data
+arrive from Redis. So a ``gzip``/``deflate`` dataset of fixed point shape keeps its
+current chunk in memory, whole chunks are shuffled (numpy) and deflated (zlib releases
+the GIL) in worker threads (``_Deflater``), and written as they are with HDF5's direct
+chunk write: the dataset's own filter pipeline (shuffle + deflate) decodes them, in any
+reader. The last, partial chunk is written at each flush (``GrowingDataset.sync``).
+BLISS's ``writer_options["chunk_options"]`` (chunk size, compression threshold, chunk
+split, scheme; meaning as in ESRF's blisswriter 2.0 ``io/h5_config.py``) become
+``StorageOptions``.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
+import os
 import threading
+import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import h5py
 import numpy as np
 from h5py import h5d, h5p, h5s, h5t
 
+from .. import compression as presets
 from .files import bound_metadata_cache
 from .objects import PLAIN_KINDS, link_name
 
@@ -32,30 +41,9 @@ CHUNK_BYTES = 1 << 20
 #: chunk length of uncompressed data when the scan's length is not known (timescan ...)
 UNKNOWN_LENGTH_ROWS = 4096
 
-#: filters this writer applies -> the HDF5 filter plugin a reader needs for it (None: built in)
-FILTER_PLUGINS: dict[str, str | None] = {
-    "": None, "gzip": None, "deflate": None, "shuffle": None,
-    "bitshuffle-lz4": "bitshuffle (HDF5 filter 32008; e.g. pip install hdf5plugin)",
-    "bitshuffle": "bitshuffle (HDF5 filter 32008; e.g. pip install hdf5plugin)",
-}
-#: BLISS's compression_scheme names (SCAN_SAVING.writer_object) -> ours
-BLISS_SCHEMES = {"none": "", "gzip": "deflate", "byteshuffle": "shuffle", "gzip-byteshuffle": "gzip",
-                 "bitshuffle": "bitshuffle", "lz4-bitshuffle": "bitshuffle-lz4"}
-
-
 def check_compression(name: str | None) -> str:
-    """Our name for a filter (``none``/None -> ""); ValueError naming the choices."""
-    name = (name or "").lower()
-    name = "" if name == "none" else {"lz4-bitshuffle": "bitshuffle-lz4"}.get(name, name)
-    if name not in FILTER_PLUGINS:
-        raise ValueError(f"unknown compression {name!r} (use 'bitshuffle-lz4' (fast, needs the plugin), "
-                         f"'gzip' (every HDF5 reader opens it) or 'none')")
-    return name
-
-
-def required_plugins(compressions) -> list[str]:
-    """The filter plugins a reader needs for data written with these filters (sorted, unique)."""
-    return sorted({FILTER_PLUGINS[check_compression(c)] for c in compressions} - {None})
+    """Our name for a filter ("" none); ValueError naming the choices (``compression.canonical``)."""
+    return presets.canonical(name)
 
 
 @dataclass(frozen=True)
@@ -71,7 +59,7 @@ class StorageOptions:
     compression_limit_nbytes: int | None = None
     #: split every dimension into this many parts (until a chunk fits ``chunk_nbytes``)
     chunk_split: int | None = None
-    #: the filter (our name, see FILTER_PLUGINS)
+    #: the filter (our preset name, "" none: see ``nexus_writer_service.compression``)
     compression: str | None = None
 
     @classmethod
@@ -91,12 +79,12 @@ class StorageOptions:
                 values[key] = int(value)
         scheme = chunk.get("compression_scheme")
         if scheme is not None:
-            ours = BLISS_SCHEMES.get(str(scheme).lower())
+            ours = presets.BLISS_SCHEMES.get(str(scheme).lower())
             if ours is None:
                 problems.append(f"writer_options.chunk_options.compression_scheme: {scheme!r} ignored "
-                                f"(BLISS names: {', '.join(BLISS_SCHEMES)})")
+                                f"(BLISS names: {', '.join(presets.BLISS_SCHEMES)})")
             else:
-                values["compression"] = ours
+                values["compression"] = presets.canonical(ours)
         return cls(**values), problems
 
 
@@ -106,8 +94,8 @@ class ArraySpec:
     #: shape of one point; -1 marks a ragged dimension
     point_shape: tuple
     fillvalue: float | int | bool = 0
-    #: compression for points with at least one dimension (None: no filter)
-    compression: str | None = "bitshuffle-lz4"
+    #: compression preset for points with at least one dimension (None, "": no filter)
+    compression: str | None = presets.DEFAULT
     #: points the scan announces (scan_info npoints); 0: unknown
     expected_points: int = 0
     #: BLISS's chunk options for this scan (its compression is one of the choices the caller
@@ -132,15 +120,15 @@ def _compression_kwargs(name: str | None) -> dict:
     name = check_compression(name)
     if not name:
         return {}
-    if name == "gzip":
-        return {"compression": "gzip", "shuffle": True}
-    if name == "deflate":
-        return {"compression": "gzip"}
-    if name == "shuffle":
-        return {"shuffle": True}
-    import hdf5plugin  # registers the filter with HDF5
+    filters = presets.PRESETS[name].filters
+    if "bitshuffle" in filters:
+        import hdf5plugin  # registers the filter with HDF5
 
-    return dict(hdf5plugin.Bitshuffle(cname="lz4" if name == "bitshuffle-lz4" else "none"))
+        return dict(hdf5plugin.Bitshuffle(cname="lz4" if "lz4" in filters else "none"))
+    out: dict = {"shuffle": "shuffle" in filters}
+    if "deflate" in filters:
+        out.update(compression="gzip", compression_opts=presets.DEFLATE_LEVEL)
+    return out
 
 
 def _split_chunks(shape: tuple, itemsize: int, nbytes: int, split: int) -> tuple:
@@ -230,6 +218,160 @@ def _bound_cache(dsid) -> None:
 OPEN_SLOTS = _OpenSlots(256)
 
 
+#: worker threads that deflate chunks (zlib releases the GIL); more would only queue on 2 cores
+DEFLATE_WORKERS = max(1, min(4, os.cpu_count() or 1))
+#: chunks of one dataset being deflated at once; the writer waits beyond (bounds memory)
+DEFLATE_IN_FLIGHT = 2 * DEFLATE_WORKERS + 1
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _deflate_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(DEFLATE_WORKERS, thread_name_prefix="nxw-deflate")
+        return _pool
+
+
+def encode_chunk(chunk: np.ndarray, shuffle: bool, level: int) -> bytes:
+    """A chunk as HDF5's shuffle + deflate filters store it: bytes regrouped by their
+    position in the element (H5Z_filter_shuffle), then zlib (H5Z_filter_deflate)."""
+    raw = np.ascontiguousarray(chunk)
+    if shuffle and raw.dtype.itemsize > 1:
+        raw = np.ascontiguousarray(raw.reshape(-1).view(np.uint8).reshape(-1, raw.dtype.itemsize).T)
+    return zlib.compress(raw.reshape(-1).view(np.uint8), level)
+
+
+def _deflate_pipeline(dcpl, point_shape: tuple, chunks: tuple | None, dtype) -> tuple[bool, int] | None:
+    """(shuffle, level) if this dataset's chunks can be deflated by ``_Deflater``: filters
+    deflate or shuffle + deflate only, whole points per chunk, a fixed point shape."""
+    if chunks is None or -1 in point_shape or tuple(chunks[1:]) != tuple(point_shape):
+        return None
+    if np.dtype(dtype).kind not in PLAIN_KINDS:
+        return None
+    filters = [dcpl.get_filter(i) for i in range(dcpl.get_nfilters())]
+    codes = [f[0] for f in filters]
+    if codes == [h5py.h5z.FILTER_DEFLATE]:
+        return False, int(filters[0][2][0]) if len(filters[0][2]) else 4
+    if codes == [h5py.h5z.FILTER_SHUFFLE, h5py.h5z.FILTER_DEFLATE]:
+        return True, int(filters[1][2][0]) if len(filters[1][2]) else 4
+    return None
+
+
+class _Deflater:
+    """The chunks of one deflate dataset: the current one in memory, full ones deflated in
+    worker threads and written (H5Dwrite_chunk, in the caller's thread) as they are done.
+
+    Chunks are ``rows`` points of the dataset's point shape; rows past the data hold the
+    fill value, as HDF5 would write them. The dataset's extent in the file only covers
+    points whose data are written: HDF5 may flush its metadata at any time (another
+    scan's flush of the shared file, the metadata cache bound), and a writer killed then
+    must leave a file whose length is what it holds (a resumed entry continues from it).
+    """
+
+    def __init__(self, rows: int, point_shape: tuple, dtype, fillvalue, shuffle: bool, level: int,
+                 length: int):
+        self.rows = rows
+        self.point_shape = tuple(point_shape)
+        self.dtype = np.dtype(dtype)
+        self.fillvalue = fillvalue
+        self.shuffle = shuffle
+        self.level = level
+        #: points in the file (the dataset's extent): written, or grown over (fill values)
+        self.extent = length
+        #: points in the file when the dataset was opened (a resumed entry's)
+        self._opened_with = length
+        #: points appended (in the file, deflating, or in the current chunk)
+        self.length = length
+        #: the chunk being filled: (index, array), None between chunks
+        self._buf: tuple[int, np.ndarray] | None = None
+        #: the current chunk changed since it was last written
+        self._dirty = False
+        self._pending: collections.deque[tuple[int, Future]] = collections.deque()
+
+    def _new_buffer(self, dsid, index: int) -> np.ndarray:
+        buf = np.full((self.rows,) + self.point_shape, self.fillvalue, dtype=self.dtype)
+        start = index * self.rows
+        if self._opened_with > start:  # points already in the file (a resumed entry): read back
+            n = min(self._opened_with, start + self.rows) - start
+            space = dsid.get_space()
+            space.select_hyperslab((start,) + (0,) * len(self.point_shape), (n,) + self.point_shape)
+            part = np.empty((n,) + self.point_shape, dtype=self.dtype)
+            dsid.read(h5s.create_simple(part.shape), space, part)
+            buf[:n] = part
+        return buf
+
+    def put(self, dsid, batch: np.ndarray) -> None:
+        """Append the points ``batch``."""
+        start, pos, n, rows = self.length, 0, len(batch), self.rows
+        while pos < n:
+            index, row = divmod(start + pos, rows)
+            take = min(rows - row, n - pos)
+            if self._buf is not None and self._buf[0] != index:
+                self._submit(*self._buf)
+                self._buf = None
+            if self._buf is None and row == 0 and take == rows:
+                self._submit(index, batch[pos:pos + rows])  # a whole chunk: no copy
+            else:
+                if self._buf is None:
+                    self._buf = (index, self._new_buffer(dsid, index))
+                self._buf[1][row:row + take] = batch[pos:pos + take]
+                self._dirty = True
+                if row + take == rows:
+                    self._submit(*self._buf)
+                    self._buf = None
+            pos += take
+        self.length = start + n
+        self.collect(dsid)
+
+    def grow(self, dsid, n: int) -> None:
+        """``n`` points that never arrived: everything before them goes into the file, then
+        the extent covers them (fill values)."""
+        self.sync(dsid)
+        if self._buf is not None and self.length + n >= (self._buf[0] + 1) * self.rows:
+            self._buf = None  # written whole by sync: the next points are in another chunk
+        self.length += n
+        self._set_extent(dsid, self.length)
+
+    def _submit(self, index: int, chunk: np.ndarray) -> None:
+        self._pending.append((index, _deflate_pool().submit(encode_chunk, chunk, self.shuffle, self.level)))
+        self._dirty = False
+
+    def collect(self, dsid, wait: bool = False) -> None:
+        """Write the chunks deflated so far, in order (all of them with ``wait``; the oldest
+        ones while too many are in flight)."""
+        while self._pending and (wait or self._pending[0][1].done() or len(self._pending) > DEFLATE_IN_FLIGHT):
+            index, future = self._pending.popleft()
+            # chunks are written in order: every point before this chunk's end is in the file
+            self._write(dsid, index, future.result(), min(self.length, (index + 1) * self.rows))
+
+    def sync(self, dsid) -> None:
+        """Everything appended is in the file: pending chunks, and the current partial one."""
+        self.collect(dsid, wait=True)
+        if self._buf is not None and self._dirty:
+            index, buf = self._buf
+            self._write(dsid, index, encode_chunk(buf, self.shuffle, self.level), self.length)
+            self._dirty = False
+        self._set_extent(dsid, self.length)
+
+    def _write(self, dsid, index: int, data: bytes, covered: int) -> None:
+        self._set_extent(dsid, covered)  # HDF5 writes chunks inside the extent only
+        dsid.write_direct_chunk((index * self.rows,) + (0,) * len(self.point_shape), data)
+
+    def _set_extent(self, dsid, n: int) -> None:
+        if n > self.extent:
+            dsid.set_extent((n,) + self.point_shape)
+            self.extent = n
+
+    def abandon(self) -> None:
+        """Nothing more is written (the file failed): drop what is pending."""
+        for _, future in self._pending:
+            future.cancel()
+        self._pending.clear()
+        self._buf = None
+
+
 #: attribute of a growing dataset: how many of its points are fill values standing for
 #: points that never arrived (trimmed from Redis before they were read)
 MISSING = "missing_points"
@@ -239,8 +381,9 @@ class GrowingDataset:
     """A channel's dataset, appended to; open between appends only while a slot is free.
 
     Filtered datasets always stay open: their last, partial chunk is in the chunk
-    cache, and closing would compress and write it at every append, then read and
-    decompress it again.
+    cache (or in memory, ``_Deflater``), and closing would compress and write it at every
+    append, then read and decompress it again. Deflated datasets are complete in the file
+    after ``sync`` (the writer calls it before each flush) and ``close``.
     """
 
     def __init__(self, dset: h5py.Dataset, spec: ArraySpec, cache_bytes: int | None = None,
@@ -256,6 +399,14 @@ class GrowingDataset:
         dcpl = dset.id.get_create_plist()
         self._filtered = dcpl.get_nfilters() > 0
         resumed = cache_bytes is None  # a dataset reopened from the file (resumed entry)
+        #: chunks deflated in worker threads (gzip/deflate of fixed-shape points), else None
+        self._deflater: _Deflater | None = None
+        pipeline = _deflate_pipeline(dcpl, tuple(spec.point_shape), dset.chunks, self.dtype) if self._filtered else None
+        if pipeline is not None:
+            fill = np.zeros((1,), dtype=self.dtype)
+            dcpl.get_fill_value(fill)
+            self._deflater = _Deflater(dset.chunks[0], tuple(dset.chunks[1:]), self.dtype, fill[0], *pipeline,
+                                       length=self.length)
         if resumed:
             cache_bytes = int(np.prod(dset.chunks or (1,))) * self.dtype.itemsize
         self._cache_bytes = cache_bytes
@@ -288,7 +439,8 @@ class GrowingDataset:
 
     def _open(self):
         if self._id is None:
-            self._id = h5d.open(self._anchor, self._path, _chunk_cache(self._cache_bytes, self._filtered))
+            cached = self._filtered and self._deflater is None
+            self._id = h5d.open(self._anchor, self._path, _chunk_cache(self._cache_bytes, cached))
             if not self._slot:
                 self._slot = OPEN_SLOTS.take()
         return self._id
@@ -299,8 +451,27 @@ class GrowingDataset:
             self._id.close()
             self._id = None
 
-    def close(self) -> None:
-        """Close the dataset and give its slot back (the scan is done with it)."""
+    def sync(self) -> None:
+        """Every point appended is in the file (for the next flush): chunks still being
+        deflated, and the current partial chunk. Nothing to do for other datasets."""
+        if self._deflater is not None:
+            self._deflater.sync(self._open())
+
+    def abandon(self) -> None:
+        """The file can no longer be written: what is held in memory is dropped (it is in
+        Redis still), the dataset itself is left as it is (never closed again)."""
+        if self._deflater is not None:
+            self._deflater.abandon()
+
+    def close(self, sync: bool = True) -> None:
+        """Close the dataset and give its slot back (the scan is done with it). ``sync``:
+        write what is still in memory first (False: the file failed, drop it)."""
+        if self._deflater is not None:
+            try:
+                if sync:
+                    self.sync()
+            finally:
+                self._deflater.abandon()
         if self._id is not None and self._id.valid:
             self._id.close()
         self._id = None
@@ -329,7 +500,10 @@ class GrowingDataset:
                 nchunk = min(nchunk, UNKNOWN_LENGTH_ROWS)
             chunks = (nchunk,) + inner
         cache_bytes = int(np.prod(chunks)) * dtype.itemsize
-        dapl = _chunk_cache(cache_bytes, bool(kwargs))
+        # deflated chunks are written whole (_Deflater): HDF5 caches none of them
+        deflated = (kwargs.get("compression") == "gzip" and -1 not in spec.point_shape
+                    and tuple(chunks[1:]) == point and dtype.kind in PLAIN_KINDS)
+        dapl = _chunk_cache(cache_bytes, bool(kwargs) and not deflated)
         if kwargs or dtype.kind not in PLAIN_KINDS:  # h5py checks the filter is available
             dset = parent.create_dataset(
                 name, shape=(0,) + point, maxshape=maxshape, dtype=dtype, chunks=chunks,
@@ -363,7 +537,9 @@ class GrowingDataset:
         batch = np.ascontiguousarray(batch, dtype=self.dtype)
         dsid = self._open()
         try:
-            if batch.dtype.kind in PLAIN_KINDS:
+            if self._deflater is not None:  # it sets the extent as the data reach the file
+                self._deflater.put(dsid, batch)
+            elif batch.dtype.kind in PLAIN_KINDS:
                 # h5py's resize() and slicing cost ~100 us per call in Python: with hundreds
                 # of channels per scan that is the writer's time, so the selection is made here
                 dsid.set_extent(shape)
@@ -391,7 +567,10 @@ class GrowingDataset:
         shape = (self.length + n,) + self._shape[1:]
         try:
             dsid = self._open()
-            dsid.set_extent(shape)
+            if self._deflater is not None:
+                self._deflater.grow(dsid, n)
+            else:
+                dsid.set_extent(shape)
             # said in the file: a writer resuming the entry must not take them for points
             self.missing += n
             h5py.Dataset(dsid).attrs[MISSING] = np.int64(self.missing)

@@ -64,9 +64,32 @@ def set_status(h5: h5py.File, entries: list[str], status: str, error: str | None
     h5.flush()
 
 
+def prune_empty(h5: h5py.File, entry: str, candidates: list[str]) -> list[str]:
+    """Remove the groups among ``candidates`` (paths below ``entry``, deepest first) that
+    have no member: made at the scan's start for data that never came (``measurement`` of
+    a scan without channels, a detector group its server never filled). Returns their paths.
+
+    A scientist meets an empty group as a dead end, so a finished entry has none. Only the
+    groups the start can leave empty are looked at (the rest of the tree is made with its
+    content): a look costs ~20 us, a walk of the whole entry ~2 ms, for every scan.
+    """
+    top = h5.get(entry)
+    if not isinstance(top, h5py.Group):
+        return []
+    removed = []
+    for path in candidates:
+        link = top.get(path, getlink=True)
+        if isinstance(link, h5py.HardLink):
+            grp = top[path]
+            if isinstance(grp, h5py.Group) and len(grp) == 0:
+                del top[path]
+                removed.append(f"{entry}/{path}")
+    return removed
+
+
 def set_default(h5: h5py.File, entry: str) -> None:
     """The entry a viewer opens the file on."""
     h5.attrs["default"] = entry
 
 
-__all__ = ["has", "note", "create", "set_status", "set_default"]
+__all__ = ["has", "note", "create", "set_status", "set_default", "prune_empty"]

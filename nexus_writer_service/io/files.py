@@ -142,8 +142,10 @@ class FileHandle:
         if self.change is None or not self.change.lost:
             self.change = FileChange("broken", why)
 
-    def flush(self, min_interval: float = 0.0) -> bool:
-        """Flush so readers that open the file see new points; rate-limited.
+    def flush(self, min_interval: float = 0.0, before=None) -> bool:
+        """Flush so readers that open the file see new points; rate-limited. ``before``:
+        called (under the lock) when the flush happens, to put what is held in memory into
+        the file first (deflated datasets' partial chunks).
 
         Never into a file that changed under us (``check``): FileChangedError instead.
         A moved file is still ours (same inode): it goes on, the scan says where it went.
@@ -155,6 +157,8 @@ class FileHandle:
         if change is not None and change.kind != "moved":
             raise FileChangedError(self.path, change)
         with self.lock:
+            if before is not None:
+                before()
             self.h5.flush()
             if self.h5.id.get_mdc_size()[3] > TRIM_CACHE_ABOVE:
                 trim_metadata_cache(self.h5)

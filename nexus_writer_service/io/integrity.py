@@ -5,21 +5,35 @@ metadata never written (seen as "bad heap index", "addr overflow", wrong checksu
 Opening the file is not enough to tell; reading every object header, attribute and
 a sample of every dataset is. Run as a subprocess (``python -m``) by the writer, so
 that a file bad enough to crash the HDF5 library cannot take the writer down.
+
+Errors of the kind a file being written shows (``io.retry``: another process may be
+flushing it) are checked again, for ``SETTLE_TIMEOUT`` seconds (the file opened anew, the
+failed entries alone read again), before the file is called damaged: only damage that
+stays is reported.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 import subprocess
 import sys
+import time
 
 import h5py
 
 import hdf5plugin  # noqa: F401  (registers the filters our datasets use: bitshuffle-LZ4 ...)
 
 from ..records import NOTE, NOTE_GROUP
+from . import retry
+
+#: reads again are logged where io.retry logs its own
+_retry_log = logging.getLogger(retry.__name__)
+
+#: how long damage must stay to be damage (a writer flushes at least every 0.5 s)
+SETTLE_TIMEOUT = 1.0
 
 #: datasets up to this many elements are read whole; bigger ones at both ends
 _READ_WHOLE = 100_000
@@ -36,20 +50,62 @@ def _read(obj) -> None:
             obj[-1:]
 
 
-def check(path: str) -> dict:
-    """{"open_error": str|None, "entries": {name: first error or None}} for a file."""
+class _Unsettled(Exception):
+    """The file could not be opened for a reason a writer's next flush could repair."""
+
+    def __init__(self, report: dict):
+        super().__init__(report)
+        self.report = report
+
+
+def _opened(path: str, only=None) -> tuple[dict, dict]:
+    report, errors = _check(path, only)
+    if report["open_error"] is not None and any(retry.transient(e) for e in errors.values()):
+        raise _Unsettled(report)
+    return report, errors
+
+
+def check(path: str, timeout: float = SETTLE_TIMEOUT) -> dict:
+    """{"open_error": str|None, "entries": {name: first error or None}, "foreign": [...]}
+    for a file; errors are those still there after ``timeout`` seconds of checking again
+    (the file opened anew each time; only the entries that failed are read again, each
+    a short read between two flushes of a writer)."""
+    deadline = time.monotonic() + timeout
+    again = dict(timeout=timeout, period=0.2, rule=lambda e: isinstance(e, _Unsettled))
+    try:
+        report, errors = retry.call(_opened, path, **again)
+    except _Unsettled as unsettled:
+        return unsettled.report
+    pending = {name for name, exc in errors.items() if retry.transient(exc)}
+    while pending and time.monotonic() < deadline:
+        _retry_log.debug("check %s: %s again (a file being written?)", path, ", ".join(sorted(pending)[:5]))
+        time.sleep(0.2)
+        try:
+            recheck, errors = _opened(path, pending)
+        except _Unsettled:
+            continue
+        for name in pending:
+            report["entries"][name] = recheck["entries"].get(name, report["entries"][name])
+        pending = {name for name, exc in errors.items() if retry.transient(exc)}
+    return report
+
+
+def _check(path: str, only=None) -> tuple[dict, dict]:
+    """(report, {entry name: its error}) for one reading of the file (of the entries
+    ``only``, when given; the key of an error opening the file is None)."""
+    errors: dict = {}
     try:
         f = h5py.File(path, "r", locking=False)
     except Exception as exc:
-        return {"open_error": f"{type(exc).__name__}: {exc}", "entries": {}}
+        return {"open_error": f"{type(exc).__name__}: {exc}", "entries": {}}, {None: exc}
     entries: dict[str, str | None] = {}
     with f:
         try:
             dict(f.attrs)
             names = list(f)
         except Exception as exc:
-            return {"open_error": f"{type(exc).__name__}: {exc}", "entries": {}}
-        for name in names:
+            return {"open_error": f"{type(exc).__name__}: {exc}", "entries": {}}, {None: exc}
+        for name in names if only is None else [n for n in names if n in only]:
             try:
                 item = f.get(name, getlink=True)
                 if isinstance(item, h5py.HardLink):
@@ -61,8 +117,10 @@ def check(path: str) -> dict:
                 entries[name] = None
             except Exception as exc:
                 entries[name] = f"{type(exc).__name__}: {exc}"
-        foreign = [name for name in names if not name.startswith("_nxw_staging_") and not _ours(f, name)]
-    return {"open_error": None, "entries": entries, "foreign": foreign}
+                errors[name] = exc
+        foreign = [] if only is not None else \
+            [name for name in names if not name.startswith("_nxw_staging_") and not _ours(f, name)]
+    return {"open_error": None, "entries": entries, "foreign": foreign}, errors
 
 
 def _ours(f: h5py.File, name: str) -> bool:
@@ -145,11 +203,20 @@ def _run(*args: str, timeout: float) -> dict | list:
     return json.loads(proc.stdout)
 
 
+#: a check that crashed (HDF5 itself can, on a file caught mid-flush) is run again this often
+CRASH_RETRIES = 2
+
+
 def check_in_subprocess(path: str, timeout: float = 600.0) -> dict:
-    try:
-        return _run("check", path, timeout=timeout)
-    except RuntimeError as exc:
-        return {"open_error": f"checking crashed: {exc}", "entries": {}}
+    """``check`` in a child process; a crash is checked again (``CRASH_RETRIES`` times): a
+    file another process was flushing reads whole the next time, a damaged one crashes again."""
+    for attempt in range(CRASH_RETRIES + 1):
+        try:
+            return _run("check", path, timeout=timeout)
+        except RuntimeError as exc:
+            crash = exc
+            time.sleep(SETTLE_TIMEOUT / 4)
+    return {"open_error": f"checking crashed: {crash}", "entries": {}}
 
 
 def copy_finished_in_subprocess(src_path: str, dst_path: str, names: list[str], final_states,

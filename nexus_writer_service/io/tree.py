@@ -30,7 +30,8 @@ from ..h5map import (
 
 from ..fillvalues import fill_value
 from ..records import NOTE, NOTE_GROUP
-from .arrays import ArraySpec, GrowingDataset, required_plugins
+from ..compression import required_plugins
+from .arrays import ArraySpec, GrowingDataset
 from .objects import mark_target, new_attr, new_field, new_group, new_soft_link, new_virtual, selection_extent
 
 _logger = logging.getLogger(__name__)

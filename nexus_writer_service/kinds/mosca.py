@@ -86,9 +86,12 @@ class Mosca(StreamKind):
         return Frames(max(self.read, saved), self.stream.dtype or "uint32",
                       tuple(int(d) for d in self.stream.shape), first, saved_count=saved)
 
-    def _vds(self, runs: list, n: int, file_dir: str):
-        return runs_vds(runs, n, self.stream.dtype or "uint32", tuple(int(d) for d in self.stream.shape),
-                        file_dir, interpretation="spectrum")
+    def _vds(self, runs: list, n: int, file_dir: str, ch=None):
+        vds = runs_vds(runs, n, self.stream.dtype or "uint32", tuple(int(d) for d in self.stream.shape),
+                       file_dir, interpretation="spectrum")
+        if ch is not None:  # units and long name, as every spectrum
+            vds.attributes.update({k: v for k, v in ch.attributes.items() if k != "interpretation"})
+        return vds
 
     def live(self, ctx: Context) -> dict | None:
         if not self.saving or self.saved == self._live_saved or not self.saved:
@@ -96,7 +99,7 @@ class Mosca(StreamKind):
         self._live_saved = self.saved
         # while running: as long as what is saved
         return {f"instrument/{ctx.channel.group}/{ctx.channel.field}":
-                self._vds(spectra_runs(self.stream.info, self.saved), self.saved, ctx.file_dir)}
+                self._vds(spectra_runs(self.stream.info, self.saved), self.saved, ctx.file_dir, ctx.channel)}
 
     def files_needed(self, known: dict) -> list[FileQuery]:
         # the last status can say fewer saved than the files hold (MOSCA counts a point
@@ -118,7 +121,7 @@ class Mosca(StreamKind):
             why = "saving disabled" if not self.saving else "never saved by MOSCA"
             warnings.append(f"{name}: {frames.missing} of {frames.acquired} spectra {why} (fill value in the data)")
         # no URL per spectrum: 4 x 20,000 strings say what the virtual dataset says
-        data = self._vds(runs, frames.acquired, ctx.file_dir) if runs else None
+        data = self._vds(runs, frames.acquired, ctx.file_dir, ch) if runs else None
         nodes, _ = frame_nodes(ctx.entry, ch, frames, ctx.file_dir, ctx.info, data=data, with_uris=False)
         det = nodes[f"instrument/{ch.group}"]
         # spectra, not images: in the MCA's group beside its statistics, no image plot

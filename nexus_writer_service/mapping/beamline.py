@@ -7,6 +7,7 @@ only fills what the scan leaves out.
 
 from __future__ import annotations
 
+from .. import compression
 from ..metadata.config import BeamlineConfig, TechniqueConfig
 from ..metadata.config.tree import to_nxdict
 from . import plots
@@ -37,21 +38,21 @@ def channel_compression(channel: ChannelPlan, cfg: BeamlineConfig, scan_choice: 
     """The filter of one channel's dataset, the most specific choice winning: the detector's
     (configuration ``detectors.<name>.compression``), the scan's (BLISS ``writer_options``
     compression_scheme, translated), the beamline's (``compression``), the writer's
-    (``--compression``). "" is no filter."""
+    (``--compression``). Our preset name (``compression``), "" for no filter."""
     ctrl = channel.stream.rpartition(":")[0].partition(":")[0]
     keys = (channel.stream, channel.display_name, channel.bliss_group, channel.group, ctrl)
     for key in keys:
         det = cfg.detectors.get(key) if key else None
         if det is not None and det.compression:
-            return "" if det.compression == "none" else det.compression
+            return compression.canonical(det.compression)
     for det in cfg.detectors.values():  # by the NeXus name it gave (fluo -> fluo_det0)
         if det.compression and det.name and (channel.group == det.name
                                              or channel.group.startswith(det.name + "_")):
-            return "" if det.compression == "none" else det.compression
+            return compression.canonical(det.compression)
     for choice in (scan_choice, cfg.compression):
         if choice is not None:
-            return "" if choice == "none" else choice
-    return default
+            return compression.canonical(choice)
+    return compression.canonical(default)
 
 
 def technique(info: dict, cfg: BeamlineConfig) -> tuple[str | None, TechniqueConfig | None, str | None]:
@@ -81,9 +82,11 @@ def entry_plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: di
                                                   cfg.detectors)
         if nxdata is not None:
             out[plot_name] = nxdata
-        elif tech:
+        elif tech and missing:
             warnings.append(f"plot {plot_name!r} of technique {name!r} not made: "
                             f"no channel {', '.join(map(repr, missing))} in this scan")
+        elif tech:
+            warnings.append(f"plot {plot_name!r} of technique {name!r} not made: its channels have no data")
     default = next((p for p in (tech.plots if tech else []) if p in out), None)
     if tech:
         children = {"title": field(name)}

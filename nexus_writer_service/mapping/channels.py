@@ -75,6 +75,11 @@ def mca_energy_calibration(ch: "ChannelPlan", detectors: Mapping | None) -> tupl
     return None
 
 
+#: roles of spectra (MCA): their data are counts unless BLISS or the beamline says otherwise
+SPECTRUM_ROLES = ("spectrum", "spectrum_files")
+SPECTRUM_UNITS = "counts"
+
+
 @dataclass
 class ChannelPlan:
     stream: str
@@ -119,6 +124,25 @@ class ChannelPlan:
     @property
     def interpretation(self) -> str | None:
         return {1: "spectrum", 2: "image"}.get(self.ndim)
+
+    @property
+    def is_spectrum(self) -> bool:
+        return self.role in SPECTRUM_ROLES
+
+    @property
+    def long_name(self) -> str | None:
+        """What viewers label a spectrum with (h5web and silx take ``@long_name`` over the
+        name): its measurement name and units, ``fluo_det0 (counts)``."""
+        if self.is_spectrum and self.short_name:
+            return f"{self.short_name} ({self.units})" if self.units else self.short_name
+        return None
+
+    @property
+    def attributes(self) -> dict:
+        """The attributes of the channel's dataset (and of views of it): units,
+        interpretation, long name, those it has."""
+        values = {"units": self.units, "interpretation": self.interpretation, "long_name": self.long_name}
+        return {k: v for k, v in values.items() if v is not None}
 
 
 def entry_names(desc: ScanDescription) -> list[tuple[str, str]]:
@@ -269,6 +293,8 @@ def plan_channels(desc: ScanDescription, detectors: Mapping | None = None
             group = safe_name(named)
         if units is None and role == "counter":  # BLISS's and the beamline's units win
             units = MCA_UNITS.get(mca_statistic(stream.name, info))
+        elif units is None and role in SPECTRUM_ROLES:
+            units = SPECTRUM_UNITS
         taken = groups_taken.setdefault(entry, set())
         if (entry, group) not in fields_taken:
             if group in taken:  # two devices with one display name

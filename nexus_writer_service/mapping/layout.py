@@ -115,7 +115,7 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
         if grp is None:
             grp = group(ch.nx_class)
             root.children["instrument"].children[ch.group] = grp
-        grp.children[ch.field] = stream_field(ch.stream, units=ch.units, interpretation=ch.interpretation)
+        grp.children[ch.field] = stream_field(ch.stream, **ch.attributes)
         for name, value in ch.device_fields.items():
             grp.children.setdefault(name, field(value))
         root.children["measurement"].children[ch.short_name] = link(f"/{entry.name}/{ch.path}")
@@ -136,13 +136,26 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
     return root
 
 
+def maybe_empty(entry: EntryPlan) -> list[str]:
+    """The groups of ``start_tree`` that can still be empty when the scan is over, deepest
+    first: the groups of kinds that fill them themselves (a detector that saved nothing),
+    then ``measurement`` and ``instrument`` (a scan without channels). Everything else is
+    made with its content."""
+    live = sorted({f"instrument/{ch.group}" for ch in entry.channels
+                   if not _appends(ch.kind) and _live_group(ch.kind)})
+    return [*live, "measurement", "instrument"]
+
+
 def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, lengths: dict[str, int],
                status: str, warnings: list[str], config: BeamlineConfig | None = None,
-               outcomes: dict | None = None) -> Group:
+               outcomes: dict | None = None, needs_plugin: frozenset = frozenset()) -> Group:
     """What is added when the scan is over (or given up): metadata, plots, status.
 
     ``outcomes``: stream -> ``kinds.Outcome`` of the kinds that add their own nodes.
     ``warnings`` is extended with what the configuration asked for but could not be made.
+    ``needs_plugin``: streams written with a filter only plugin readers decode (never the
+    default plot when another one can be). The entry's ``@default`` names an NXdata whose
+    signal has data, or is not set (nothing to plot).
     """
     info = final_info
     config = config or BeamlineConfig()
@@ -189,12 +202,12 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
             continue
         for path, node in outcome.nodes.items():
             insert(root, path, node)
-        if outcome.plot is not None and image_plot is None:
+        if outcome.plot is not None and image_plot is None and outcome.written > 0:
             image_plot = outcome.plot
     if image_plot is not None and "images" not in root.children:
         name, signal = image_plot
         root.children["images"] = group("NXdata", {name: signal}, signal=name, interpretation="image")
-    nxdata, default = plots.plots(entry.name, info, entry.channels, lengths, config.detectors)
+    nxdata, default = plots.plots(entry.name, info, entry.channels, lengths, config.detectors, needs_plugin)
     extra, technique_default, config_warnings = beamline.entry_plots(entry.name, info, entry.channels,
                                                                      lengths, config)
     warnings.extend(w for w in config_warnings + meta_warnings if w not in warnings)
@@ -231,7 +244,9 @@ def writer_note(entry: EntryPlan, lengths: dict[str, int], status: str, warnings
         c.short_name: field(int(lengths.get(c.stream, 0)), stream=c.stream)
         for c in entry.channels if c.stream in lengths
     })
-    note = group("NXnote", {NOTE.status: field(status), NOTE.date: field(_now()), NOTE.points: points})
+    note = group("NXnote", {NOTE.status: field(status), NOTE.date: field(_now())})
+    if points.children:  # a scan without channels has no points to count (no empty group)
+        note.children[NOTE.points] = points
     if warnings:
         note.children[NOTE.warnings] = field(list(warnings))
     return note
@@ -246,4 +261,4 @@ def _now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat()
 
 
-__all__ = ["plan_scan", "start_tree", "final_tree", "ScanPlan", "EntryPlan"]
+__all__ = ["plan_scan", "start_tree", "final_tree", "maybe_empty", "ScanPlan", "EntryPlan"]

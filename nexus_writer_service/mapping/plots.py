@@ -9,6 +9,12 @@ Every plot of spectra has an axis along the spectrum: ``channel`` (the index), a
 ``energy`` (keV) when the beamline configuration gives the detector's
 ``energy_calibration``; silx, PyMca and h5web then label the x axis instead of
 plotting against a bare index.
+
+An NXdata is made only over channels with data: a signal without a point is no plot
+(h5web shows "Abscissas have undefined domain"), so a scan that published nothing has
+no NXdata and no ``@default``. The default plot is one every reader opens: spectra a
+reader could only decode with a filter plugin (the opt-in bitshuffle-LZ4 preset) are
+not the default when the scan has 0D channels to plot instead.
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ def _trimmed(ch: ChannelPlan, entry: str, n: int, length: int):
     sources = [([0] + zeros, shape, [0] + zeros, shape)]
     if not zeros:
         sources = _split(sources)
-    return _vds(target, ch.dtype, shape, sources, units=ch.units, interpretation=ch.interpretation)
+    return _vds(target, ch.dtype, shape, sources, **ch.attributes)
 
 
 def mesh_shape(info: dict) -> tuple[int, int] | None:
@@ -123,20 +129,28 @@ def _x_axis(info: dict, channels: list[ChannelPlan]) -> ChannelPlan | None:
     return None
 
 
+def _with_data(channels: list[ChannelPlan], lengths: dict) -> list[ChannelPlan]:
+    return [c for c in channels if lengths.get(c.stream, 0) > 0]
+
+
 def plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str, int],
-          detectors: Mapping | None = None) -> tuple[dict, str | None]:
-    """NXdata groups for one entry and the name of the default one.
+          detectors: Mapping | None = None, needs_plugin: frozenset = frozenset()) -> tuple[dict, str | None]:
+    """NXdata groups for one entry and the name of the default one (None: nothing to plot).
 
     ``detectors``: the beamline configuration's detectors (for MCA energy calibrations).
+    ``needs_plugin``: streams whose dataset only a reader with a filter plugin decodes.
     """
-    counters = [c for c in channels if c.role == "counter" and c.ndim == 0]
-    spectra = [c for c in channels if c.role == "spectrum" and c.ndim == 1]
-    # spectra a detector server saved (MOSCA): their dataset is in the file once saved
-    spectra += [c for c in channels if c.role == "spectrum_files" and c.ndim == 1 and lengths.get(c.stream, 0) > 0]
+    counters = _with_data([c for c in channels if c.role == "counter" and c.ndim == 0], lengths)
+    spectra = _with_data([c for c in channels if c.is_spectrum and c.ndim == 1], lengths)
     # a detector's own value (diode, counter) makes the plot; the sub-fields of a
-    # detector (MCA statistics, lima ROIs) do not: then the spectra are the plot
+    # detector (MCA statistics, lima ROIs) do not: then the spectra are the plot, unless
+    # readers without the filter plugin could not open them
     primary = [c for c in counters if c.field in PRIMARY_FIELDS]
-    counters = primary if primary or spectra else counters
+    portable_spectra = not any(c.stream in needs_plugin for c in spectra)
+    if primary or (spectra and portable_spectra):
+        counters = primary
+    else:  # sub-fields only (MCA statistics, ROIs): what counts first (events, not real time)
+        counters = sorted(counters, key=lambda c: c.units != "counts")
     out: dict = {}
     mesh = mesh_shape(info)
     mesh_axes = _mesh_axes(info, channels) if mesh else None
@@ -159,7 +173,10 @@ def plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str
                                auxiliary_signals=[c.short_name for c in same[1:]] or None,
                                axes=["."] + axes, interpretation="spectrum",
                                **{f"{name}_indices": 1 for name in axis_nodes})
-    default = "plotselect" if "plotselect" in out else ("spectra" if out else None)
+    if "plotselect" in out:
+        default = "plotselect"
+    else:  # an entry opens on nothing rather than on data most readers cannot decode
+        default = "spectra" if "spectra" in out and portable_spectra else None
     return out, default
 
 
@@ -190,7 +207,13 @@ def spectrum_axes(spectra: list[ChannelPlan], detectors: Mapping | None,
 
 
 def _curve_plot(entry: str, x: ChannelPlan | None, counters: list[ChannelPlan], lengths: dict,
-                detectors: Mapping | None = None) -> Group:
+                detectors: Mapping | None = None) -> Group | None:
+    """Counters (or spectra) against ``x`` (None: the point index); None without data."""
+    counters = _with_data(counters, lengths)
+    if not counters:
+        return None
+    if x is not None and not lengths.get(x.stream, 0):
+        x = None  # an axis without points: against the index
     members = counters + ([x] if x else [])
     n = min(lengths.get(c.stream, 0) for c in members)
     children = {c.short_name: _trimmed(c, entry, n, lengths.get(c.stream, 0)) for c in members}
@@ -238,6 +261,8 @@ def configured_plot(entry: str, info: dict, channels: list[ChannelPlan], lengths
         return None, missing
     signals = [by_name[n] for n in (plot.signal, *plot.auxiliary_signals)]
     axes = [by_name[n] for n in plot.axes]
+    if not _with_data(signals, lengths):
+        return None, []  # every channel is there, without a point
     mesh = mesh_shape(info)
     mesh_axes = _mesh_axes(info, channels) if mesh else None
     # a mesh is plotted in its real shape whenever the axes asked for are its own

@@ -42,7 +42,10 @@ def format_status(status: WriterStatus) -> str:
     for s in status.scans:
         points = records.points(s)
         where = f"{s.get('file') or '-'} {','.join(s.get('entries') or [])}"
-        line = f"  {s.get('number')!s:>5} {s.get('name', '')[:14]:14} {s.get('status', '?'):10} {points:6d} pts  {where}"
+        # how the scan ended beside how it was written (an aborted scan can be SUCCEEDED)
+        ended = s.get("end_reason") or ("running" if s.get("status") in ("PENDING", "WRITING") else "-")
+        line = (f"  {s.get('number')!s:>5} {s.get('name', '')[:14]:14} {s.get('status', '?'):10} "
+                f"{ended:10} {points:6d} pts  {where}")
         if s.get("error"):
             line += f"  error: {s['error']}"
         elif s.get("warnings"):

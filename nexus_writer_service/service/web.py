@@ -2,9 +2,12 @@
 
 Standard library only (``http.server``): the page is plain HTML that refreshes
 itself every two seconds; it binds to localhost unless told otherwise. Per scan:
-its state, a progress bar (points written of those the scan announces), its
-warnings and a small plot of its default signal (``service.plots``: inline SVG made
-here, no script; a running scan's plot is redrawn at each refresh).
+the writer's state and how the scan ended (BLISS's end reason: SUCCESS, USER_ABORT,
+FAILURE ...), a progress bar (points written of those the scan announces while it
+runs; of those it published once it ended, with the planned number beside: an ascan
+aborted at 5 of 31 points is 5 / 5, "of 31 planned"), its warnings and a small plot of
+its default signal (``service.plots``: inline SVG made here, no script; a running
+scan's plot is redrawn at each refresh).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from .plots import svg
 _STYLE = """body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:1.5em}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#eee}
 .SUCCEEDED{color:#070}.FAILED{color:#b00}.INCOMPLETE{color:#b60}.WRITING{color:#05a}.dead{color:#b00}
+.end-SUCCESS{color:#070}.end-USER_ABORT{color:#b60;font-weight:bold}.end-other{color:#b00;font-weight:bold}
+.end-running{color:#05a}.planned{font-size:11px;color:#555}
 .bar{width:130px;height:14px;border:1px solid #889;background:#fff;position:relative}
 .bar>div{height:100%;background:#6a9fd8}.bar.done>div{background:#5cb85c}
 .bar>span{position:absolute;left:0;right:0;top:0;font-size:11px;line-height:14px;text-align:center}
@@ -48,18 +53,41 @@ def _count(value) -> int | None:
 
 
 def _progress(scan: dict) -> str:
-    """Points written of those expected, as a bar; without an expected number, the count alone."""
+    """Points written as a bar: of those expected while the scan runs, of those published
+    once it ended (with the planned number beside when it stopped short of it); without
+    either number, the count alone."""
     points = _points(scan)
-    written, expected = _count(points), _count(scan.get("expected"))
+    written, expected, published = _count(points), _count(scan.get("expected")), _count(scan.get("published"))
     if written is None:  # a record of another shape: its text, escaped
         return _text(points)
-    if not expected:
+    planned = ""
+    if published is not None:  # the scan is over: what it published is the whole
+        fraction = min(1.0, written / published) if published else 1.0
+        label = f"{written} / {published}"
+        if expected and expected != published:
+            planned = f"<span class='planned'>of {expected} planned</span>"
+    elif not expected:
         fraction, label = (1.0 if scan.get("status") == "SUCCEEDED" else 0.0), f"{written} points"
     else:
         fraction, label = min(1.0, written / expected), f"{written} / {expected}"
     done = " done" if scan.get("status") == "SUCCEEDED" else ""
     return (f"<div class='bar{done}' title='{_text(label)}'><div style='width:{100 * fraction:.1f}%'></div>"
-            f"<span>{_text(label)}</span></div>")
+            f"<span>{_text(label)}</span></div>{planned}")
+
+
+#: writer states in which the scan is still going on (no end reason yet)
+_RUNNING = ("PENDING", "WRITING")
+
+
+def _ended(scan: dict) -> str:
+    """The cell saying how the scan ended (BLISS's end reason), escaped."""
+    reason = scan.get("end_reason")
+    if isinstance(reason, str) and reason:
+        cls = {"SUCCESS": "end-SUCCESS", "USER_ABORT": "end-USER_ABORT"}.get(reason, "end-other")
+        return f"<td class='{cls}'>{_text(reason)}</td>"
+    if scan.get("status") in _RUNNING:
+        return "<td class='end-running'>running</td>"
+    return "<td>-</td>"
 
 
 def _problems(scan: dict) -> str:
@@ -91,7 +119,8 @@ def render(status: dict) -> str:
     parts.append("</table>")
     for name, s in sessions.items():
         parts.append(f"<h2>{e(name)}: recent scans</h2><table class='scans'><tr><th>scan</th><th>name</th>"
-                     "<th>state</th><th>points</th><th>file</th><th>entries</th><th>problems</th>"
+                     "<th>state</th><th>scan ended</th><th>points</th><th>file</th><th>entries</th>"
+                     "<th>problems</th>"
                      "<th>plot</th></tr>")
         for scan in s.get("scans") or []:
             if not isinstance(scan, dict):
@@ -100,7 +129,7 @@ def render(status: dict) -> str:
             entries = ", ".join(str(x) for x in entries) if isinstance(entries, list) else entries
             state = e(scan.get("status", "?"))
             parts.append(f"<tr><td>{e(scan.get('number'))}</td><td>{e(scan.get('name', ''))}</td>"
-                         f"<td class='{state}'>{state}</td><td>{_progress(scan)}</td>"
+                         f"<td class='{state}'>{state}</td>{_ended(scan)}<td>{_progress(scan)}</td>"
                          f"<td class='file'>{e(scan.get('file') or '-')}</td><td>{e(entries or '')}</td>"
                          f"<td>{_problems(scan)}</td><td>{svg(scan.get('plot'))}</td></tr>")
         parts.append("</table>")

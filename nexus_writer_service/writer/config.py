@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from .. import compression as compression_presets
 from ..io.space import RECOMMENDED_MB, REQUIRED_MB, SpaceRule
 
 
@@ -36,8 +37,9 @@ class WriterConfig:
     #: that waits for Redis (never closed, slow) holds a thread but not one of the
     #: ``max_active_scans`` working slots (``writer.scheduler``)
     max_scan_threads: int = 64
-    #: filter for datasets of spectra and images: "bitshuffle-lz4", "gzip" or "" (none)
-    compression: str = "bitshuffle-lz4"
+    #: filter for datasets of spectra and images: a preset of ``nexus_writer_service.compression``
+    #: ("gzip", every HDF5 reader opens it; "bitshuffle-lz4", readers need the plugin; "" none)
+    compression: str = compression_presets.DEFAULT
     #: beamline configuration (metadata.config), as validated raw data: the session's own
     #: (published in scan_info) is merged over it, and the scan's metadata over both
     beamline: dict = field(default_factory=dict)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ..h5map import ExternalLink
 
+from ..io import retry
 from ..io.files import FileRegistry
 from ..io.tree import TreeWriter
 from ..descriptions import ScanDescription
@@ -59,30 +60,41 @@ def master_links(desc: ScanDescription, dataset_file: str, entries: list[str]) -
 
 
 def update_master_files(files: FileRegistry, links: list[MasterLink]) -> list[str]:
-    """Add the links (never replacing an existing name); returns warnings."""
+    """Add the links (never replacing an existing name); returns warnings.
+
+    Master files are shared by every scan of a collection or proposal, so another
+    process may be writing one (a writer of another session; HDF5 file locking is often
+    off on network file systems): a half-flushed state is read again (``io.retry``).
+    Linking is idempotent, so a second try after a transient error adds what is missing.
+    """
     warnings = []
     by_master: dict[str, list[MasterLink]] = {}
     for link in links:
         by_master.setdefault(link.master, []).append(link)
     for master, items in by_master.items():
-        handle = files.acquire(master)
-        try:
-            with handle.lock:
-                children = {}
-                for link in items:
-                    rel = os.path.relpath(link.target_file, os.path.dirname(master))
-                    if link.name in handle.h5:
-                        existing = handle.h5.get(link.name, getlink=True)
-                        if getattr(existing, "filename", None) != rel:
-                            warnings.append(f"{master}: {link.name} exists already, not replaced")
-                        continue
-                    children[link.name] = ExternalLink(target_file=rel, target_path=f"/{link.target_entry}")
-                writer = TreeWriter()
-                for name, node in children.items():
-                    writer.write(handle.h5, name, node)
-                warnings.extend(writer.warnings)
-            handle.flush()
-        finally:
-            files.release(handle)
+        warnings.extend(retry.call(_link_into, files, master, items))
     return warnings
 
+
+def _link_into(files: FileRegistry, master: str, items: list[MasterLink]) -> list[str]:
+    warnings = []
+    handle = files.acquire(master)
+    try:
+        with handle.lock:
+            children = {}
+            for link in items:
+                rel = os.path.relpath(link.target_file, os.path.dirname(master))
+                if link.name in handle.h5:
+                    existing = handle.h5.get(link.name, getlink=True)
+                    if getattr(existing, "filename", None) != rel:
+                        warnings.append(f"{master}: {link.name} exists already, not replaced")
+                    continue
+                children[link.name] = ExternalLink(target_file=rel, target_path=f"/{link.target_entry}")
+            writer = TreeWriter()
+            for name, node in children.items():
+                writer.write(handle.h5, name, node)
+            warnings.extend(writer.warnings)
+        handle.flush()
+    finally:
+        files.release(handle)
+    return warnings

@@ -18,6 +18,7 @@ import numpy as np
 from ..h5map import ExternalLink
 
 from .. import kinds
+from ..compression import preset as filter_preset
 from ..descriptions import ScanDescription
 from ..records import NOTE, NOTE_GROUP, ScanRecord
 from ..io import entries, inspect
@@ -138,6 +139,8 @@ class ScanWriter:
         #: this scan wrote since its last flush (the handle also limits flushes, per file)
         self._dirty = False
         self._last_space_check = 0.0
+        #: streams whose dataset only readers with a filter plugin decode (opt-in presets)
+        self._needs_plugin: frozenset = frozenset()
         self.state.entries = []
 
     def slot_take(self) -> None:
@@ -214,12 +217,14 @@ class ScanWriter:
                 with handle.lock:
                     for array in arrays:  # their open-dataset slots, at once
                         try:
-                            array.close()
+                            array.close()  # what it holds in memory goes into the file first
                         except Exception as exc:
                             self.log.error("closing a dataset of %s failed: %s", handle.path, exc)
                             broken = True
                             break
             if broken:
+                for array in arrays:  # what they hold in memory is in Redis still: dropped
+                    array.abandon()
                 self.files.quarantine(handle, keep=arrays, force=True)
             self.files.release(handle)
             self._handle = None
@@ -297,7 +302,7 @@ class ScanWriter:
         if self._handle is not None:
             self.slot.take()
             try:
-                self._handle.flush()
+                self._handle.flush(before=self._sync_arrays)
             except Exception as exc:  # the new writer checks the file like one a crash left
                 self.log.error("could not flush %s before leaving it: %s", self._handle.path, exc)
         where = f" ({points} points in {self.state.file})" if self.state.file else ""
@@ -384,6 +389,8 @@ class ScanWriter:
                                                                   compression or ""),
                                      expected, storage)
                  for c in plan.streamed}
+        self._needs_plugin = frozenset(name for name, spec in specs.items()
+                                       if filter_preset(spec.filter).plugin)
         with self._handle.lock:
             h5 = self._handle.h5
             existing = [e.name for e in plan.entries if entries.has(h5, e.name)]
@@ -408,7 +415,7 @@ class ScanWriter:
                 self.log.info("resuming %s (%d points already in the file)", ", ".join(existing),
                               max(self._skip.values(), default=0))
         # visible to readers with the next periodic flush (back-to-back scans share the file)
-        self._dirty = not self._handle.flush(self.config.flush_period)
+        self._dirty = not self._handle.flush(self.config.flush_period, before=self._sync_arrays)
 
     def _own_unfinished(self, h5, names: list[str], key: str, path: str) -> bool:
         """True if these entries are this scan's, left unfinished by a writer that died."""
@@ -487,7 +494,7 @@ class ScanWriter:
             self._check_claim()
             if live_due and self._write_live():
                 self._dirty = True
-            if self._dirty and self._handle.flush(self.config.flush_period):
+            if self._dirty and self._handle.flush(self.config.flush_period, before=self._sync_arrays):
                 self._dirty = False  # else flushed too recently: asked again next time
             if not batches:
                 self.slot.give()  # waiting for Redis now (a hung scan must not hold a slot)
@@ -547,7 +554,7 @@ class ScanWriter:
         if not rule.shortage(path, margin_mb) and self._handle.reserve(need):
             return True
         self.slot.take()
-        self._handle.flush()
+        self._handle.flush(before=self._sync_arrays)
         self._dirty = False
         started = time.monotonic()
         while True:
@@ -563,6 +570,11 @@ class ScanWriter:
             time.sleep(self.config.storage_check_period)
         self.log.info("room on the disk again: writing goes on")
         return True
+
+    def _sync_arrays(self) -> None:
+        """What this scan's datasets hold in memory goes into the file (before a flush)."""
+        for array in self._arrays.values():
+            array.sync()
 
     def _point(self, name: str) -> int:
         array = self._arrays.get(name)
@@ -697,6 +709,12 @@ class ScanWriter:
                 self._warn(w)
             if outcome.missing or not outcome.accounted:
                 ok = False
+        # how the scan ended and how far it got: what progress is measured against now
+        self.state.end_reason = str(info["end_reason"]) if info.get("end_reason") else None
+        counts = [published[n] if isinstance(published.get(n), int) and published[n] >= 0 else n_written
+                  for n, n_written in self.state.written.items() if n not in outcomes]
+        counts += [o.written + o.missing for o in outcomes.values()]
+        self.state.published = max(counts, default=0)
         if not self._make_room(0.0):  # the final tree's blocks
             ok = False
         change = self._handle.check()  # before the final tree: never into a file taken away
@@ -713,20 +731,23 @@ class ScanWriter:
         self.slot.take()
         self._check_claim()  # the final tree is written whole, or not at all
         with self._handle.lock:
+            self._sync_arrays()  # every point in the file before the entry is finished
             h5 = self._handle.h5
             writer = TreeWriter()
             plotted = None
             for entry in plan.entries:
                 tree = layout.final_tree(desc, entry, info, lengths, status, self.state.warnings,
-                                         self._beamline, outcomes)
-                if subscans is not None and entry is plan.entries[0]:
-                    tree.children["subscans"] = subscans
+                                         self._beamline, outcomes, self._needs_plugin)
+                if subscans is not None and subscans.children and entry is plan.entries[0]:
+                    tree.children["subscans"] = subscans  # a sequence without children has none
                 writer.write(h5, entry.name, tree,
                              replace=frozenset({f"{entry.name}/{NOTE_GROUP}/{NOTE.status}", *self._live_paths}))
-                if plotted is None and _worth_plotting(tree, entry, lengths):
+                if plotted is None and _worth_plotting(tree):
                     plotted = entry.name
             writer.finish_links()
             self._note_warnings(writer.warnings)
+            for entry in plan.entries:  # groups made at the start for data that never came
+                entries.prune_empty(h5, entry.name, layout.maybe_empty(entry))
             # the file opens on the last scan with something to show, never on an empty entry
             if plotted is not None:
                 entries.set_default(h5, plotted)
@@ -834,15 +855,15 @@ class ScanWriter:
         try:
             with self._handle.lock:
                 entries.set_status(self._handle.h5, self.state.entries, status, self.state.error)
+                for entry in (self._plan.entries if self._plan else []):
+                    entries.prune_empty(self._handle.h5, entry.name, layout.maybe_empty(entry))
         except Exception:
             self.log.debug("could not mark the file as %s", status, exc_info=True)
 
 
-def _worth_plotting(tree, entry, lengths: dict) -> bool:
-    """The entry has a default plot over at least one point."""
-    if "default" not in tree.attributes:
-        return False
-    return any(lengths.get(c.stream, 0) > 0 for c in entry.channels)
+def _worth_plotting(tree) -> bool:
+    """The entry has a default plot (``layout.final_tree`` names one only over data)."""
+    return "default" in tree.attributes
 
 
 def _announced_points(info) -> int | None:

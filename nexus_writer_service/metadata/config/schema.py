@@ -13,6 +13,7 @@ from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ... import compression
 from ...nxrules import NAME_RE
 from . import tree
 from .units import check_units
@@ -24,20 +25,10 @@ def check_name(name: str) -> str:
     return name
 
 
-def check_compression(name: str) -> str:
-    """The filter names the writer knows (io/arrays.py FILTER_PLUGINS), checked here without h5py."""
-    known = ("bitshuffle-lz4", "gzip", "none", "deflate", "shuffle", "bitshuffle")
-    if name not in known:
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(f"{name!r} is not a compression ({hint}'bitshuffle-lz4': fast, readers need the "
-                         f"plugin; 'gzip': every HDF5 reader opens it; 'none')")
-    return name
-
-
 Units = Annotated[str, AfterValidator(check_units)]
 NxName = Annotated[str, AfterValidator(check_name)]
-Compression = Annotated[str, AfterValidator(check_compression)]
+#: a compression preset (defined once: ``nexus_writer_service.compression``)
+Compression = Annotated[str, AfterValidator(compression.check)]
 
 
 #: items of every entry (doc/layout.md): plots and techniques may not take these names
@@ -121,8 +112,9 @@ class BeamlineConfig(_Strict):
     #: default technique of every scan (a scan may name another in scan_info["nexuswriter"]["technique"])
     technique: str | None = None
     techniques: dict[NxName, TechniqueConfig] = Field(default_factory=dict)
-    #: filter of spectra and images: bitshuffle-lz4 (fast; readers need the plugin), gzip
-    #: (every HDF5 reader opens it) or none; absent: the writer's --compression
+    #: filter of spectra and images (``nexus_writer_service.compression``): gzip (every HDF5
+    #: reader opens it), bitshuffle-lz4 (fast; readers need the plugin) or none; absent: the
+    #: writer's --compression
     compression: Compression | None = None
 
     @model_validator(mode="after")
