@@ -21,7 +21,7 @@ from ..descriptions import ScanDescription
 from ..records import NOTE, NOTE_GROUP, ScanRecord
 from ..io import entries, inspect
 from ..io.arrays import ArraySpec, StorageOptions
-from ..io.files import FileHandle, FileRegistry
+from ..io.files import FileHandle, FileRegistry, set_publisher
 from ..io.tree import TreeWriter
 from ..mapping import beamline, layout
 from ..mapping.scaninfo import clean as clean_info
@@ -241,6 +241,7 @@ class ScanWriter:
                  for c in plan.streamed}
         with self._handle.lock:
             h5 = self._handle.h5
+            set_publisher(h5, desc.info)
             existing = [e.name for e in plan.entries if entries.has(h5, e.name)]
             resume = bool(existing) and self._own_unfinished(h5, existing, desc.key, path)
             writer = TreeWriter(specs, resume=resume)
@@ -487,20 +488,28 @@ class ScanWriter:
             h5 = self._handle.h5
             writer = TreeWriter()
             plotted = None
+            #: entry -> its end_time node, written after everything else
+            ends = {}
             for entry in plan.entries:
                 tree = layout.final_tree(desc, entry, info, lengths, status, self.state.warnings,
                                          self._beamline, outcomes)
                 if subscans is not None and entry is plan.entries[0]:
                     tree.children["subscans"] = subscans
+                if "end_time" in tree.children:
+                    ends[entry.name] = tree.children.pop("end_time")
                 writer.write(h5, entry.name, tree,
                              replace=frozenset({f"{entry.name}/{NOTE_GROUP}/{NOTE.status}", *self._live_paths}))
                 if plotted is None and _worth_plotting(tree, entry, lengths):
                     plotted = entry.name
             writer.finish_links()
-            self._note_warnings(writer.warnings)
             # the file opens on the last scan with something to show, never on an empty entry
             if plotted is not None:
                 entries.set_default(h5, plotted)
+            # end_time last: readers of BLISS files (ewoksdata, blissdata's h5api) take it
+            # as "this entry is complete" and read it whole from then on
+            for name, node in ends.items():
+                writer.write(h5[name], "end_time", node)
+            self._note_warnings(writer.warnings)
         self._handle.flush()
         self.state.status = status
         npoints = max(lengths.values(), default=0)
