@@ -37,6 +37,9 @@ class ScanRecord:
     error: str | None = None
     #: points the scan announces (scan_info ``npoints``; None: unknown or unbounded), for progress
     expected: int | None = None
+    #: epoch seconds: when the writer began writing the scan, and when it finished it
+    started: float | None = None
+    ended: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +49,7 @@ class ScanRecord:
 STORE_FIELDS = {"session": str, "updated": float}
 
 _TYPES = {"key": str, "name": str, "number": int, "status": str, "file": str, "entries": list,
-          "written": dict, "warnings": list, "error": str, "expected": int, **STORE_FIELDS}
+          "written": dict, "warnings": list, "error": str, "expected": int, "started": float, "ended": float, **STORE_FIELDS}
 
 
 def read_record(raw: str | bytes | dict | None) -> dict | None:

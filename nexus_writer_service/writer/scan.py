@@ -72,7 +72,7 @@ class ScanLogger(logging.LoggerAdapter):
 class ScanWriter:
     def __init__(self, source: ScanSource, files: FileRegistry, config: WriterConfig,
                  logger: logging.Logger, session: str = "", publish=None,
-                 superseded: threading.Event | None = None, confirm_claim=None):
+                 superseded: threading.Event | None = None, confirm_claim=None, stop_requested=None):
         self.source = source
         self.files = files
         self.config = config
@@ -105,6 +105,10 @@ class ScanWriter:
         self._superseded = superseded or threading.Event()
         #: asks Redis now whether the session is still ours (sets ``superseded`` if not)
         self._confirm_claim = confirm_claim or (lambda: True)
+        #: asks Redis whether someone wants this scan stopped (the Tango command stop_scan)
+        self._stop_requested = stop_requested or (lambda key: False)
+        #: stopped on request: finish with what was written, wait for nothing more
+        self._stopped = False
 
     # -- public ------------------------------------------------------------
     def run(self) -> ScanRecord:
@@ -129,6 +133,8 @@ class ScanWriter:
             else:
                 self._rebuild_after_failed_writes()
         finally:
+            if self.state.status in FINAL_STATES and self.state.ended is None:
+                self.state.ended = time.time()
             if self._handle is not None:
                 self.slot.take()  # closing the file flushes it
                 with self._handle.lock:
@@ -211,6 +217,7 @@ class ScanWriter:
         where = " (no file named by BLISS: default template)" if from_template else ""
         self.log.info("writing %s in %s%s", ", ".join(self.state.entries), path, where)
         self.state.status = WRITING
+        self.state.started = time.time()
         self._publish()
         complete = self._stream()
         self._finish(complete)
@@ -303,8 +310,16 @@ class ScanWriter:
         last_progress = time.monotonic()
         redis_down = False
         has_live = bool(self._plan.referenced)  # views that grow while the scan runs
+        next_stop_check = 0.0
         while True:
             self._check_claim()
+            if time.monotonic() >= next_stop_check:  # one Redis call a second at most
+                next_stop_check = time.monotonic() + 1.0
+                if self._stop_requested(src.key):
+                    self._stopped = True
+                    self.slot.take()
+                    self._warn("stopped on request (stop_scan): the rest of the scan is not written")
+                    return False
             try:
                 batches = src.read(timeout=self.config.read_timeout)
                 if redis_down:
@@ -432,7 +447,7 @@ class ScanWriter:
         src, desc, plan = self.source, self._desc, self._plan
         if not src.closed:
             self.slot.give()
-        closed = src.closed or self._wait_for(CLOSED, min(self.config.stall_timeout, 60.0))
+        closed = src.closed or (not self._stopped and self._wait_for(CLOSED, min(self.config.stall_timeout, 60.0)))
         self.slot.take()
         self._check_claim()
         info, problems = clean_info(src.info)
@@ -444,7 +459,7 @@ class ScanWriter:
         trusted = {n: v for n, v in lengths.items() if n not in self._broken}
         published = src.published_lengths(known=trusted if self._drained and not self._lost else None)
         self.state.written = dict(lengths)
-        if not closed:
+        if not closed and not self._stopped:
             self._warn("the scan was never closed by its publisher")
         ok = closed and streams_complete and not self._lost and not self._broken
         for name, n in lengths.items():
