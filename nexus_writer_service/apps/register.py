@@ -16,7 +16,6 @@ Ours on top: ``--class BlissWriter`` (or ``both``) for BLISS 2.4's ``'mapping'``
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -24,7 +23,6 @@ from . import logconfig
 
 FAMILIES = {"NexusWriter": "bliss_nxwriter", "BlissWriter": "blisswriter"}
 SERVER = "nexuswriter"
-_log = logging.getLogger("nexus_writer_service.register")
 
 
 def default_domain() -> str:
@@ -118,8 +116,6 @@ def reuse(db, existing, name: str, extra: dict | None = None) -> str:
     if extra:
         db.put_device_property(existing.name, dict(extra))
     other = "" if existing.name.lower() == name.lower() else f" (not registering {name})"
-    if other:
-        _log.warning("%s already writes session %s%s", existing.name, existing.session, other)
     return (f"{existing.name} already registered (class {existing.cls}, server {existing.server}, "
             f"session {existing.session}){other}; run it with: {_run_hint(existing.server)}")
 

@@ -170,9 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log_dir = args.log_dir or config.get("log_dir") or default_log_dir()
     supervisor = Supervisor(specs, url, args.log.lower(), log_dir)
-    where = f"Tango server {args.server}/{instance}: " if tango_mode else ""
-    log.info("%swriting session(s) %s; their logs in %s", where,
-             ", ".join(s.name for s in specs) or "(none)", log_dir)
+    where = f" (Tango server {args.server}/{instance})" if tango_mode else ""
+    log.info("writing session(s) %s%s; session writer logs in %s",
+             ", ".join(s.name for s in specs) or "(none)", where, log_dir)
     for d in devices:
         log.info("Tango device %s (%s) for session %s", d.name, d.cls, d.session or "-")
     reader = StatusReader(url)
