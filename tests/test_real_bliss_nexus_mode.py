@@ -110,8 +110,13 @@ class NexusModeStack:
                               capture_output=True, text=True, timeout=60)
 
     def proxy(self):
-        os.environ["TANGO_HOST"] = self.beacon.tango_host
-        return tango.DeviceProxy(DEVICE)
+        # the database named in full: this process keeps its first default database (Tango
+        # caches it), and each variant has its own Beacon
+        return tango.DeviceProxy(f"tango://{self.beacon.tango_host}/{DEVICE}")
+
+    def db(self):
+        host, port = self.beacon.tango_host.rsplit(":", 1)
+        return tango.Database(host, int(port))
 
     def register_command(self) -> list[str]:
         if self.variant == "esrf":  # ESRF's line, exactly
@@ -156,7 +161,7 @@ class NexusModeStack:
 
     def set_properties(self, **properties) -> None:
         """Change device properties in the Tango database, then Init: what an operator does."""
-        db = tango.Database()
+        db = self.db()
         for name, value in properties.items():
             if value is None:
                 db.delete_device_property(DEVICE, name)
@@ -228,7 +233,7 @@ def test_registration_reuses_the_sessions_device_as_esrf(stack):
     assert other.stdout == (f"{DEVICE} already registered (class NexusWriter, server {running}, "
                             f"session {SESSION}) (not registering id98/bliss_nxwriter/{SESSION}); "
                             f"run it with: {hint}\n")
-    db = tango.Database()
+    db = stack.db()
     assert list(db.get_device_name("*", "NexusWriter")) == [DEVICE]
     # --ignore_existing registers it anyway (ESRF's); BLISS would then find two: removed again
     forced = stack.run("RegisterNexusWriter", SESSION, "--domain", "id98", "--ignore_existing")
@@ -378,3 +383,48 @@ def test_device_server_stopped_fails_the_next_scan(stack, accepted):
     from nexus_writer_service.transport.status import StatusReader
 
     assert StatusReader(stack.url).scan(line["key"]) is None  # no writer saw it
+
+
+def test_a_blisswriter_device_registered_as_blisswriter3_does_is_served(stack, accepted):
+    """BLISS 2.4's 'mapping' mode: the device ``blisswriter tango register REDIS_URL --session S
+    --instance I`` makes (class BlissWriter, server BlissWriter/I, properties redis_url and
+    session), served by ``NexusWriterService I --server BlissWriter``: its session written from
+    the device's Redis (the service is given no other: the device is ON only once that
+    writer beats there). After the module's own service is stopped (one writer per session)."""
+    assert stack.stop_service() == 0
+    name = f"id00/blisswriter/{SESSION}"
+    info = tango.DbDevInfo()  # what blisswriter 3.0.0's register_blisswriter puts there
+    info.name, info._class, info.server = name, "BlissWriter", "BlissWriter/nxw_map"
+    db = stack.db()
+    db.add_device(info)
+    db.put_device_property(name, {"redis_url": stack.url, "session": SESSION})
+    # a scan BLISS ran while no writer was served (refused): the writer started now recovers
+    # it from the device's Redis and writes it
+    key = stack.bliss.scan("ascan", stack.tmp / "data", "mapping_mode")["key"]
+    env = {k: v for k, v in stack.env.items() if k != "BEACON_HOST"}  # the Redis: the device's
+    log = open(stack.tmp / "mapping.out", "wb")
+    service = subprocess.Popen([str(REPO / ".venv" / "bin" / "NexusWriterService"), "nxw_map", "--server",
+                                "BlissWriter", "--port", "none", "--log-dir", str(stack.tmp / "logs_map")],
+                               env=env, stdout=log, stderr=subprocess.STDOUT, cwd=stack.tmp)
+    try:
+        dev = tango.DeviceProxy(f"tango://{stack.beacon.tango_host}/{name}")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if dev.state() in (tango.DevState.ON, tango.DevState.RUNNING) and dev.SaveScan(key):
+                    break
+            except tango.DevFailed:
+                pass
+            assert service.poll() is None and time.monotonic() < deadline, (stack.tmp / "mapping.out").read_text()
+            time.sleep(0.2)
+        while dev.scan_state(key) != tango.DevState.OFF:
+            assert time.monotonic() < deadline, dev.scan_state_reason(key)
+            time.sleep(0.2)
+        assert dev.scan_state_reason(key).startswith("SUCCEEDED: ")
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.wait(60)
+        log.close()
+    assert service.returncode == 0
+    out = (stack.tmp / "mapping.out").read_text()
+    assert f"writing session(s) {SESSION} (Tango server BlissWriter/nxw_map)" in out, out

@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 
+from .. import __version__
 from ..metadata.config.yamlsource import ConfigError, read
 from ..service.supervisor import SessionSpec, Supervisor, default_log_dir
 from ..service.plots import PlotSource
@@ -107,6 +108,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--allowed-root", action="append", default=[], metavar="DIR",
                    help="a folder every session writer may write in (repeatable; see NexusSessionWriter)")
     logconfig.add_options(p)
+    p.add_argument("--version", action="version", version=f"nexus_writer_service {__version__}")
     return p
 
 
