@@ -10,7 +10,7 @@ import time
 import pytest
 
 from browser import chromium, get_json, wait
-from nexus_writer_service.apps.service import ConfigError, load_config, session_specs
+from nexus_writer_service.apps.service import ConfigError, _port, load_config, session_specs
 from nexus_writer_service.simulation.recording import load_recording, relocate
 from nexus_writer_service.simulation.replay import publish
 from conftest import start_service
@@ -80,6 +80,11 @@ def test_service_configuration_errors_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="'args' must be a list"):
         session_specs([], {"sessions": [{"name": "x", "args": "--base-path /d"}]})
     assert [s.name for s in session_specs(["a"], {"sessions": ["b", "a", {"name": "c"}]})] == ["a", "b", "c"]
+    assert [_port(p) for p in ("8750", 0, "none", "NONE", None)] == [8750, 0, None, None, None]
+    with pytest.raises(ConfigError, match="'x' is neither a port number nor 'none'"):
+        _port("x")
+    with pytest.raises(ConfigError, match="70000 is not a port number"):
+        _port("70000")
 
 
 def test_a_taken_port_falls_back_and_esrf_logging_options_do_what_they_say(redis_server, tmp_path):

@@ -407,6 +407,11 @@ def test_bliss_writer_refuses_scans_it_cannot_write(harness, make_harness, tmp_p
     ("127.0.0.1:1", "cannot reach the Tango database at TANGO_HOST=127.0.0.1:1: "),
 ])
 @pytest.mark.parametrize("command", [["RegisterNexusWriter", "test_session", "--instance", "i1"],
+                                     # ESRF's lines: a bare name is the Tango instance, not a session
+                                     ["RegisterNexusWriter", "bar_nexus", "--domain", "id00", "--instance",
+                                      "bar_nexus", "--server", "nexuswriter", "--beacon-host", "h:1", "--log=info"],
+                                     ["NexusWriterService", "bar_nexus", "--log=info", "--port", "none"],
+                                     ["NexusWriterService", "--port", "none"],  # instance nexuswriters
                                      ["NexusWriterService", "i1", "--port", "0"]])
 def test_no_tango_database_is_one_line_and_exit_code_2(command, tango_host, expected, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TANGO_HOST"}

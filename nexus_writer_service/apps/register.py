@@ -134,7 +134,7 @@ def register(db, ts, cls: str, name: str, server: str, session: str, beacon_host
     if existing is not None and (existing[0] != cls or existing[1].lower() != server.lower()):
         raise RuntimeError(f"{name} is already a device of class {existing[0]} in server {existing[1]}")
     if existing is not None:
-        current = ts._property(db, name, "session")
+        current = ts.property_value(db, name, "session")
         if current and current != session:
             raise RuntimeError(f"{name} writes BLISS session {current!r}, not {session!r}")
     if existing is None:

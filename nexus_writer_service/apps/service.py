@@ -179,13 +179,14 @@ def main(argv: list[str] | None = None) -> int:
         log.info("Tango device %s (%s) for session %s", d.name, d.cls, d.session or "-")
     reader = StatusReader(url)
     shown_url = redact_url(url)
+    #: sessions whose device names its own Redis (``redis_url``) are read there
+    readers = {s.name: StatusReader(s.redis_url) for s in specs if s.redis_url}
 
     def status() -> dict:
         out = {"redis_url": shown_url, "sessions": {}}
         for name, proc in supervisor.processes().items():
-            spec_url = supervisor.writers[name].spec.redis_url
             try:
-                r = reader if not spec_url else StatusReader(spec_url)
+                r = readers.get(name, reader)
                 heartbeat, scans = r.writer(name), r.recent(name, 20)
             except Exception as e:  # Redis away: the page says so instead of failing
                 heartbeat, scans = None, [{"status": "?", "error": f"Redis: {e}"}]

@@ -73,7 +73,7 @@ def reason(exc: tango.DevFailed) -> str:
     return text
 
 
-def _property(db: tango.Database, device: str, name: str) -> str:
+def property_value(db: tango.Database, device: str, name: str) -> str:
     values = db.get_device_property(device, name)[name]
     return values[0] if values else ""
 
@@ -84,8 +84,8 @@ def instance_devices(db: tango.Database, instance: str, server: str = SERVER) ->
     out = []
     for cls in CLASS_NAMES:
         for name in db.get_device_name(full, cls):
-            out.append(DeviceEntry(name, cls, _property(db, name, "session"), full,
-                                   _property(db, name, "redis_url"), _property(db, name, "beacon_host")))
+            out.append(DeviceEntry(name, cls, property_value(db, name, "session"), full,
+                                   property_value(db, name, "redis_url"), property_value(db, name, "beacon_host")))
     return out
 
 
@@ -94,10 +94,10 @@ def session_devices(db: tango.Database, session: str, cls: str = "NexusWriter") 
     what BLISS looks for (more than one makes BLISS refuse to choose)."""
     out = []
     for name in db.get_device_name("*", cls):
-        if _property(db, name, "session") == session:
+        if property_value(db, name, "session") == session:
             info = db.get_device_info(name)
-            out.append(DeviceEntry(name, cls, session, info.ds_full_name, _property(db, name, "redis_url"),
-                                   _property(db, name, "beacon_host")))
+            out.append(DeviceEntry(name, cls, session, info.ds_full_name, property_value(db, name, "redis_url"),
+                                   property_value(db, name, "beacon_host")))
     return out
 
 
