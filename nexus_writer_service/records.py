@@ -43,6 +43,9 @@ class ScanRecord:
     #: points the scan published, once it ended (the most of any channel): progress is
     #: measured against it then (an aborted scan stops short of ``expected``)
     published: int | None = None
+    #: epoch seconds: when the writer began writing the scan, and when it finished it
+    started: float | None = None
+    ended: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,7 +56,7 @@ STORE_FIELDS = {"session": str, "updated": float}
 
 _TYPES = {"key": str, "name": str, "number": int, "status": str, "file": str, "entries": list,
           "written": dict, "warnings": list, "error": str, "expected": int, "end_reason": str,
-          "published": int, **STORE_FIELDS}
+          "published": int, "started": float, "ended": float, **STORE_FIELDS}
 
 
 def read_record(raw: str | bytes | dict | None) -> dict | None:

@@ -187,7 +187,7 @@ def test_sigterm_mid_scan_names_the_unfinished_scans(redis_server, tmp_path):
 def test_invalid_session_names_are_refused_before_anything_starts(redis_server, tmp_path):
     marker = f"ok_{uuid.uuid4().hex[:8]}"
     for bad in ("a/b", "x:y", "../up", "has space", ""):
-        out = subprocess.run([os.path.join(BIN, "NexusWriterService"), marker, bad, "--redis-url",
+        out = subprocess.run([os.path.join(BIN, "NexusWriterService"), "--session", marker, "--session", bad, "--redis-url",
                               redis_server.url, "--port", "0", "--log-dir", str(tmp_path / "logs")],
                              capture_output=True, text=True, timeout=30, env=_env())
         assert out.returncode == 2, out
@@ -206,8 +206,8 @@ def test_invalid_session_names_are_refused_before_anything_starts(redis_server, 
 
 def test_session_writers_die_with_a_killed_service(redis_server, tmp_path):
     session = f"orphan_{uuid.uuid4().hex[:6]}"
-    service = subprocess.Popen([os.path.join(BIN, "NexusWriterService"), session, "--redis-url", redis_server.url,
-                                "--port", "0", "--log-dir", str(tmp_path / "logs")],
+    service = subprocess.Popen([os.path.join(BIN, "NexusWriterService"), "--session", session, "--redis-url",
+                                redis_server.url, "--port", "0", "--log-dir", str(tmp_path / "logs")],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
     lines = Lines(service)
     try:
@@ -232,8 +232,8 @@ def test_session_writers_die_with_a_killed_service(redis_server, tmp_path):
 def test_service_without_log_dir_logs_to_a_default_folder_and_says_where(redis_server, tmp_path):
     session = f"logs_{uuid.uuid4().hex[:6]}"
     state = tmp_path / "state"
-    service = subprocess.Popen([os.path.join(BIN, "NexusWriterService"), session, "--redis-url", redis_server.url,
-                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    service = subprocess.Popen([os.path.join(BIN, "NexusWriterService"), "--session", session, "--redis-url",
+                                redis_server.url, "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env=_env(XDG_STATE_HOME=str(state)), cwd=tmp_path)
     lines = Lines(service)
     folder = state / "nexus_writer_service" / "logs"
@@ -259,7 +259,7 @@ def _dead_port() -> int:
 def test_beacon_host_pointing_at_nothing_names_beacon_and_the_address(tmp_path):
     address = f"localhost:{_dead_port()}"
     for exe, args in (("NexusSessionWriter", ["s1", "--base-path", str(tmp_path)]),
-                      ("NexusWriterService", ["s1", "--port", "0", "--log-dir", str(tmp_path / "logs")])):
+                      ("NexusWriterService", ["--session", "s1", "--port", "0", "--log-dir", str(tmp_path / "logs")])):
         out = subprocess.run([os.path.join(BIN, exe), *args], capture_output=True, text=True, timeout=60,
                              env=_env(BEACON_HOST=address))
         text = out.stdout + out.stderr
@@ -307,7 +307,7 @@ def test_session_writer_repeats_its_warning_while_redis_is_dead(tmp_path, caplog
 def test_service_console_says_when_redis_is_dead_and_back(tmp_path):
     folder = _short_dir()
     url = f"unix://{folder}/redis.sock"
-    service = subprocess.Popen([os.path.join(BIN, "NexusWriterService"), "dead_svc", "--redis-url", url,
+    service = subprocess.Popen([os.path.join(BIN, "NexusWriterService"), "--session", "dead_svc", "--redis-url", url,
                                 "--port", "0", "--log-dir", str(tmp_path / "logs")],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
     lines, server = Lines(service), None

@@ -1,13 +1,17 @@
 """REAL BLISS 2.2.1 with ``SCAN_SAVING.writer = 'nexus'``: BLISS's production mode, through
 our Tango device.
 
-Opt-in like tests/test_real_bliss.py (``NXW_REAL_BLISS=1``). One Beacon serves the module
-with its Tango database (``--tango-port``: NosqlTangoDB from the BLISS venv); the device is
-put there by our ``RegisterNexusWriter`` and served by our ``NexusWriterService --tango``
-(with the session writer it supervises), both from BLISS's own environment (the BLISS venv:
-pytango 9.5, blissdata 2.0.1), as at a beamline; one BLISS session
-(tests/realbliss/nexus_session.py) runs every scan, driven line by line. BLISS then finds
-the device itself and checks it before and during every scan, as at a beamline.
+Opt-in like tests/test_real_bliss.py (``NXW_REAL_BLISS=1``). Twice: with ESRF's exact
+command lines (``RegisterNexusWriter SESSION --domain id99 --instance SESSION --server
+nexuswriter --beacon-host H:P --log=info``, then ``NexusWriterService SESSION --log=info``
+as ESRF's supervisor line), and with our own explicit options (server name, instance,
+status page, log folder). Each time one Beacon serves the tests with its Tango database
+(``--tango-port``: NosqlTangoDB from the BLISS venv); the device is put there by our
+``RegisterNexusWriter`` and served by our ``NexusWriterService`` (with the session writer it
+supervises), both from BLISS's own environment (the BLISS venv: pytango 9.5, blissdata
+2.0.1), as at a beamline; one BLISS session (tests/realbliss/nexus_session.py) runs every
+scan, driven line by line. BLISS then finds the device itself and checks it before and
+during every scan, as at a beamline.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ REALBLISS = REPO / "tests" / "realbliss"
 SESSION = "test_session"
 BEAMLINE, INSTRUMENT = "id99", "ESRF-ID99"
 DEVICE = f"{BEAMLINE}/bliss_nxwriter/{SESSION}"
-INSTANCE = "nxw_test"
+#: how the device is registered and served: (server, instance) of each variant
+VARIANTS = {"esrf": ("nexuswriter", SESSION), "explicit": ("NexusWriterService", "nxw_test")}
 #: every scan kind BLISS must accept ('ct' is never saved; 'sct' is)
 ACCEPTED = ["sct", "ascan", "amesh", "loopscan", "aborted"]
 
@@ -53,7 +58,8 @@ class BlissSession:
             [str(Path(beacon.bliss_venv) / "bin" / "python"), str(REALBLISS / "nexus_session.py")],
             env=beacon.env, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
             text=True, bufsize=1, start_new_session=True)
-        self._read_until("READY", 120)
+        #: the folder of the nexus_writer_service that BLISS imported
+        self.package = self._read_until("READY", 120)
 
     def _read_until(self, prefix: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
@@ -90,10 +96,12 @@ class BlissSession:
 
 
 class NexusModeStack:
-    def __init__(self, tmp: Path, beacon):
-        self.tmp, self.beacon = tmp, beacon
+    def __init__(self, tmp: Path, beacon, variant: str):
+        self.tmp, self.beacon, self.variant = tmp, beacon, variant
+        self.server, self.instance = VARIANTS[variant]
         self.url = beacon.redis_data_url
-        self.env = dict(beacon.env)  # BLISS's environment: TANGO_HOST, BEACON_HOST
+        # BLISS's environment (TANGO_HOST, BEACON_HOST); ESRF's line names no log folder
+        self.env = dict(beacon.env, XDG_STATE_HOME=str(tmp / "state"))
         self.env.pop("REDIS_DATA_URL", None)  # the service asks Beacon, as at a beamline
         self.service: subprocess.Popen | None = None
         self.bliss: BlissSession | None = None
@@ -105,17 +113,36 @@ class NexusModeStack:
                               capture_output=True, text=True, timeout=60)
 
     def proxy(self):
-        os.environ["TANGO_HOST"] = self.beacon.tango_host
-        return tango.DeviceProxy(DEVICE)
+        # the database named in full: this process keeps its first default database (Tango
+        # caches it), and each variant has its own Beacon
+        return tango.DeviceProxy(f"tango://{self.beacon.tango_host}/{DEVICE}")
+
+    def db(self):
+        host, port = self.beacon.tango_host.rsplit(":", 1)
+        return tango.Database(host, int(port))
+
+    def register_command(self) -> list[str]:
+        if self.variant == "esrf":  # ESRF's line, exactly
+            return ["RegisterNexusWriter", SESSION, "--domain", BEAMLINE, "--instance", SESSION,
+                    "--server", "nexuswriter", "--beacon-host", self.beacon.host_port, "--log=info"]
+        return ["RegisterNexusWriter", SESSION, "--domain", BEAMLINE, "--family", "bliss_nxwriter",
+                "--member", SESSION, "--instance", self.instance, "--server", self.server,
+                "--class", "NexusWriter", "--beacon-host", self.beacon.host_port,
+                "--property", "recommended_disk_space=1024"]
+
+    def service_command(self) -> list[str]:
+        if self.variant == "esrf":  # ESRF's supervisor program line, exactly
+            return ["NexusWriterService", SESSION, "--log=info"]
+        return ["NexusWriterService", self.instance, "--server", self.server, "--port", "0",
+                "--log-dir", str(self.tmp / "logs"), "--log=info", "--log_tango=WARNING"]
 
     def start_service(self) -> None:
         from beacon import ours
 
         log = open(self.tmp / "service.out", "ab")
-        self.service = subprocess.Popen(
-            [ours(self.beacon, "NexusWriterService"), "--tango", INSTANCE, "--port", "0",
-             "--log-dir", str(self.tmp / "logs"), "--log=info"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
+        command = self.service_command()
+        self.service = subprocess.Popen([ours(self.beacon, command[0]), *command[1:]],
+                                        env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
         deadline = time.monotonic() + 60
         while True:  # served and its session writer beating
             assert self.service.poll() is None, (self.tmp / "service.out").read_text()
@@ -139,7 +166,7 @@ class NexusModeStack:
 
     def set_properties(self, **properties) -> None:
         """Change device properties in the Tango database, then Init: what an operator does."""
-        db = tango.Database()
+        db = self.db()
         for name, value in properties.items():
             if value is None:
                 db.delete_device_property(DEVICE, name)
@@ -148,21 +175,21 @@ class NexusModeStack:
         self.proxy().Init()
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def stack(tmp_path_factory, request):
     t0 = time.monotonic()
     before = os.environ.get("TANGO_HOST")
     from beacon import prepare, running_beacon
 
-    tmp = tmp_path_factory.mktemp("real_bliss_nexus")
+    tmp = tmp_path_factory.mktemp(f"real_bliss_nexus_{request.param}")
     config = prepare(tmp, BEAMLINE, INSTRUMENT)  # BLISS built once; the repo's Beacon config
     with running_beacon(tmp / "beacon", config_dir=config, tango=True) as beacon:
-        s = NexusModeStack(tmp, beacon)
-        registered = s.run("RegisterNexusWriter", SESSION, "--domain", BEAMLINE, "--instance", INSTANCE,
-                           "--beacon-host", beacon.host_port)
+        s = NexusModeStack(tmp, beacon, request.param)
+        registered = s.run(*s.register_command())
         assert registered.returncode == 0, registered
-        assert registered.stdout.startswith(f"{DEVICE} registered (class NexusWriter, server "
-                                            f"NexusWriterService/{INSTANCE}, session {SESSION})")
+        hint = f"NexusWriterService {s.instance}" + ("" if s.server == "nexuswriter" else f" --server {s.server}")
+        assert registered.stdout == (f"{DEVICE} registered (class NexusWriter, server {s.server}/{s.instance}, "
+                                     f"session {SESSION}); run it with: {hint}\n")
         s.start_service()
         s.bliss = BlissSession(beacon, tmp)
         print(f"\n[real_bliss_nexus] stack up in {time.monotonic() - t0:.1f} s ({tmp})")
@@ -190,23 +217,51 @@ def accepted(stack):
     return out
 
 
-def test_registration_is_idempotent_and_refuses_a_second_device(stack):
-    again = stack.run("RegisterNexusWriter", SESSION, "--domain", BEAMLINE, "--instance", INSTANCE,
-                      "--beacon-host", stack.beacon.host_port)
-    assert again.returncode == 0 and again.stdout.startswith(f"{DEVICE} already registered")
-    other = stack.run("RegisterNexusWriter", SESSION, "--domain", "id98", "--instance", INSTANCE)
-    assert other.returncode == 1
-    assert other.stderr.strip() == (f"RegisterNexusWriter: session '{SESSION}' already has the NexusWriter "
-                                    f"device {DEVICE} (server NexusWriterService/{INSTANCE}): BLISS would "
-                                    "find two; remove it first (e.g. with jive, or tango.Database().delete_device)")
+def test_what_bliss_and_the_service_run_is_this_checkout(stack):
+    assert stack.bliss.package == str(REPO / "nexus_writer_service")
+    out = (stack.tmp / "service.out").read_text()
+    assert (f"writing session(s) {SESSION} (Tango server {stack.server}/{stack.instance}); "
+            "session writer logs in ") in out, out
+    assert f"Tango device {DEVICE} (NexusWriter) for session {SESSION}" in out, out
+
+
+def test_registration_reuses_the_sessions_device_as_esrf(stack):
+    running = f"{stack.server}/{stack.instance}"
+    hint = f"NexusWriterService {stack.instance}" + ("" if stack.server == "nexuswriter" else f" --server {stack.server}")
+    again = stack.run(*stack.register_command())
+    assert again.returncode == 0, again
+    assert again.stdout == (f"{DEVICE} already registered (class NexusWriter, server {running}, "
+                            f"session {SESSION}); run it with: {hint}\n")
+    # another name for the same session: the existing device is reused, nothing added
+    other = stack.run("RegisterNexusWriter", SESSION, "--domain", "id98", "--log=info")
+    assert other.returncode == 0, other
+    assert other.stdout == (f"{DEVICE} already registered (class NexusWriter, server {running}, "
+                            f"session {SESSION}) (not registering id98/bliss_nxwriter/{SESSION}); "
+                            f"run it with: {hint}\n")
+    db = stack.db()
+    assert list(db.get_device_name("*", "NexusWriter")) == [DEVICE]
+    # --ignore_existing registers it anyway (ESRF's); BLISS would then find two: removed again
+    forced = stack.run("RegisterNexusWriter", SESSION, "--domain", "id98", "--ignore_existing")
+    try:
+        assert forced.returncode == 0, forced
+        assert forced.stdout == (f"id98/bliss_nxwriter/{SESSION} registered (class NexusWriter, server "
+                                 f"nexuswriter/{SESSION}, session {SESSION}); run it with: "
+                                 f"NexusWriterService {SESSION}\n")
+        two = stack.run("RegisterNexusWriter", SESSION)
+        assert two.returncode == 1
+        assert two.stderr == (f"RegisterNexusWriter: session '{SESSION}' already has 2 NexusWriter devices "
+                              f"({DEVICE}, id98/bliss_nxwriter/{SESSION}): BLISS refuses to choose; remove all "
+                              "but one (e.g. with jive, or tango.Database().delete_device)\n")
+    finally:
+        db.delete_device(f"id98/bliss_nxwriter/{SESSION}")
     # BLISS 2.4's device, in another instance (this module's service does not serve it)
     mapping = stack.run("RegisterNexusWriter", SESSION, "--domain", BEAMLINE, "--instance", "nxw_other",
                         "--class", "BlissWriter", "--property", "required_disk_space=500")
     assert mapping.returncode == 0, mapping
-    assert mapping.stdout.startswith(f"{BEAMLINE}/blisswriter/{SESSION} registered (class BlissWriter, "
-                                     "server NexusWriterService/nxw_other")
-    db = tango.Database()
-    assert list(db.get_device_name("NexusWriterService/nxw_other", "BlissWriter")) == [f"{BEAMLINE}/blisswriter/{SESSION}"]
+    assert mapping.stdout == (f"{BEAMLINE}/blisswriter/{SESSION} registered (class BlissWriter, "
+                              f"server nexuswriter/nxw_other, session {SESSION}); run it with: "
+                              "NexusWriterService nxw_other\n")
+    assert list(db.get_device_name("nexuswriter/nxw_other", "BlissWriter")) == [f"{BEAMLINE}/blisswriter/{SESSION}"]
     props = db.get_device_property(f"{BEAMLINE}/blisswriter/{SESSION}", ["session", "required_disk_space"])
     assert (list(props["session"]), list(props["required_disk_space"])) == ([SESSION], ["500"])
 
@@ -242,6 +297,7 @@ def test_bliss_accepts_and_we_write(stack, accepted, label):
     dev = stack.proxy()
     assert dev.scan_state(line["identifier"]) == tango.DevState.OFF
     assert f"{expected}::/{entry}" in list(dev.scan_url(line["identifier"]))
+    assert line["identifier"] in list(dev.scan_names)
 
 
 def test_nexus_mode_file_is_valid_nexus(stack, accepted):
@@ -332,3 +388,48 @@ def test_device_server_stopped_fails_the_next_scan(stack, accepted):
     from nexus_writer_service.transport.status import StatusReader
 
     assert StatusReader(stack.url).scan(line["key"]) is None  # no writer saw it
+
+
+def test_a_blisswriter_device_registered_as_blisswriter3_does_is_served(stack, accepted):
+    """BLISS 2.4's 'mapping' mode: the device ``blisswriter tango register REDIS_URL --session S
+    --instance I`` makes (class BlissWriter, server BlissWriter/I, properties redis_url and
+    session), served by ``NexusWriterService I --server BlissWriter``: its session written from
+    the device's Redis (the service is given no other: the device is ON only once that
+    writer beats there). After the module's own service is stopped (one writer per session)."""
+    assert stack.stop_service() == 0
+    name = f"id00/blisswriter/{SESSION}"
+    info = tango.DbDevInfo()  # what blisswriter 3.0.0's register_blisswriter puts there
+    info.name, info._class, info.server = name, "BlissWriter", "BlissWriter/nxw_map"
+    db = stack.db()
+    db.add_device(info)
+    db.put_device_property(name, {"redis_url": stack.url, "session": SESSION})
+    # a scan BLISS ran while no writer was served (refused): the writer started now recovers
+    # it from the device's Redis and writes it
+    key = stack.bliss.scan("ascan", stack.tmp / "data", "mapping_mode")["key"]
+    env = {k: v for k, v in stack.env.items() if k != "BEACON_HOST"}  # the Redis: the device's
+    log = open(stack.tmp / "mapping.out", "wb")
+    service = subprocess.Popen([ours(stack.beacon, "NexusWriterService"), "nxw_map", "--server",
+                                "BlissWriter", "--port", "none", "--log-dir", str(stack.tmp / "logs_map")],
+                               env=env, stdout=log, stderr=subprocess.STDOUT, cwd=stack.tmp)
+    try:
+        dev = tango.DeviceProxy(f"tango://{stack.beacon.tango_host}/{name}")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if dev.state() in (tango.DevState.ON, tango.DevState.RUNNING) and dev.SaveScan(key):
+                    break
+            except tango.DevFailed:
+                pass
+            assert service.poll() is None and time.monotonic() < deadline, (stack.tmp / "mapping.out").read_text()
+            time.sleep(0.2)
+        while dev.scan_state(key) != tango.DevState.OFF:
+            assert time.monotonic() < deadline, dev.scan_state_reason(key)
+            time.sleep(0.2)
+        assert dev.scan_state_reason(key).startswith("SUCCEEDED: ")
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.wait(60)
+        log.close()
+    assert service.returncode == 0
+    out = (stack.tmp / "mapping.out").read_text()
+    assert f"writing session(s) {SESSION} (Tango server BlissWriter/nxw_map)" in out, out

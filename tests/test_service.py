@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from browser import chromium, get_json, wait
-from nexus_writer_service.apps.service import ConfigError, load_config, session_specs
+from nexus_writer_service.apps.service import ConfigError, _port, load_config, session_specs
 from nexus_writer_service.simulation.recording import load_recording, relocate
 from nexus_writer_service.simulation.replay import publish
 from conftest import start_service
@@ -79,3 +80,93 @@ def test_service_configuration_errors_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="'args' must be a list"):
         session_specs([], {"sessions": [{"name": "x", "args": "--base-path /d"}]})
     assert [s.name for s in session_specs(["a"], {"sessions": ["b", "a", {"name": "c"}]})] == ["a", "b", "c"]
+    assert [_port(p) for p in ("8750", 0, "none", "NONE", None)] == [8750, 0, None, None, None]
+    with pytest.raises(ConfigError, match="'x' is neither a port number nor 'none'"):
+        _port("x")
+    with pytest.raises(ConfigError, match="70000 is not a port number"):
+        _port("70000")
+
+
+def test_a_taken_port_falls_back_and_esrf_logging_options_do_what_they_say(redis_server, tmp_path):
+    """A second service on the host (its port taken) still starts, on a free port, and says so;
+    ESRF's logging options: --nologstdout, --logfile, --logfileout, --logfileerr, --filesize."""
+    import socket
+    import subprocess
+    import sys
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    logs = tmp_path / "svc"
+    exe = os.path.join(os.path.dirname(sys.executable), "NexusWriterService")
+    proc = subprocess.Popen([exe, "--session", "svc_port", "--redis-url", redis_server.url, "--port", str(port),
+                             "--log-dir", str(tmp_path / "logs"), "--log=info", "--nologstdout",
+                             "--logfile", str(logs / "all.log"), "--logfileout", str(logs / "out.log"),
+                             "--logfileerr", str(logs / "err.log"), "--filesize", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        page = wait(lambda: (logs / "all.log").exists() and [
+            line.split("status page on ")[1] for line in (logs / "all.log").read_text().splitlines()
+            if "status page on " in line])[0]
+        assert page != f"http://127.0.0.1:{port}/"
+        assert set(get_json(page + "status.json")["sessions"]) == {"svc_port"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        taken.close()
+    assert proc.returncode == 0
+    assert out == ""  # --nologstdout
+    warning = f"status page: port {port} is taken (Address already in use): using a free one"
+    assert [line.split("WARNING ")[1].strip() for line in err.splitlines()] == [warning]
+    everything = (logs / "all.log").read_text()
+    assert warning in everything and "writing session(s) svc_port; session writer logs in " in everything
+    assert warning not in (logs / "out.log").read_text()
+    assert "writing session(s) svc_port" in (logs / "out.log").read_text()
+    assert [line.split("WARNING ")[1].strip() for line in (logs / "err.log").read_text().splitlines()] == [warning]
+
+
+def test_no_status_page_with_port_none(redis_server, tmp_path):
+    import subprocess
+    import sys
+
+    exe = os.path.join(os.path.dirname(sys.executable), "NexusWriterService")
+    proc = subprocess.Popen([exe, "--session", "svc_none", "--redis-url", redis_server.url, "--port", "none",
+                             "--log-dir", str(tmp_path / "logs")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        while not lines or "session writer started" not in lines[-1]:
+            lines.append(proc.stdout.readline())
+            assert lines[-1], lines
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    text = "".join(lines) + out
+    assert "no status page (--port none)" in text and "status page on" not in text
+
+
+def test_redirected_stdout_goes_to_the_log_file(tmp_path):
+    import argparse
+    import sys
+
+    from nexus_writer_service.apps import logconfig
+
+    p = argparse.ArgumentParser()
+    logconfig.add_options(p)
+    args = p.parse_args(["--log=info", "--logfile", str(tmp_path / "all.log"), "--redirectstdout", "--nologstdout"])
+    stdout, root = sys.stdout, logging.getLogger("nexus_writer_service")
+    handlers, level = list(root.handlers), root.level
+    try:
+        logconfig.configure(args)
+        print("printed by some library")
+        sys.stdout.flush()
+    finally:
+        sys.stdout = stdout
+        for h in root.handlers:
+            h.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    lines = (tmp_path / "all.log").read_text().splitlines()
+    assert [line.split(" ", 2)[2] for line in lines] == ["INFO    printed by some library"]

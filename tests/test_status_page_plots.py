@@ -110,7 +110,7 @@ def _long_ascan(tmp_path, number):
 
 @pytest.fixture
 def service(redis_server, tmp_path):
-    proc, url = start_service(SESSION, "--redis-url", redis_server.url,
+    proc, url = start_service("--session", SESSION, "--redis-url", redis_server.url,
                              "--log-dir", str(tmp_path / "logs"), "--allowed-root", str(tmp_path))
     wait(lambda: get_json(url + "status.json")["sessions"][SESSION]["heartbeat"])
     yield url

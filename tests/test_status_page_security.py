@@ -45,7 +45,7 @@ def test_page_escapes_redis_content_and_hides_the_password(private_redis, tmp_pa
     session = "page_sec"
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_DATA_URL", "BEACON_HOST")}
     exe = os.path.join(os.path.dirname(sys.executable), "NexusWriterService")
-    proc = subprocess.Popen([exe, session, "--redis-url", url, "--port", "0", "--log-dir", str(tmp_path / "logs")],
+    proc = subprocess.Popen([exe, "--session", session, "--redis-url", url, "--port", "0", "--log-dir", str(tmp_path / "logs")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     console = []
     try:

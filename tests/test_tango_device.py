@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import subprocess
 import time
 from pathlib import Path
 
+import h5py
 import pytest
 
 tango = pytest.importorskip("tango")
@@ -24,7 +26,7 @@ from tango.test_context import DeviceTestContext  # noqa: E402
 
 from nexus_writer_service.simulation.recording import load_recording, relocate  # noqa: E402
 from nexus_writer_service.simulation.replay import ScanPublisher  # noqa: E402
-from nexus_writer_service.tango import checks, hosting  # noqa: E402
+from nexus_writer_service.tango import checks, hosting, options  # noqa: E402
 from nexus_writer_service.tango.bliss_writer import BlissWriter  # noqa: E402
 from nexus_writer_service.tango.nexus_writer import NexusWriter  # noqa: E402
 
@@ -191,7 +193,8 @@ def test_a_repeated_identifier_means_the_newest_scan(make_harness, tmp_path):
         assert dev.scan_state("7_ascan") == DevState.UNKNOWN
         make_harness(session=first.session)  # a new writer recovers it at start
         assert wait_for(lambda: dev.scan_exists("7_ascan"), 10)
-        assert dev.state() == DevState.ON
+        # a scan seen and not finished: RUNNING, as ESRF's device while it writes (BLISS accepts it)
+        assert dev.state() == DevState.RUNNING and dev.status().endswith(", writing 1 scan(s)")
         again.prepare().start()
         again.send_data()
         again.end()
@@ -268,7 +271,7 @@ def test_states_without_writer_redis_or_session(redis_server):
 @pytest.mark.skipif(_FORK, reason="pytango 9: the device would run in a forked copy of the supervisor "
                     "(tests/test_real_bliss_nexus_mode.py covers Start/Stop with pytango 9.5)")
 def test_start_stop_act_on_the_supervised_writer(redis_server, tmp_path):
-    """As in ``NexusWriterService --tango``: Stop ends the writer process and keeps it
+    """As in ``NexusWriterService INSTANCE``: Stop ends the writer process and keeps it
     stopped, BLISS's next scan sees OFF; Start runs it again."""
     import threading
 
@@ -412,7 +415,12 @@ def test_bliss_writer_refuses_scans_it_cannot_write(harness, make_harness, tmp_p
     ("127.0.0.1:1", "cannot reach the Tango database at TANGO_HOST=127.0.0.1:1: "),
 ])
 @pytest.mark.parametrize("command", [["RegisterNexusWriter", "test_session", "--instance", "i1"],
-                                     ["NexusWriterService", "--tango", "i1", "--port", "0"]])
+                                     # ESRF's lines: a bare name is the Tango instance, not a session
+                                     ["RegisterNexusWriter", "bar_nexus", "--domain", "id00", "--instance",
+                                      "bar_nexus", "--server", "nexuswriter", "--beacon-host", "h:1", "--log=info"],
+                                     ["NexusWriterService", "bar_nexus", "--log=info", "--port", "none"],
+                                     ["NexusWriterService", "--port", "none"],  # instance nexuswriters
+                                     ["NexusWriterService", "i1", "--port", "0"]])
 def test_no_tango_database_is_one_line_and_exit_code_2(command, tango_host, expected, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TANGO_HOST"}
     if tango_host:
@@ -424,3 +432,103 @@ def test_no_tango_database_is_one_line_and_exit_code_2(command, tango_host, expe
     assert result.returncode == 2, result
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], lines
+
+
+# -- as ESRF's device: RUNNING, stop_scan, purge_scans, scan_* attributes, log levels, options ------
+def test_running_while_the_session_has_unfinished_scans():
+    beat = {"pid": 10, "host": "h", "version": "1", "started": time.time()}
+    state, text = checks.session_state(beat, True, None, active=2)
+    assert state == "RUNNING" and text.endswith(", writing 2 scan(s)")
+    assert checks.session_state(beat, True, None, active=0)[0] == "ON"
+    assert checks.session_state(None, True, None, active=2)[0] == "FAULT"  # no writer: nothing runs
+
+
+@pytest.mark.parametrize("values, refused", [
+    ({}, []),
+    ({name: False for name in options.WRITER_OPTIONS}, []),
+    ({"enable_external_nonhdf5": True}, []),  # what we do anyway: EDF frames referenced
+    ({"keepshape": True}, ["keepshape"]),
+    ({"multivalue_positioners": True, "noconfig": True}, ["multivalue_positioners", "noconfig"]),
+    ({"disable_external_hdf5": True, "copy_non_external": True}, ["disable_external_hdf5", "copy_non_external"]),
+])
+def test_writer_option_properties_are_honoured_or_refused(values, refused):
+    texts = options.refusals(values)
+    assert [t.split("=")[0].removeprefix("device property ") for t in texts] == refused
+    for text in texts:
+        assert "is not supported by nexus_writer_service: " in text
+        assert text.endswith("; delete the property or set it to False")
+
+
+def test_a_refused_writer_option_makes_the_device_fault_from_its_start(harness):
+    with device(NexusWriter, session=harness.session, redis_url=harness.url, keepshape=True) as dev:
+        assert dev.state() == DevState.FAULT
+        assert dev.status() == (
+            f"{harness.session}: device property keepshape=True (keep the shape of multi-dimensional grid "
+            "scans) is not supported by nexus_writer_service: our measurement datasets stay flat (one point "
+            "after the other); the mesh shape is in the default plot (plotselect, a virtual dataset); delete "
+            "the property or set it to False")
+    with device(NexusWriter, session=harness.session, redis_url=harness.url, enable_external_nonhdf5=True) as dev:
+        assert dev.state() == DevState.ON
+
+
+def test_scan_attributes_and_purge_as_esrf(harness):
+    number, ident = 21, "21_ascan"
+    key = publisher(harness, number=number).run()
+    state = harness.state(key)
+    assert state.status == "SUCCEEDED"
+    with device(NexusWriter, session=harness.session, redis_url=harness.url) as dev:
+        assert list(dev.scan_names) == [ident]
+        assert list(dev.scan_states) == [DevState.OFF]
+        assert list(dev.scan_urls) == [f"{ident}: {state.file}::/{number}.1"]
+        assert list(dev.scan_progress) == [f"{ident}: 6/6 points"]
+        assert list(dev.scan_info) == [f"{ident}: SUCCEEDED {state.file}"]
+        assert list(dev.scan_states_info) == [f"{ident}: OFF SUCCEEDED: 6 points in {state.file}"]
+        start, end = time.localtime(state.started), time.localtime(state.ended)
+        assert list(dev.scan_start) == [f"{ident}: {time.strftime('%Y-%m-%d %H:%M:%S', start)}"]
+        assert list(dev.scan_end) == [f"{ident}: {time.strftime('%Y-%m-%d %H:%M:%S', end)}"]
+        assert list(dev.scan_duration) == [f"{ident}: {state.ended - state.started:.1f} s"]
+        dev.purge_scans()  # finished successfully: out of the lists (still in recent_scans)
+        assert list(dev.scan_names or []) == [] and list(dev.scan_urls or []) == []
+        assert dev.recent_scans[0].startswith(f"{ident} SUCCEEDED 6 ")
+
+
+def test_stop_scan_finishes_the_entry_with_what_was_written(harness):
+    number, ident = 22, "22_ascan"
+    pub = ScanPublisher(harness.ds, relocate(load_recording("03_ascan"), harness.base, session=harness.session,
+                                             number=number), batch_size=1)
+    pub.create().prepare().start()
+    pub.send_data(stop_after=3)
+    with device(NexusWriter, session=harness.session, redis_url=harness.url) as dev:
+        assert wait_for(lambda: dev.scan_state(ident) == DevState.ON, 10)
+        assert dev.state() == DevState.RUNNING
+        assert wait_for(lambda: max((harness.writer.scans[pub.key].written or {"": 0}).values()) == 3, 10)
+        dev.stop_scan(ident)
+        state = harness.state(pub.key)
+        assert state.status == "INCOMPLETE"
+        assert "stopped on request (stop_scan): the rest of the scan is not written" in state.warnings
+        assert max(state.written.values()) == 3
+        assert dev.scan_state(ident) == DevState.OFF and dev.state() == DevState.ON
+        with pytest.raises(DevFailed, match="no scan 99_ascan in session"):
+            dev.stop_scan("99_ascan")
+    pub.send_data(start_at=3)
+    pub.end()
+    with h5py.File(state.file, "r", locking=False) as f:
+        assert f[f"{number}.1/writer/status"][()].decode() == "INCOMPLETE"
+        assert len(f[f"{number}.1/measurement/diode1"]) == 3
+
+
+def test_log_level_attributes(harness):
+    logger = logging.getLogger("nexus_writer_service")
+    before = logger.level
+    try:
+        with device(NexusWriter, session=harness.session, redis_url=harness.url) as dev:
+            dev.writer_log_level = 1  # DEBUG, ESRF's enumeration
+            assert logger.level == logging.DEBUG and dev.writer_log_level == 1
+            dev.writer_log_level = 3  # WARN
+            assert logger.level == logging.WARNING and dev.writer_log_level == 3
+            dev.tango_log_level = 4  # ERROR
+            assert dev.tango_log_level == 4
+            dev.tango_log_level = 1
+            assert dev.tango_log_level == 1
+    finally:
+        logger.setLevel(before)

@@ -580,12 +580,16 @@ def trim_metadata_cache(h5: h5py.File) -> None:
         h5.id.set_mdc_config(config)
 
 
+#: the root attribute ``creator`` of the files we create (the package, as BLISS's writer puts its own)
+CREATOR = "nexus_writer_service"
+
+
 def _root_attributes(h5: h5py.File, path: str) -> None:
     attrs = {
         "NX_class": "NXroot",
-        "creator": "nexus_writer_service",
+        "creator": CREATOR,
         "creator_version": __version__,
-        "file_name": os.path.basename(path),
+        "file_name": os.path.abspath(path),
         "file_time": datetime.now(timezone.utc).astimezone().isoformat(),
         "HDF5_Version": h5py.version.hdf5_version,
         "h5py_version": h5py.version.version,
@@ -593,3 +597,20 @@ def _root_attributes(h5: h5py.File, path: str) -> None:
     for k, v in attrs.items():
         if k not in h5.attrs:  # a file BLISS or another writer made keeps its own
             h5.attrs[k] = v
+
+
+def set_publisher(h5: h5py.File, info: dict) -> None:
+    """The root attributes ``publisher`` and ``publisher_version`` from a scan's scan_info
+    (BLISS puts ``bliss`` and its version there), as BLISS's own files carry them.
+
+    Readers decide from them that the file is a BLISS file, and then wait for an entry's
+    ``end_time`` before reading it (ewoksdata, blissdata's ``h5api``): ``end_time`` is
+    therefore written last (``writer/scan.py``). The first scan's publisher stays.
+    """
+    publisher = info.get("publisher")
+    if not isinstance(publisher, str) or not publisher or "publisher" in h5.attrs:
+        return
+    h5.attrs["publisher"] = publisher
+    version = info.get("publisher_version")
+    if isinstance(version, str) and version and "publisher_version" not in h5.attrs:
+        h5.attrs["publisher_version"] = version

@@ -57,6 +57,8 @@ class SessionSpec:
     name: str
     #: extra NexusSessionWriter options, e.g. ["--base-path", "/data/id00"]
     args: list[str] = field(default_factory=list)
+    #: this session's Redis data URL when not the service's (a Tango device's ``redis_url``)
+    redis_url: str = ""
 
 
 @dataclass
@@ -91,8 +93,8 @@ class Supervisor:
         return [sys.executable, "-m", "nexus_writer_service.apps.session_writer", spec.name,
                 f"--log={self.log_level}", *spec.args]
 
-    def environment(self) -> dict[str, str]:
-        return dict(os.environ, REDIS_DATA_URL=self.redis_url)
+    def environment(self, spec: SessionSpec | None = None) -> dict[str, str]:
+        return dict(os.environ, REDIS_DATA_URL=(spec.redis_url if spec is not None else "") or self.redis_url)
 
     def _start(self, w: Supervised) -> None:
         """Start one writer. Call it from a thread that lives as long as the service:
@@ -104,7 +106,7 @@ class Supervisor:
             out = open(w.log_path, "ab")
         try:
             w.proc = subprocess.Popen(self.command(w.spec), stdout=out, stderr=subprocess.STDOUT,
-                                      env=self.environment(), preexec_fn=_die_with_parent(os.getpid()))
+                                      env=self.environment(w.spec), preexec_fn=_die_with_parent(os.getpid()))
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()

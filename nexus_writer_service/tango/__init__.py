@@ -5,7 +5,7 @@
 - ``BlissWriter`` (``bliss_writer.py``): BLISS 2.4's writer mode ``'mapping'``, by scan key.
 
 Both answer from the completeness protocol in Redis (``view.py``, rules in
-``checks.py``); ``server.py`` runs them inside ``NexusWriterService --tango INSTANCE``
+``checks.py``); ``server.py`` runs them inside ``NexusWriterService [INSTANCE]`` (ESRF's Tango server)
 and ``apps/register.py`` puts them in the Tango database. Importing this package
 does not import pytango; its modules do.
 """

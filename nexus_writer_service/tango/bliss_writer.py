@@ -46,8 +46,9 @@ class BlissWriter(SessionDevice):
     # -- commands ----------------------------------------------------------------
     @command(dtype_in=str, dtype_out=bool, doc_in="scan key", doc_out="the scan will be written")
     def SaveScan(self, scan_key: str) -> bool:
-        if self._session_state()[0] != "ON":
-            _log.info("[%s] SaveScan(%s) refused: %s", self.session, scan_key, self._session_state()[1])
+        state, why = self._session_state()
+        if state not in ("ON", "RUNNING"):
+            _log.info("[%s] SaveScan(%s) refused: %s", self.session, scan_key, why)
             return False
         identity = self._v().identity(scan_key)
         if identity is None:

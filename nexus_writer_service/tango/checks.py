@@ -83,13 +83,15 @@ def _final_reason(record: dict) -> str:
 
 
 def session_state(heartbeat: dict | None, accepting: bool, process: dict | None = None,
-                  error: str = "") -> tuple[str, str]:
+                  error: str = "", active: int = 0) -> tuple[str, str]:
     """(state, status text) of a session's device.
 
     ``heartbeat``: the writer's, from Redis (None: none alive); ``accepting``: False after
     the Stop command; ``process``: what the hosting service knows of the writer process
     (``running``, ``pid``, ``uptime``, ``last_exit``, ``restarts``, ``log``, ``stopping``) or None when
-    the device is not hosted by it; ``error``: Redis could not be asked.
+    the device is not hosted by it; ``error``: Redis could not be asked; ``active``: scans
+    of the session seen and not finished (RUNNING instead of ON, as ESRF's device says
+    while it writes; BLISS accepts both).
     """
     if not accepting:
         return "OFF", "stopped by the Stop command: scans are refused until Start"
@@ -104,8 +106,11 @@ def session_state(heartbeat: dict | None, accepting: bool, process: dict | None 
                         f"(pid {heartbeat.get('pid')}) still beats")
     if heartbeat is not None:
         up = max(0.0, time.time() - float(heartbeat.get("started") or time.time()))
-        return "ON", (f"session writer alive (pid {heartbeat.get('pid')} on {heartbeat.get('host')}, "
-                      f"version {heartbeat.get('version')}, up {up:.0f} s)")
+        text = (f"session writer alive (pid {heartbeat.get('pid')} on {heartbeat.get('host')}, "
+                f"version {heartbeat.get('version')}, up {up:.0f} s)")
+        if active:
+            return "RUNNING", f"{text}, writing {active} scan(s)"
+        return "ON", text
     if process is not None and process.get("running") and process.get("uptime", 0.0) < STARTING_GRACE_S:
         return "INIT", f"session writer starting (pid {process.get('pid')})"
     text = "no session writer alive for this session (no heartbeat in Redis)"

@@ -1,6 +1,6 @@
 """What the devices know of the process that hosts them (no Tango here).
 
-``NexusWriterService --tango INSTANCE`` runs the session writers (as supervised
+``NexusWriterService INSTANCE`` (Tango server) runs the session writers (as supervised
 processes) and the Tango devices of those sessions in one process. The devices
 read the writers' state from Redis; for what Redis cannot say (is the process
 starting? did it exit, with which code? where is its log?) and for their
@@ -87,6 +87,10 @@ class SupervisorControl:
             if pid is not None:
                 self._stopping[session] = pid
             self._supervisor.hold(session)
+
+    def set_log_level(self, name: str) -> None:
+        """The log level of the session writers started from now on (``--log``)."""
+        self._supervisor.log_level = name.lower()
 
     def process(self, session: str) -> dict | None:
         info = self._supervisor.processes().get(session)

@@ -14,20 +14,31 @@ saved scan, by ``scan.identifier`` (``"2_ascan"``):
 Every answer comes from what our session writer published in Redis (the
 completeness protocol) and from the scan's identity: nothing is kept here that
 could disagree with the writer. One device per session; the hosting service
-(``NexusWriterService --tango``) runs the session writer next to it.
+(``NexusWriterService INSTANCE``) runs the session writer next to it.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
+import time
 
-from tango import DevState
+from tango import AttrWriteType, DevState
 from tango.server import attribute, command
 
-from . import checks, hosting
+from ..states import FINAL_STATES, SUCCEEDED
+from . import checks, hosting, options
 from .session_device import SessionDevice
 from .view import RECENT_WINDOW
+
+#: log4tango levels (what a device's Tango logger takes) by Python logging level
+_LOG4TANGO = {logging.NOTSET: 100, logging.DEBUG: 600, logging.INFO: 500, logging.WARNING: 400,
+              logging.ERROR: 300, logging.CRITICAL: 200}
+_FROM_LOG4TANGO = {v: k for k, v in _LOG4TANGO.items()}
+
+#: ESRF's enumeration of the log level attributes (same labels, same values)
+LogLevel = enum.IntEnum("LogLevel", {name: i for i, name in enumerate(options.LOG_LEVEL_NAMES)})
 
 _log = logging.getLogger("nexus_writer_service.tango")
 
@@ -38,6 +49,11 @@ def _state(name: str) -> DevState:
 
 class NexusWriter(SessionDevice):
     """The NeXus writer of one BLISS session (drop-in for ESRF's device of that class)."""
+
+    def init_device(self) -> None:
+        #: finished scans before this time are left out of the scan_* attributes (purge_scans)
+        self._purged_at = getattr(self, "_purged_at", 0.0)
+        super().init_device()
 
     def _scan(self, identifier: str) -> tuple[str | None, dict | None]:
         view = self._v()
@@ -105,6 +121,106 @@ class NexusWriter(SessionDevice):
     def Stop(self) -> None:
         hosting.stop(self.session)
 
+    @command(dtype_in=str, doc_in="scan identifier (number_name)",
+             doc_out="the writer stops writing the scan: the entry keeps what was written (INCOMPLETE)")
+    def stop_scan(self, identifier: str) -> None:
+        view = self._v()
+        key = view.key_of(identifier)
+        if key is None:
+            raise ValueError(f"no scan {identifier} in session {self.session}")
+        record = view.record(key)
+        if record is not None and record.get("status") in FINAL_STATES:
+            return  # nothing left to stop
+        view.reader.request_stop(key)
+        _log.info("[%s] stop_scan(%s): the writer stops writing %s", self.session, identifier, key)
+
+    @command(doc_in="leave the scans finished successfully out of the scan_* attributes")
+    def purge_scans(self) -> None:
+        self._purged_at = time.time()
+
+    # -- ESRF's attributes: one line per scan, newest first -------------------------
+    def _listed(self) -> list[dict]:
+        """The recent scans the scan_* attributes show (not those purged)."""
+        return [r for r in self._v().recent()
+                if not (r.get("status") == SUCCEEDED and (r.get("updated") or 0) <= self._purged_at)]
+
+    @staticmethod
+    def _ident(record: dict) -> str:
+        return f"{record.get('number')}_{record.get('name')}"
+
+    @attribute(dtype=(str,), max_dim_x=RECENT_WINDOW, doc="scan identifiers (number_name)")
+    def scan_names(self) -> list[str]:
+        return [self._ident(r) for r in self._listed()]
+
+    @attribute(dtype=(DevState,), max_dim_x=RECENT_WINDOW, doc="state of each scan (as scan_state)")
+    def scan_states(self) -> list[DevState]:
+        return [_state(checks.nexus_scan_state(r)[0]) for r in self._listed()]
+
+    @attribute(dtype=(str,), max_dim_x=RECENT_WINDOW, doc="identifier: STATE reason")
+    def scan_states_info(self) -> list[str]:
+        return [f"{self._ident(r)}: {' '.join(checks.nexus_scan_state(r))}" for r in self._listed()]
+
+    @attribute(dtype=(str,), max_dim_x=RECENT_WINDOW, doc="identifier: file::/entry of each entry")
+    def scan_urls(self) -> list[str]:
+        return [f"{self._ident(r)}: " + ", ".join(f"{r['file']}::/{e}" for e in r.get("entries") or [])
+                for r in self._listed() if r.get("file")]
+
+    @attribute(dtype=(str,), max_dim_x=RECENT_WINDOW, doc="identifier: when the writer began writing it")
+    def scan_start(self) -> list[str]:
+        return [f"{self._ident(r)}: {_when(r.get('started'), 'not started')}" for r in self._listed()]
+
+    @attribute(dtype=(str,), max_dim_x=RECENT_WINDOW, doc="identifier: when the writer finished it")
+    def scan_end(self) -> list[str]:
+        return [f"{self._ident(r)}: {_when(r.get('ended'), 'not finished')}" for r in self._listed()]
+
+    @attribute(dtype=(str,), max_dim_x=RECENT_WINDOW, doc="identifier: seconds of writing (so far)")
+    def scan_duration(self) -> list[str]:
+        out = []
+        for r in self._listed():
+            start, end = r.get("started"), r.get("ended") or time.time()
+            out.append(f"{self._ident(r)}: " + (f"{end - start:.1f} s" if start else "not started"))
+        return out
+
+    @attribute(dtype=(str,), max_dim_x=RECENT_WINDOW, doc="identifier: points written (of those announced)")
+    def scan_progress(self) -> list[str]:
+        out = []
+        for r in self._listed():
+            points = max((r.get("written") or {}).values(), default=0)
+            of = f"/{r['expected']}" if r.get("expected") else ""
+            out.append(f"{self._ident(r)}: {points}{of} points")
+        return out
+
+    @attribute(dtype=(str,), max_dim_x=RECENT_WINDOW, doc="identifier: status, file, warnings")
+    def scan_info(self) -> list[str]:
+        out = []
+        for r in self._listed():
+            warnings = r.get("warnings") or []
+            text = f"{self._ident(r)}: {r.get('status')} {r.get('file') or '-'}"
+            out.append(text + (f" ({len(warnings)} warning(s): {warnings[0]})" if warnings else ""))
+        return out
+
+    @attribute(dtype=LogLevel, access=AttrWriteType.READ_WRITE,
+               doc="log level of this service and of the session writers it starts from now on")
+    def writer_log_level(self) -> int:
+        return options.level_index(logging.getLogger("nexus_writer_service").getEffectiveLevel())
+
+    @writer_log_level.write
+    def writer_log_level(self, value: int) -> None:
+        level = options.LOG_LEVELS[int(value)]
+        logging.getLogger("nexus_writer_service").setLevel(level)
+        ctl = hosting.control()
+        if ctl is not None and hasattr(ctl, "set_log_level"):
+            ctl.set_log_level(logging.getLevelName(level))
+
+    @attribute(dtype=LogLevel, access=AttrWriteType.READ_WRITE, doc="Tango log level of this device")
+    def tango_log_level(self) -> int:
+        level = _FROM_LOG4TANGO.get(self.get_logger().get_level(), logging.NOTSET)
+        return options.level_index(level)
+
+    @tango_log_level.write
+    def tango_log_level(self, value: int) -> None:
+        self.get_logger().set_level(_LOG4TANGO[options.LOG_LEVELS[int(value)]])
+
     # -- for a control room ------------------------------------------------------
     @attribute(dtype=(str,), max_dim_x=1000, doc="sessions whose writers report to this Redis")
     def sessions(self) -> list[str]:
@@ -142,3 +258,7 @@ class NexusWriter(SessionDevice):
     @attribute(dtype=str, doc="where the scans and the writer's state are")
     def data_url(self) -> str:
         return self._v().redis_url
+
+
+def _when(epoch: float | None, otherwise: str) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) if epoch else otherwise

@@ -1,10 +1,12 @@
-"""The Tango side of ``NexusWriterService --tango INSTANCE``: the database, the server.
+"""The Tango side of ``NexusWriterService [INSTANCE] [--server SERVER]``: the database, the server.
 
-The devices of server ``NexusWriterService/INSTANCE`` (put there by
-``RegisterNexusWriter``) are found in the Tango database with their ``session``
-property, so the service knows which session writers to run; then the server runs
-in the main thread (Tango handles SIGINT/SIGTERM there and returns) while the
-service supervises the writers in another.
+As ESRF's: the Tango server ``SERVER/INSTANCE`` (default ``nexuswriter/nexuswriters``)
+serves every device registered there (``RegisterNexusWriter``, or ESRF's own, or
+blisswriter 3's ``blisswriter tango register``). The devices are found in the Tango
+database with their ``session`` property (and ``redis_url``, ``beacon_host``), so the
+service knows which session writers to run; then the server runs in the main thread
+(Tango handles SIGINT/SIGTERM there and returns) while the service supervises the
+writers in another.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from tango.server import run
 from .bliss_writer import BlissWriter
 from .nexus_writer import NexusWriter
 
-#: the Tango server name (the executable's, as Tango expects)
-SERVER = "NexusWriterService"
+#: the Tango server name and instance of ESRF's ``NexusWriterService`` without options
+SERVER = "nexuswriter"
+INSTANCE = "nexuswriters"
 CLASSES = (NexusWriter, BlissWriter)
 CLASS_NAMES = tuple(c.__name__ for c in CLASSES)
 
@@ -36,6 +39,8 @@ class DeviceEntry:
     cls: str
     session: str
     server: str
+    redis_url: str = ""
+    beacon_host: str = ""
 
 
 def tango_host() -> str:
@@ -69,7 +74,7 @@ def reason(exc: tango.DevFailed) -> str:
     return text
 
 
-def _property(db: tango.Database, device: str, name: str) -> str:
+def property_value(db: tango.Database, device: str, name: str) -> str:
     values = db.get_device_property(device, name)[name]
     return values[0] if values else ""
 
@@ -80,7 +85,8 @@ def instance_devices(db: tango.Database, instance: str, server: str = SERVER) ->
     out = []
     for cls in CLASS_NAMES:
         for name in db.get_device_name(full, cls):
-            out.append(DeviceEntry(name, cls, _property(db, name, "session"), full))
+            out.append(DeviceEntry(name, cls, property_value(db, name, "session"), full,
+                                   property_value(db, name, "redis_url"), property_value(db, name, "beacon_host")))
     return out
 
 
@@ -89,9 +95,10 @@ def session_devices(db: tango.Database, session: str, cls: str = "NexusWriter") 
     what BLISS looks for (more than one makes BLISS refuse to choose)."""
     out = []
     for name in db.get_device_name("*", cls):
-        if _property(db, name, "session") == session:
+        if property_value(db, name, "session") == session:
             info = db.get_device_info(name)
-            out.append(DeviceEntry(name, cls, session, info.ds_full_name))
+            out.append(DeviceEntry(name, cls, session, info.ds_full_name, property_value(db, name, "redis_url"),
+                                   property_value(db, name, "beacon_host")))
     return out
 
 
@@ -103,13 +110,17 @@ def session_devices(db: tango.Database, session: str, cls: str = "NexusWriter") 
 PYTANGO_9 = tango.__version_info__[0] < 10
 
 
-def run_server(instance: str, server: str = SERVER, on_ready: Callable[[], None] | None = None) -> None:
-    """Serve our devices of ``server/instance`` until SIGINT/SIGTERM (blocks; main thread)."""
+def run_server(instance: str, server: str = SERVER, on_ready: Callable[[], None] | None = None,
+               verbosity: int = 0) -> None:
+    """Serve our devices of ``server/instance`` until SIGINT/SIGTERM (blocks; main thread).
+
+    ``verbosity``: Tango's own ``-vN`` (``--log_tango``; 0: none)."""
+    args = [server, instance] + ([f"-v{verbosity}"] if verbosity else [])
     if not PYTANGO_9:
-        run(CLASSES, args=[server, instance], post_init_callback=on_ready, raises=True)
+        run(CLASSES, args=args, post_init_callback=on_ready, raises=True)
         return
     with _stop_on_signals(on_ready) as ready:
-        run(CLASSES, args=[server, instance], post_init_callback=ready, raises=True)
+        run(CLASSES, args=args, post_init_callback=ready, raises=True)
 
 
 @contextlib.contextmanager
@@ -156,8 +167,8 @@ def _stop_on_signals(on_ready: Callable[[], None] | None):
         os.close(write_end)  # a watcher still reading gets b"" and ends
 
 
-def hosted_sessions(instance: str, server: str = SERVER) -> list[str]:
-    """The sessions of our devices in ``server/instance``: the service writes them.
+def hosted_devices(instance: str, server: str = SERVER) -> list[DeviceEntry]:
+    """Our devices in ``server/instance``: the service writes their sessions.
 
     TangoSetupError when there is no database or no such device (one line, exit code 2)."""
     db = database()
@@ -165,12 +176,12 @@ def hosted_sessions(instance: str, server: str = SERVER) -> list[str]:
     if not entries:
         raise TangoSetupError(f"no NexusWriter or BlissWriter device in Tango server {server}/{instance} "
                               f"(TANGO_HOST={tango_host()}): register one with "
-                              f"RegisterNexusWriter SESSION --instance {instance}")
-    return sorted({e.session for e in entries if e.session})
+                              f"RegisterNexusWriter SESSION --instance {instance} --server {server}")
+    return entries
 
 
 def serve_supervised(instance: str, supervisor, stop, server: str = SERVER, period: float = 0.5,
-                     also: Callable[[], None] | None = None) -> str | None:
+                     also: Callable[[], None] | None = None, verbosity: int = 0) -> str | None:
     """Serve the devices here (main thread) while ``supervisor`` is polled (and ``also``
     called) in another thread; return once Tango stops (SIGINT/SIGTERM), with ``stop``
     set: None, or why the server did not start.
@@ -190,7 +201,7 @@ def serve_supervised(instance: str, supervisor, stop, server: str = SERVER, peri
     thread = threading.Thread(target=supervise, name="supervisor", daemon=True)
     thread.start()
     try:
-        run_server(instance, server)
+        run_server(instance, server, verbosity=verbosity)
         return None
     except tango.DevFailed as exc:
         return f"the Tango server {server}/{instance} did not start: {reason(exc)}"

@@ -19,6 +19,8 @@ from . import checks, hosting
 
 #: scans the attributes (recent scans, counts) look at
 RECENT_WINDOW = 200
+#: scans the device state looks at for unfinished ones (RUNNING): BLISS asks it every scan
+ACTIVE_WINDOW = 20
 
 
 def redis_url_for(redis_url: str = "", beacon_host: str = "") -> str:
@@ -65,11 +67,14 @@ class SessionView:
         """(Tango state name, status text) of the session's writer."""
         ctl = hosting.control()
         process = ctl.process(self.session) if ctl is not None else None
+        active = 0
         try:
             heartbeat, error = self.heartbeat(), ""
+            if heartbeat is not None:
+                active = sum(r.get("status") not in FINAL_STATES for r in self.recent(ACTIVE_WINDOW))
         except Exception as exc:  # Redis away: say so, do not fail the call
             heartbeat, error = None, f"Redis {self.redis_url}: {exc}"
-        return checks.session_state(heartbeat, not hosting.stopped(self.session), process, error)
+        return checks.session_state(heartbeat, not hosting.stopped(self.session), process, error, active)
 
     def recent(self, count: int = RECENT_WINDOW) -> list[dict]:
         return self.reader.recent(self.session, count)

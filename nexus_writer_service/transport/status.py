@@ -13,6 +13,8 @@ Keys (JSON strings):
   nexus_writer:<session>:scans       sorted set of scan keys by last update (recent ones)
   nexus_writer:<session>:open_files  set of the files the writer has open (a writer that
                                      starts checks those a killed one left behind)
+  nexus_writer:stop:<scan key>       asks the writer to stop writing that scan now (the Tango
+                                     command ``stop_scan``); expires after a day
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ def recent_key(session: str) -> str:
 
 def open_files_key(session: str) -> str:
     return f"{PREFIX}:{session}:open_files"
+
+
+def stop_request_key(scan_key: str) -> str:
+    return f"{PREFIX}:stop:{scan_key}"
+
+
+#: how long a stop request waits for its scan's writer (seconds)
+STOP_REQUEST_TTL = 24 * 3600
 
 
 class SessionTaken(RuntimeError):
@@ -207,6 +217,13 @@ class StatusPublisher:
             pass  # the file keeps the state; Redis gets it on the next change
 
 
+    def stop_requested(self, scan_key: str) -> bool:
+        """True when someone asked to stop writing this scan (``StatusReader.request_stop``)."""
+        try:
+            return bool(self._redis.exists(stop_request_key(scan_key)))
+        except redis.RedisError:
+            return False
+
     def file_opening(self, path: str) -> None:
         """Said before a file is opened for writing: a kill from now on may damage it."""
         if self.lost:
@@ -259,6 +276,11 @@ class StatusReader:
 
     def open_files(self, session: str) -> set[str]:
         return {p.decode() for p in self._redis.smembers(open_files_key(session))}
+
+    def request_stop(self, scan_key: str) -> None:
+        """Ask the writer of this scan to stop writing it: it finishes the entry with what it
+        has (INCOMPLETE, saying why) and reads no more of the scan."""
+        self._redis.set(stop_request_key(scan_key), str(time.time()), ex=STOP_REQUEST_TTL)
 
     def sessions(self) -> list[str]:
         names = set()

@@ -23,7 +23,7 @@ from ..descriptions import ScanDescription
 from ..records import NOTE, NOTE_GROUP, ScanRecord
 from ..io import entries, inspect
 from ..io.arrays import ArraySpec, StorageOptions
-from ..io.files import FileChangedError, FileHandle, FileRegistry
+from ..io.files import FileChangedError, FileHandle, FileRegistry, set_publisher
 from ..io.space import MB, no_space_message, storage_errno
 from ..io.tree import TreeWriter
 from ..mapping import beamline, layout
@@ -91,7 +91,7 @@ class ScanWriter:
     def __init__(self, source: ScanSource, files: FileRegistry, config: WriterConfig,
                  logger: logging.Logger, session: str = "", publish=None,
                  superseded: threading.Event | None = None, confirm_claim=None, on_poisoned=None,
-                 successor=None):
+                 successor=None, stop_requested=None):
         self.source = source
         self.files = files
         self.config = config
@@ -106,6 +106,10 @@ class ScanWriter:
         self._superseded = superseded or threading.Event()
         #: asks Redis now whether the session is still ours (sets ``superseded`` if not)
         self._confirm_claim = confirm_claim or (lambda: True)
+        #: asks Redis whether someone wants this scan stopped (the Tango command stop_scan)
+        self._stop_requested = stop_requested or (lambda key: False)
+        #: stopped on request: finish with what was written, wait for nothing more
+        self._stopped = False
         #: told when HDF5 failed a write: the process restarts (see ``SessionWriter._poisoned``)
         self._on_poisoned = on_poisoned or (lambda reason: None)
         #: who goes on with this scan when it stops unfinished
@@ -200,6 +204,8 @@ class ScanWriter:
             else:
                 self._mark(FAILED)
         finally:
+            if self.state.status in FINAL_STATES and self.state.ended is None:
+                self.state.ended = time.time()
             self._close_file()
             self._publish()
             self.source.close()
@@ -359,6 +365,7 @@ class ScanWriter:
         where = " (no file named by BLISS: default template)" if from_template else ""
         self.log.info("writing %s in %s%s", ", ".join(self.state.entries), path, where)
         self.state.status = WRITING
+        self.state.started = time.time()
         self._publish()
         complete = self._stream()
         self._finish(complete)
@@ -393,6 +400,7 @@ class ScanWriter:
                                        if filter_preset(spec.filter).plugin)
         with self._handle.lock:
             h5 = self._handle.h5
+            set_publisher(h5, desc.info)
             existing = [e.name for e in plan.entries if entries.has(h5, e.name)]
             resume = bool(existing) and self._own_unfinished(h5, existing, desc.key, path)
             writer = TreeWriter(specs, resume=resume)
@@ -455,10 +463,18 @@ class ScanWriter:
         last_progress = time.monotonic()
         redis_down = False
         has_live = bool(self._plan.referenced)  # views that grow while the scan runs
+        next_stop_check = 0.0
         while True:
             self._check_claim()
             if not self._room_to_go_on():
                 return False
+            if time.monotonic() >= next_stop_check:  # one Redis call a second at most
+                next_stop_check = time.monotonic() + 1.0
+                if self._stop_requested(src.key):
+                    self._stopped = True
+                    self.slot.take()
+                    self._warn("stopped on request (stop_scan): the rest of the scan is not written")
+                    return False
             try:
                 batches = src.read(timeout=self.config.read_timeout)
                 if redis_down:
@@ -660,7 +676,7 @@ class ScanWriter:
         src, desc, plan = self.source, self._desc, self._plan
         if not src.closed:
             self.slot.give()
-        closed = src.closed or self._wait_for(CLOSED, min(self.config.stall_timeout, 60.0))
+        closed = src.closed or (not self._stopped and self._wait_for(CLOSED, min(self.config.stall_timeout, 60.0)))
         self.slot.take()
         self._check_claim()
         info, problems = clean_info(src.info)
@@ -675,7 +691,7 @@ class ScanWriter:
         trusted = {n: v for n, v in lengths.items() if n not in self._broken}
         published = src.published_lengths(known=trusted if self._drained and not self._lost else None)
         self.state.written = dict(lengths)
-        if not closed:
+        if not closed and not self._stopped:
             self._warn("the scan was never closed by its publisher")
         ok = closed and streams_complete and not self._lost and not self._broken and not self._rewritten
         for name, n in lengths.items():
@@ -735,22 +751,30 @@ class ScanWriter:
             h5 = self._handle.h5
             writer = TreeWriter()
             plotted = None
+            #: entry -> its end_time node, written after everything else
+            ends = {}
             for entry in plan.entries:
                 tree = layout.final_tree(desc, entry, info, lengths, status, self.state.warnings,
                                          self._beamline, outcomes, self._needs_plugin)
                 if subscans is not None and subscans.children and entry is plan.entries[0]:
                     tree.children["subscans"] = subscans  # a sequence without children has none
+                if "end_time" in tree.children:
+                    ends[entry.name] = tree.children.pop("end_time")
                 writer.write(h5, entry.name, tree,
                              replace=frozenset({f"{entry.name}/{NOTE_GROUP}/{NOTE.status}", *self._live_paths}))
                 if plotted is None and _worth_plotting(tree):
                     plotted = entry.name
             writer.finish_links()
-            self._note_warnings(writer.warnings)
             for entry in plan.entries:  # groups made at the start for data that never came
                 entries.prune_empty(h5, entry.name, layout.maybe_empty(entry))
             # the file opens on the last scan with something to show, never on an empty entry
             if plotted is not None:
                 entries.set_default(h5, plotted)
+            # end_time last: readers of BLISS files (ewoksdata, blissdata's h5api) take it
+            # as "this entry is complete" and read it whole from then on
+            for name, node in ends.items():
+                writer.write(h5[name], "end_time", node)
+            self._note_warnings(writer.warnings)
         self._handle.flush()
         self.state.status = status
         npoints = max(lengths.values(), default=0)

@@ -274,7 +274,7 @@ class SessionWriter:
         writer = ScanWriter(ScanSource(ds, key, loaded=scan), self.files, self.config, self.log, self.session,
                             publish=self.status.scan, superseded=self._superseded,
                             confirm_claim=self.status.renew, on_poisoned=self._poisoned,
-                            successor=self._successor)
+                            successor=self._successor, stop_requested=self.status.stop_requested)
         writer.state.name, writer.state.number = scan.name, scan.number
         self.status.scan(writer.state)  # PENDING: BLISS can see the writer took it
         with self._lock:

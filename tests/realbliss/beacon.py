@@ -107,8 +107,15 @@ def prepare(tmp: Path, beamline: str, instrument: str) -> Path:
     config under ``tmp`` with a root node naming the beamline (instrument_info)."""
     import shutil
 
-    build = subprocess.run(["bash", str(REPO / "scripts" / "bliss_env.sh")], capture_output=True, text=True)
-    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    venv = REPO / ".bliss_venv"
+    if venv.is_symlink() and (venv / "bin" / "python").exists():
+        # another checkout's venv, linked here: used as it is. Building it from this checkout
+        # would point its editable install here, under the other checkout's feet; BLISS runs
+        # this checkout's code anyway (PYTHONPATH, _bliss_env)
+        pass
+    else:
+        build = subprocess.run(["bash", str(REPO / "scripts" / "bliss_env.sh")], capture_output=True, text=True)
+        assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     config = tmp / "config"
     shutil.copytree(CONFIG_DIR, config)
     (config / "__init__.yml").write_text(f"beamline: {beamline}\ninstrument: {instrument}\n")
@@ -222,7 +229,9 @@ def _bliss_env(bliss_venv: Path, workdir: Path) -> dict:
     )
     env["VIRTUAL_ENV"] = str(bliss_venv)
     env["CONDA_PREFIX"] = str(prefix)
-    env["PYTHONPATH"] = os.pathsep.join([str(STUBS_DIR), str(REPO)])
+    # this checkout first: the BLISS venv's editable install of the package may point at
+    # another one (a shared venv), and BLISS must run the session side of the code under test
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(STUBS_DIR)])
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

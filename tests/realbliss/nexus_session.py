@@ -68,7 +68,9 @@ def main():
     simu1 = config.get("simu1")
     collect = Collect()
     logging.getLogger().addHandler(collect)
-    print("READY", flush=True)
+    import nexus_writer_service  # the setup script imported it: which checkout's code BLISS runs
+
+    print("READY", os.path.dirname(os.path.abspath(nexus_writer_service.__file__)), flush=True)
     while True:
         gevent.select.select([sys.stdin], [], [])  # let BLISS's greenlets run meanwhile
         line = sys.stdin.readline()
