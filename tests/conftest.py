@@ -110,6 +110,21 @@ def make_harness(redis_server, tmp_path, caplog):
         h.stop()
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MB tmpfs: a disk that fills (CI and developers run as root; skipped elsewhere, saying why)."""
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
 def read_file(path):
     return h5py.File(path, "r", locking=False)
 

@@ -408,6 +408,8 @@ def test_a_blisswriter_device_registered_as_blisswriter3_does_is_served(stack, a
     key = stack.bliss.scan("ascan", stack.tmp / "data", "mapping_mode")["key"]
     env = {k: v for k, v in stack.env.items() if k != "BEACON_HOST"}  # the Redis: the device's
     log = open(stack.tmp / "mapping.out", "wb")
+    from beacon import ours
+
     service = subprocess.Popen([ours(stack.beacon, "NexusWriterService"), "nxw_map", "--server",
                                 "BlissWriter", "--port", "none", "--log-dir", str(stack.tmp / "logs_map")],
                                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=stack.tmp)

@@ -34,19 +34,6 @@ SPECTRUM0 = "simu1:spectrum_det0"
 
 # -- a small disk, a writer process ------------------------------------------------------
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 16 MB tmpfs (CI and developers run as root); skipped with the reason elsewhere."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def fill(disk: Path, leave_mb: float) -> Path:
     """A file that leaves ``leave_mb`` free on ``disk``."""
     filler = disk / f"filler-{time.monotonic_ns()}"
@@ -157,6 +144,7 @@ def test_disk_full_inside_hdf5_keeps_process_and_file(redis_server, small_disk, 
             assert np.array_equal(f[f"{before.number}.1/measurement/diode1"][()], before.stream(DIODE1).data)
             assert f[f"{big.number}.1/writer/status"][()] == b"FAILED"
             assert f[f"{big.number}.1/writer/error"][()].decode() == state["error"]
+            assert "end_time" in f[f"{big.number}.1"]  # readers waiting for it stop waiting
             assert np.array_equal(f[f"{after.number}.1/measurement/diode1"][()], after.stream(DIODE1).data)
     finally:
         code = writer.stop()
@@ -278,6 +266,7 @@ ACTIONS = {
     "truncated": lambda path: os.truncate(path, 0),
     "replaced": _replace_with_other_hdf5,
     "moved": lambda path: os.rename(path, path.replace("data.h5", "moved.h5")),
+    "folder removed": lambda path: shutil.rmtree(os.path.dirname(path)),
 }
 MOMENTS = {"created": 0, "mid-scan": 20, "all data sent": 40}
 
@@ -293,7 +282,7 @@ def _visible_points(path: str, entry: str) -> int:
 @pytest.mark.parametrize("moment", list(MOMENTS))
 @pytest.mark.parametrize("action", list(ACTIONS))
 def test_file_changed_under_the_writer(redis_server, tmp_path, action, moment):
-    session = f"changed_{action}_{moment.replace(' ', '_').replace('-', '_')}"
+    session = f"changed_{action}_{moment}".replace(" ", "_").replace("-", "_")
     writer = WriterProcess(redis_server.url, session, tmp_path)
     from blissdata.redis_engine.store import DataStore
 
@@ -330,6 +319,7 @@ def test_file_changed_under_the_writer(redis_server, tmp_path, action, moment):
                 assert f[f"{before.number}.1/writer/status"][()] == b"SUCCEEDED"
             return
         said = {"deleted": "the file was deleted while it was written",
+                "folder removed": "the file was deleted while it was written",
                 "truncated": "the file was truncated",
                 "replaced": "the file was replaced by another file while it was written"}[action]
         rewritten = [w for w in state["warnings"] if w.startswith(f"{path}: {said}")]
@@ -384,6 +374,7 @@ def test_folder_made_read_only_fails_the_scan_with_the_reason(redis_server, tmp_
                             state["error"]), state["error"]
         with read_file(path) as f:
             assert f[f"{rec.number}.1/writer/status"][()] == b"FAILED"
+            assert "end_time" in f[f"{rec.number}.1"]  # readers waiting for it stop waiting
             n = len(f[f"{rec.number}.1/measurement/diode1"])
             assert np.array_equal(f[f"{rec.number}.1/measurement/diode1"][()], rec.stream(DIODE1).data[:n])
         assert f"({n} points in the file)" in state["error"]

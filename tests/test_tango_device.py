@@ -530,5 +530,11 @@ def test_log_level_attributes(harness):
             assert dev.tango_log_level == 4
             dev.tango_log_level = 1
             assert dev.tango_log_level == 1
+            # ESRF's per-scan profiling: OFF, and any other value refused with the reason
+            assert dev.resource_profiling == 0
+            dev.resource_profiling = 0
+            with pytest.raises(DevFailed, match="resource_profiling CPU30 is not provided by nexus_writer_service"):
+                dev.resource_profiling = 1
+            assert dev.resource_profiling == 0
     finally:
         logger.setLevel(before)

@@ -51,8 +51,12 @@ def create(h5: h5py.File, entry: str, write) -> None:
 STAGING = "_nxw_staging_"
 
 
-def set_status(h5: h5py.File, entries: list[str], status: str, error: str | None = None) -> None:
-    """Replace the status of these entries' notes (and add the error if none is there)."""
+def set_status(h5: h5py.File, entries: list[str], status: str, error: str | None = None,
+               end_time: str | None = None) -> None:
+    """Replace the status of these entries' notes (and add the error if none is there).
+
+    ``end_time``: written last where the entry has none (a failed scan's entry too): readers
+    of BLISS files (ewoksdata, blissdata's h5api) wait for it before they read an entry."""
     for entry in entries:
         grp = h5.get(f"{entry}/{NOTE_GROUP}")
         if isinstance(grp, h5py.Group):
@@ -61,6 +65,8 @@ def set_status(h5: h5py.File, entries: list[str], status: str, error: str | None
             grp[NOTE.status] = status
             if error and NOTE.error not in grp:
                 grp[NOTE.error] = error
+            if end_time and "end_time" not in h5[entry]:
+                h5[entry]["end_time"] = end_time
     h5.flush()
 
 

@@ -236,6 +236,8 @@ def failed_tree(info: dict, error: str | None) -> Group:
         children["title"] = field(str(info["title"]))
     if info.get("start_time"):
         children["start_time"] = field(str(info["start_time"]))
+    # readers of BLISS files wait for end_time: a failed entry is over too (written last)
+    children["end_time"] = field(str(info.get("end_time") or _now()))
     return group("NXentry", children)
 
 

@@ -160,8 +160,9 @@ class PageServer(ThreadingHTTPServer):
     WORKERS = 16
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+        # before the socket is bound: a port already taken closes the server at once
         self._pool = ThreadPoolExecutor(self.WORKERS, thread_name_prefix="status-page")
+        super().__init__(*args, **kwargs)
 
     def process_request(self, request, client_address):
         self._pool.submit(self.process_request_thread, request, client_address)

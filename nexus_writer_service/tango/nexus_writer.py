@@ -39,6 +39,9 @@ _FROM_LOG4TANGO = {v: k for k, v in _LOG4TANGO.items()}
 
 #: ESRF's enumeration of the log level attributes (same labels, same values)
 LogLevel = enum.IntEnum("LogLevel", {name: i for i, name in enumerate(options.LOG_LEVEL_NAMES)})
+#: ESRF's device profiles each scan (cProfile or tracemalloc, 30/50/100 lines) on request
+Profiling = enum.IntEnum("Profiling", {name: i for i, name in enumerate(
+    ("OFF", "CPU30", "CPU50", "CPU100", "WALL30", "WALL50", "WALL100", "MEM30", "MEM50", "MEM100"))})
 
 _log = logging.getLogger("nexus_writer_service.tango")
 
@@ -220,6 +223,20 @@ class NexusWriter(SessionDevice):
     @tango_log_level.write
     def tango_log_level(self, value: int) -> None:
         self.get_logger().set_level(_LOG4TANGO[options.LOG_LEVELS[int(value)]])
+
+    @attribute(dtype=Profiling, access=AttrWriteType.READ_WRITE,
+               doc="ESRF's per-scan profiling: OFF only (see doc/benchmarks.md for how this writer is measured)")
+    def resource_profiling(self) -> int:
+        return Profiling.OFF
+
+    @resource_profiling.write
+    def resource_profiling(self, value: int) -> None:
+        """Refused, saying why, rather than accepted and ignored: a control-room panel that
+        sets it must not believe scans are profiled."""
+        if int(value) != Profiling.OFF:
+            raise ValueError(f"resource_profiling {Profiling(int(value)).name} is not provided by "
+                             "nexus_writer_service: profile the session writer (attribute writer_pid) with "
+                             "py-spy, or measure with ./benchmarks/run.sh (doc/benchmarks.md)")
 
     # -- for a control room ------------------------------------------------------
     @attribute(dtype=(str,), max_dim_x=1000, doc="sessions whose writers report to this Redis")

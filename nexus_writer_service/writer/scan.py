@@ -878,7 +878,8 @@ class ScanWriter:
             return
         try:
             with self._handle.lock:
-                entries.set_status(self._handle.h5, self.state.entries, status, self.state.error)
+                entries.set_status(self._handle.h5, self.state.entries, status, self.state.error,
+                                   end_time=datetime.now(timezone.utc).astimezone().isoformat())
                 for entry in (self._plan.entries if self._plan else []):
                     entries.prune_empty(self._handle.h5, entry.name, layout.maybe_empty(entry))
         except Exception:

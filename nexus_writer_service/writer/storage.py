@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass
 
 from ..io import entries
@@ -183,7 +184,8 @@ def mark_failed(files: FileRegistry, path: str, names: list[str], info: dict, er
             writer = TreeWriter()
             for name in names:
                 if entries.has(handle.h5, name):
-                    entries.set_status(handle.h5, [name], FAILED, error)
+                    entries.set_status(handle.h5, [name], FAILED, error,
+                                       end_time=datetime.now(timezone.utc).astimezone().isoformat())
                 else:
                     writer.write(handle.h5, name, layout.failed_tree(info, error))
             writer.finish_links()

@@ -17,18 +17,6 @@ from nexus_writer_service.io.files import FileHandle, FileRegistry, lock_holders
 from nexus_writer_service.io.space import SpaceRule, no_space_message, storage_errno
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 # -- free space --------------------------------------------------------------------------
 
 def test_space_rule_on_a_small_disk(small_disk):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import threading
 import urllib.request
+
+import pytest
 
 from nexus_writer_service.service.web import PageServer, serve
 
@@ -46,3 +49,14 @@ def test_the_page_listens_only_where_it_is_told():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_taken_port_is_an_os_error_saying_so():
+    first = serve(lambda: {}, 0)
+    try:
+        with pytest.raises(OSError) as taken:
+            serve(lambda: {}, first.server_address[1])
+        assert taken.value.errno == errno.EADDRINUSE
+    finally:
+        first.shutdown()
+        first.server_close()
