@@ -522,10 +522,15 @@ def test_log_level_attributes(harness):
     before = logger.level
     try:
         with device(NexusWriter, session=harness.session, redis_url=harness.url) as dev:
+            # (pytango 9: the device runs in a forked process, whose logger is its own)
             dev.writer_log_level = 1  # DEBUG, ESRF's enumeration
-            assert logger.level == logging.DEBUG and dev.writer_log_level == 1
+            assert dev.writer_log_level == 1
+            if not _FORK:
+                assert logger.level == logging.DEBUG
             dev.writer_log_level = 3  # WARN
-            assert logger.level == logging.WARNING and dev.writer_log_level == 3
+            assert dev.writer_log_level == 3
+            if not _FORK:
+                assert logger.level == logging.WARNING
             dev.tango_log_level = 4  # ERROR
             assert dev.tango_log_level == 4
             dev.tango_log_level = 1
