@@ -89,3 +89,27 @@ def test_status_command(make_harness):
     out = subprocess.run([exe, "status", h.session, "--redis-url", h.url], capture_output=True, text=True)
     assert out.returncode == 1
     assert "NO WRITER ALIVE" in out.stdout
+
+
+def test_a_running_writer_takes_the_log_level_asked_through_redis(redis_server, tmp_path):
+    """The Tango attribute writer_log_level reaches a writer already running (its own
+    process, maybe another host) through Redis, within a heartbeat."""
+    from nexus_writer_service.transport.status import StatusReader
+
+    session = "log_level_live"
+    exe = os.path.join(os.path.dirname(sys.executable), "NexusSessionWriter")
+    proc = subprocess.Popen([exe, session, "--redis-url", redis_server.url, "--base-path", str(tmp_path),
+                             "--log=warning"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    reader = StatusReader(redis_server.url)
+    try:
+        deadline = time.monotonic() + 30
+        while reader.writer(session) is None:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        reader.set_log_level(session, "DEBUG")
+        line = proc.stdout.readline()  # --log=warning: nothing else is printed before it
+        assert line.endswith(f"INFO    [{session}] log level DEBUG (asked through Redis)\n"), line
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+        reader.set_log_level(session, "WARNING")

@@ -203,7 +203,7 @@ class NexusWriter(SessionDevice):
         return out
 
     @attribute(dtype=LogLevel, access=AttrWriteType.READ_WRITE,
-               doc="log level of this service and of the session writers it starts from now on")
+               doc="log level of this service and of its session's writer (the running one within a heartbeat)")
     def writer_log_level(self) -> int:
         return options.level_index(logging.getLogger("nexus_writer_service").getEffectiveLevel())
 
@@ -214,6 +214,9 @@ class NexusWriter(SessionDevice):
         ctl = hosting.control()
         if ctl is not None and hasattr(ctl, "set_log_level"):
             ctl.set_log_level(logging.getLevelName(level))
+        # the running writer takes it at its next heartbeat (it may run anywhere: Redis tells it)
+        view = self._v()
+        view.reader.set_log_level(view.session, logging.getLevelName(level))
 
     @attribute(dtype=LogLevel, access=AttrWriteType.READ_WRITE, doc="Tango log level of this device")
     def tango_log_level(self) -> int:

@@ -20,6 +20,7 @@ Keys (JSON strings):
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
@@ -57,6 +58,11 @@ def open_files_key(session: str) -> str:
 
 def stop_request_key(scan_key: str) -> str:
     return f"{PREFIX}:stop:{scan_key}"
+
+
+def log_level_key(session: str) -> str:
+    """The log level asked of the session's running writer (the Tango attribute writer_log_level)."""
+    return f"{PREFIX}:{session}:log_level"
 
 
 #: how long a stop request waits for its scan's writer (seconds)
@@ -198,7 +204,21 @@ class StatusPublisher:
 
     def _beat(self) -> None:
         while not self._stop.is_set() and self.renew():
+            self._follow_log_level()
             self._stop.wait(HEARTBEAT_PERIOD)
+
+    def _follow_log_level(self) -> None:
+        """The level a control room asked (``StatusReader.set_log_level``), taken at each beat."""
+        try:
+            raw = self._redis.get(log_level_key(self.session))
+        except redis.RedisError:
+            return
+        level = logging.getLevelName(raw.decode()) if raw else None
+        logger = logging.getLogger("nexus_writer_service")
+        if isinstance(level, int) and logger.level != level:
+            logger.setLevel(level)
+            logger.log(max(level, logging.INFO), "[%s] log level %s (asked through Redis)", self.session,
+                       logging.getLevelName(level))
 
     def scan(self, state) -> None:
         """Publish one scan's state (a dataclass or dict with at least ``key``)."""
@@ -276,6 +296,10 @@ class StatusReader:
 
     def open_files(self, session: str) -> set[str]:
         return {p.decode() for p in self._redis.smembers(open_files_key(session))}
+
+    def set_log_level(self, session: str, level: str) -> None:
+        """Ask the session's running writer (and the next ones) to log at ``level`` (DEBUG, INFO...)."""
+        self._redis.set(log_level_key(session), level)
 
     def request_stop(self, scan_key: str) -> None:
         """Ask the writer of this scan to stop writing it: it finishes the entry with what it
