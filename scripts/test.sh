@@ -33,6 +33,9 @@ if [ "$NXW_REAL_BLISS" = 1 ]; then
 fi
 
 status=0
+echo "== lint: ruff (pyproject.toml [tool.ruff])"
+.venv/bin/python -m ruff check nexus_writer_service tests benchmarks scripts session_scripts || status=$?
+
 echo "== run 1/2: every test, .venv ($(.venv/bin/python -c 'import importlib.metadata as m; print("blissdata", m.version("blissdata"), "numpy", m.version("numpy"))'))"
 .venv/bin/python -m pytest tests "$@" || status=$?
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from nexus_writer_service.mapping.metadata import nxdict_to_group, user_categories
 from nexus_writer_service.mapping.nexus import get

@@ -13,7 +13,6 @@ import time
 
 import h5py
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

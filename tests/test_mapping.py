@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from nexus_writer_service.h5map import Dataset, Group, SoftLink, Stream, VirtualDataset
+from nexus_writer_service.h5map import Group, SoftLink, Stream, VirtualDataset
 
 from nexus_writer_service.descriptions import ScanDescription, StreamDescription, describe_stream
 from nexus_writer_service.kinds import classify

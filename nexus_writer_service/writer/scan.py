@@ -388,13 +388,13 @@ class ScanWriter:
         compression = self.config.compression or None
         expected = self.state.expected or 0
         # BLISS's writer_options (chunks, filter) for this scan, under the configuration's choices
-        storage, problems = StorageOptions.from_writer_options(desc.info.get("writer_options"))
+        chunking, problems = StorageOptions.from_writer_options(desc.info.get("writer_options"))
         for problem in problems:
             self._warn(problem)
         specs = {c.stream: ArraySpec(c.dtype, c.point_shape, c.fill_value,
-                                     beamline.channel_compression(c, self._beamline, storage.compression,
+                                     beamline.channel_compression(c, self._beamline, chunking.compression,
                                                                   compression or ""),
-                                     expected, storage)
+                                     expected, chunking)
                  for c in plan.streamed}
         self._needs_plugin = frozenset(name for name, spec in specs.items()
                                        if filter_preset(spec.filter).plugin)
