@@ -64,8 +64,53 @@ def test_status_page_in_a_headless_browser(service, redis_server):
     out = chromium(url, profile, "--dump-dom")
     dom = out.stdout
     assert "<h1>NeXus writers</h1>" in dom, out.stderr[-2000:]
-    assert "svc_a" in dom and "svc_b" in dom and "alive" in dom
-    assert "ascan" in dom and "SUCCEEDED" in dom and "data.h5" in dom
+    tables = _tables(dom)
+    # the sessions table, as the browser built it: both writers alive (not "not alive")
+    assert [row[:2] for row in tables["sessions"][1:]] == [["svc_a", "alive"], ["svc_b", "alive"]]
+    # svc_a's scans: the ascan, SUCCEEDED in its state cell (not only in the page's CSS), its file
+    scans = tables["scans"][0]
+    assert scans[0] == ["scan", "name", "state", "scan ended", "points", "file", "entries", "problems", "plot"]
+    row = scans[1]
+    assert (row[1], row[2], row[3]) == ("ascan", "SUCCEEDED", "SUCCESS")
+    assert row[5] == f"{tmp_path}/svc_a/data.h5"
+
+
+def _tables(dom: str) -> dict:
+    """The page's tables as lists of rows of cell texts: {"sessions": rows, "scans": [rows, ...]}."""
+    from html.parser import HTMLParser
+
+    class Tables(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.out, self.rows, self.cell, self.kind = {"sessions": None, "scans": []}, None, None, None
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "table":
+                self.rows, self.kind = [], "sessions" if attrs.get("id") == "sessions" else "scans"
+            elif tag == "tr" and self.rows is not None:
+                self.rows.append([])
+            elif tag in ("td", "th") and self.rows is not None:
+                self.cell = ""
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th") and self.cell is not None:
+                self.rows[-1].append(self.cell.strip())
+                self.cell = None
+            elif tag == "table" and self.rows is not None:
+                if self.kind == "sessions":
+                    self.out["sessions"] = self.rows
+                else:
+                    self.out["scans"].append(self.rows)
+                self.rows = None
+
+    parser = Tables()
+    parser.feed(dom)
+    return parser.out
 
 
 def test_service_configuration_errors_are_clear(tmp_path):

@@ -184,6 +184,10 @@ class ScanPublisher:
         self.streams = {name: self.scan.get_writer_stream(name) for name in self.streams}
         for name, stream in self.streams.items():
             self.scan._writer_streams[name] = stream
+            # blissdata opens a writer stream at index 0: go on after what Redis holds (else
+            # every later point is refused: "index discrepancy"), as BLISS's own writer would
+            events = getattr(stream, "event_stream", stream)
+            events._write_index = len(events)
         return self
 
     def run(self) -> str:
