@@ -181,7 +181,18 @@ class ExternalBinaryFile(BaseModel):
     size: NonNegativeInt | None = None  # None: H5F_UNLIMITED
 
 
-class ExternalBinaryDataset(BaseModel):
+class _AttributesIfAny(BaseModel):
+    """Serialised without ``attributes`` when there are none (as blissdata's models)."""
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler):
+        out = handler(self)
+        if not self.attributes:
+            out.pop("attributes", None)
+        return out
+
+
+class ExternalBinaryDataset(_AttributesIfAny):
     """A dataset whose bytes are in other (non-HDF5) files: HDF5 external storage."""
 
     type: Literal["external_binary_dataset"] = "external_binary_dataset"
@@ -190,12 +201,6 @@ class ExternalBinaryDataset(BaseModel):
     shape: list[int]
     files: list[ExternalBinaryFile] = Field(min_length=1)
 
-    @model_serializer(mode="wrap")
-    def _serialize(self, handler):
-        out = handler(self)
-        if not self.attributes:
-            out.pop("attributes", None)
-        return out
 
 
 def _all_ones_hidden(value):
@@ -223,19 +228,13 @@ class VirtualSource(BaseModel):
     src_space: SpaceSelection
 
 
-class VirtualDataset(BaseModel):
+class VirtualDataset(_AttributesIfAny):
     type: Literal["virtual_dataset"] = "virtual_dataset"
     attributes: dict[str, DataItemType] = Field(default_factory=dict)
     dtype: _BinaryDType
     shape: list[int]
     virtual_sources: list[VirtualSource] = Field(min_length=1)
 
-    @model_serializer(mode="wrap")
-    def _serialize(self, handler):
-        out = handler(self)
-        if not self.attributes:
-            out.pop("attributes", None)
-        return out
 
 
 class SoftLink(BaseModel):
