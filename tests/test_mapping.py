@@ -136,8 +136,17 @@ def test_user_metadata_categories_follow_nexus_dict_conventions():
     assert mono.attributes["NX_class"].root == "NXmonochromator"
     assert mono.children["energy"].attributes["units"].root == "keV"
     assert tree.children["technique"].children["technique"].value.root == "XRD"
+    # comments as ESRF's writer 2.0 writes them (reference layout of entry 37.1)
     notes = tree.children["notes"]
-    assert list(notes.children["messages"].value.root) == ["first comment before run", "comment during run"]
+    assert notes.attributes["NX_class"].root == "NXnote"  # NXentry/notes (ESRF: NXcollection)
+    assert list(notes.children) == ["note_01", "note_02"]
+    got = {name: {k: v.value.root for k, v in note.children.items()} for name, note in notes.children.items()}
+    assert got == {
+        "note_01": {"data": "first comment before run", "type": "text/plain",
+                    "date": "2026-11-24T05:33:55.961296+00:00"},
+        "note_02": {"data": "comment during run", "type": "text/plain",
+                    "date": "2026-11-24T05:33:56.011586+00:00"},
+    }
 
 
 def test_multi_top_master_gives_one_entry_per_chain():

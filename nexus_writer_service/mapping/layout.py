@@ -97,6 +97,8 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
     root = group("NXentry", {
         "title": field(_title(info, desc)),
         "start_time": field(str(info.get("start_time") or _now())),
+        # ESRF's writer makes it with the entry: count_time is known from the start
+        **metadata.scan_parameters(info),
         "instrument": group("NXinstrument"),
         "measurement": group("NXcollection"),
         NOTE_GROUP: group("NXnote", {
@@ -173,6 +175,13 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
     for defaults in (metadata.user_instrument(info, meta_warnings), beamline.instrument(config)):
         if defaults is not None:
             merge(instrument, defaults)
+    # what BLISS says about each detector (lima's acq_parameters...): beside its data,
+    # which win (the kinds' nodes below replace a metadata key of the same name)
+    for name, grp in metadata.device_metadata(info, entry.channels).items():
+        if name in instrument.children and isinstance(instrument.children[name], Group):
+            merge(instrument.children[name], grp)
+        else:
+            instrument.children.setdefault(name, grp)
     root.children["instrument"] = instrument
     for name, grp in metadata.user_categories(info, meta_warnings).items():
         root.children.setdefault(name, grp)
