@@ -239,3 +239,41 @@ def test_user_metadata_attributes_without_a_name_are_dropped():
     grp = nxdict_to_group({"energy": 7.0, "energy@": "keV", "energy@units": "keV", "@": 1, "@kind": "x"})
     assert set(grp.attributes) == {"NX_class", "kind"}
     assert set(grp.children["energy"].attributes) == {"units"}
+
+
+@pytest.mark.parametrize("name, short, expected", [
+    ("", "", None),  # every fixture: BLISS without an instrument name (ESRF writes "")
+    ("ESRF-ID00", "id00", ("ESRF-ID00", "id00")),
+    ("ESRF-ID00", "", ("ESRF-ID00", None)),
+])
+def test_instrument_name_only_when_given(name, short, expected):
+    """instrument/name (@short_name) from the generators' instrument_info; an empty name
+    says nothing and is left out (ESRF's writer writes it empty)."""
+    rec = load_recording("03_ascan")
+    info = {**rec.info_final, "nexuswriter": {**rec.info_final["nexuswriter"],
+                                              "instrument_info": {"name": name, "name@short_name": short}}}
+    desc = describe(rec, info)
+    tree = final_tree(desc, plan_scan(desc).entries[0], info, {}, "SUCCEEDED", [])
+    node = tree.children["instrument"].children.get("name")
+    if expected is None:
+        assert node is None
+    else:
+        short_attr = node.attributes.get("short_name")
+        assert (node.value.root, short_attr.root if short_attr is not None else None) == expected
+
+
+def test_scan_parameters_only_with_a_count_time():
+    """scan_parameters/count_time (@units s) as ESRF's writer: absent without a count time
+    (sequences) and for 0, as its ``if count_time`` does."""
+    rec = load_recording("03_ascan")
+    for count_time, expected in ((0.01, 0.01), (2, 2.0), (0, None), (None, None), (True, None)):
+        info = {**rec.info_created, "count_time": count_time}
+        desc = describe(rec, info)
+        tree = start_tree(desc, plan_scan(desc).entries[0])
+        params = tree.children.get("scan_parameters")
+        if expected is None:
+            assert params is None, count_time
+        else:
+            assert params.attributes["NX_class"].root == "NXparameters"
+            assert params.children["count_time"].value.root == expected
+            assert params.children["count_time"].attributes["units"].root == "s"

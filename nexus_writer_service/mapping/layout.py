@@ -17,7 +17,7 @@ from ..metadata.config import BeamlineConfig
 from . import appdefs, beamline, metadata, plots
 from .channels import ChannelPlan, entry_names, plan_channels
 from ..descriptions import ScanDescription
-from .nexus import Group, field, group, insert, link, merge, nx_class, stream_field
+from .nexus import Group, field, get, group, insert, link, merge, nx_class, stream_field
 
 from ..records import NOTE, NOTE_GROUP
 from ..states import FAILED, WRITING
@@ -210,6 +210,12 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
         if outcome is None:
             continue
         for path, node in outcome.nodes.items():
+            try:
+                before = get(root, path)
+            except (KeyError, AttributeError):
+                before = None
+            if isinstance(before, Group) and isinstance(node, Group):
+                merge(node, before)  # the kind's items win; the device's metadata stays beside
             insert(root, path, node)
         if outcome.plot is not None and image_plot is None and outcome.written > 0:
             image_plot = outcome.plot
