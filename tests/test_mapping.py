@@ -277,3 +277,29 @@ def test_scan_parameters_only_with_a_count_time():
             assert params.attributes["NX_class"].root == "NXparameters"
             assert params.children["count_time"].value.root == expected
             assert params.children["count_time"].attributes["units"].root == "s"
+
+
+def test_device_metadata_beside_the_data_which_wins():
+    """A device's metadata goes in its detector's group; a key that is not a NeXus name is
+    made one, None is dropped, and a key named like a field the writer makes (lima's
+    ``data``) leaves that field to the writer."""
+    from nexus_writer_service.kinds import Outcome
+    from nexus_writer_service.mapping.nexus import field, group
+    from nexus_writer_service.simulation.lima import LimaDetector, add_lima
+
+    rec = add_lima(load_recording("03_ascan"), LimaDetector(), "/nonexistent/scan0024")
+    info = rec.info_final
+    dev = info["channels"]["lima_simulator:image"]["device"]
+    info["devices"][dev]["metadata"] = {"type": "lima", "data": "not the frames", "bad key": 1,
+                                        "nothing": None, "acq_parameters": {"acq_expo_time": 0.5}}
+    desc = describe(rec, info)
+    entry = plan_scan(desc).entries[0]
+    written = group("NXdetector", {"data": field("the frames")})  # what the lima kind adds
+    tree = final_tree(desc, entry, info, {}, "SUCCEEDED", [],
+                      outcomes={"lima_simulator:image": Outcome(nodes={"instrument/lima_simulator": written})})
+    det = tree.children["instrument"].children["lima_simulator"]
+    assert sorted(det.children) == ["acq_parameters", "bad_key", "data", "type"]
+    assert det.children["data"].value.root == "the frames"
+    assert det.children["type"].value.root == "lima"
+    assert det.children["bad_key"].value.root == 1
+    assert det.children["acq_parameters"].children["acq_expo_time"].value.root == 0.5

@@ -177,7 +177,7 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
             merge(instrument, defaults)
     # what BLISS says about each detector (lima's acq_parameters...): beside its data,
     # which win (the kinds' nodes below replace a metadata key of the same name)
-    for name, grp in metadata.device_metadata(info, entry.channels).items():
+    for name, grp in metadata.device_metadata(info, entry.channels, meta_warnings).items():
         if name in instrument.children and isinstance(instrument.children[name], Group):
             merge(instrument.children[name], grp)
         else:

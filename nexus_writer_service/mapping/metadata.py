@@ -188,7 +188,7 @@ def scan_parameters(info: dict) -> dict:
     return {"scan_parameters": group("NXparameters", {"count_time": field(float(count_time), units="s")})}
 
 
-def device_metadata(info: dict, channels: list) -> dict[str, Group]:
+def device_metadata(info: dict, channels: list, warnings: list | None = None) -> dict[str, Group]:
     """What BLISS says about each detector (``devices[*].metadata`` of the final scan_info),
     as groups below ``instrument`` named like the detector's group, as ESRF's writer dumps
     it: a lima camera's ``type``, ``description``, ``x_pixel_size``/``y_pixel_size`` (@units
@@ -196,7 +196,8 @@ def device_metadata(info: dict, channels: list) -> dict[str, Group]:
     the frames' exposure time in ``acq_parameters/acq_expo_time``) and ``ctrl_parameters/*``;
     Lima2's ``acq_params``; an MCA's ``type``. The silx NeXus-dict convention of scan_meta
     applies (``x_pixel_size@units``). ``channels``: the entry's ChannelPlans; every group of
-    a device gets its metadata (ESRF: each MCA element's group says ``type = mca``)."""
+    a device gets its metadata (ESRF: each MCA element's group says ``type = mca``).
+    ``warnings``: keys renamed to be NeXus names, as for scan_meta."""
     devices = info.get("devices") or {}
     chans = info.get("channels") or {}
     out: dict[str, Group] = {}
@@ -207,7 +208,7 @@ def device_metadata(info: dict, channels: list) -> dict[str, Group]:
         meta = device.get("metadata")
         if not isinstance(meta, dict) or not meta:
             continue
-        grp = nxdict_to_group({k: v for k, v in meta.items() if k != "@NX_class"}, ch.nx_class)
+        grp = nxdict_to_group({k: v for k, v in meta.items() if k != "@NX_class"}, ch.nx_class, warnings)
         if not is_empty(grp):
             out[ch.group] = grp
     return out
