@@ -159,11 +159,12 @@ def positioners(info: dict, scanned: dict[str, str], only: list[str] | None = No
 
 
 def notes(info: dict) -> dict:
-    """BLISS comments (scan.add_comment) as ESRF's writer lays them out: ``notes`` (an
-    NXcollection) with one NXnote per comment, ``note_01``, ``note_02`` ... in order, each
-    with ``data`` (the message), ``type`` (text/plain) and ``date``. Readers of ESRF files
-    and BLISS 2.4's h5maps expect this place; NeXus wants NXnote/data binary, where ESRF
-    puts text: we follow ESRF (doc/layout.md says why)."""
+    """BLISS comments (scan.add_comment) at ESRF's writer's paths: one NXnote per comment,
+    ``notes/note_01``, ``note_02`` ... in order, each with ``data`` (the message), ``type``
+    (text/plain) and ``date``; readers of ESRF files and BLISS 2.4's h5maps look there.
+    ``notes`` itself is an NXnote, the class NXentry defines for it (ESRF: NXcollection,
+    which validators refuse); NeXus wants NXnote/data binary, ESRF puts the text there and
+    so do we (doc/layout.md, "Where NeXus and ESRF's layout disagree")."""
     comments = [c for c in info.get("comments") or [] if isinstance(c, dict)]
     if not comments:
         return {}
