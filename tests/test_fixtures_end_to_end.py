@@ -6,6 +6,7 @@ validators and be drop-in for ESRF tools (paths they read).
 
 from __future__ import annotations
 
+import json
 import posixpath
 
 import h5py
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import read_file
-from nexus_writer_service.simulation.recording import fixture_names
+from nexus_writer_service.simulation.recording import FIXTURE_DIR, fixture_names
 from nxvalidation import empty_groups, nexus_errors
 
 SEQUENCE = ["26_sequence", "27_sequence_child1", "28_sequence_child2"]
@@ -111,6 +112,97 @@ def check_default_plot(f: h5py.File, entry_name: str, rec) -> None:
             assert nxdata[axis].shape[0] == signal.shape[0]
 
 
+#: how many items of ESRF's reference layout each fixture's entry has that check_esrf_items
+#: compares (scan_parameters and count_time: 2; the two comments: 9; MCA elements' type: 4)
+ESRF_ITEMS = {
+    **{n: 2 for n in ("02_sct", "03_ascan", "04_a2scan", "05_dscan", "07_amesh", "13_timescan",
+                      "16_lookupscan", "20_ascan_ss_template", "21_ascan_abort", "23_ascan_failure",
+                      "25_loopscan_stop")},
+    "10_loopscan_mca": 6,
+    "19_ascan_usermeta": 11,
+}
+
+
+def _reference_layout(fixture: str) -> dict | None:
+    """ESRF's writer 2.0's layout of the same real scan (None: it wrote no file for it)."""
+    ref = json.loads((FIXTURE_DIR / "reference_blisswriter_2.0.0_h5_layout.json").read_text())
+    for entries in (f["entries"] for f in ref["files"].values()):
+        for layout in entries.values():
+            if layout["fixture"] == f"{fixture}.json":
+                return layout["layout"]
+    return None
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def check_esrf_items(f: h5py.File, entry_name: str, fixture: str, rec) -> int:
+    """The items of ESRF's layout we write from scan_info (issue 20, item 6), compared with
+    ESRF's writer 2.0 item by item: ``scan_parameters``, ``notes/note_NN``, every device's
+    metadata (``instrument/<detector>/<key>``); ``instrument/name`` only when not empty.
+    Without a reference (writer 'null'), the same items from scan_info. Returns the number
+    of reference items compared."""
+    entry = f[entry_name]
+    info = rec.info_final
+    ref = _reference_layout(fixture)
+    count_time = info.get("count_time")
+    if count_time:
+        assert entry["scan_parameters"].attrs["NX_class"] == "NXparameters"
+        assert entry["scan_parameters/count_time"][()] == count_time
+        assert entry["scan_parameters/count_time"].attrs["units"] == "s"
+    else:
+        assert "scan_parameters" not in entry
+    assert ("notes" in entry) == bool(info.get("comments"))
+    assert "name" not in entry["instrument"]  # empty in every fixture: left out (ESRF writes "")
+    if ref is None:
+        return 0
+    # a device's groups are named after it (simu1 -> simu1_det0 ...)
+    meta = [(dev["name"], set(dev["metadata"])) for dev in (info.get("devices") or {}).values()
+            if dev.get("metadata")]
+    compared = 0
+    for path, item in ref.items():
+        parts = path.strip("/").split("/")
+        if parts[0] in ("scan_parameters", "notes"):
+            pass
+        elif path == "/instrument/name":
+            assert item["value"] == ""
+            continue
+        elif not (len(parts) == 3 and parts[0] == "instrument"
+                  and any(parts[1].startswith(name) and parts[2] in keys for name, keys in meta)):
+            continue
+        name = path.strip("/")
+        if path == "/notes/":
+            # NXentry defines notes as NXnote (ESRF: NXcollection): NeXus's class, ESRF's paths
+            assert item["attrs"]["NX_class"] == "NXcollection"
+            assert entry[name].attrs["NX_class"] == "NXnote"
+        elif path.endswith("/"):
+            assert entry[name].attrs["NX_class"] == item["attrs"]["NX_class"], path
+        else:
+            assert _plain(entry[name][()]) == item["value"], path
+            assert {k: _plain(v) for k, v in entry[name].attrs.items()} == item.get("attrs", {}), path
+        compared += 1
+    # and nothing of those more than ESRF's
+    for top in ("scan_parameters", "notes"):
+        if top in entry:
+            ours = {f"/{top}/"} | {f"/{top}/{k}" + ("/" if isinstance(v, h5py.Group) else "")
+                                   for k, v in _items(entry[top])}
+            assert ours == {p for p in ref if p.startswith(f"/{top}/")}
+    return compared
+
+
+def _items(group: h5py.Group):
+    out = []
+    group.visititems(lambda name, obj: out.append((name, obj)))
+    return out
+
+
 @pytest.mark.parametrize("fixture", SINGLE)
 def test_fixture(harness, fixture):
     rec = harness.recording(fixture)
@@ -133,6 +225,8 @@ def test_fixture(harness, fixture):
         assert f.attrs["default"] == entry_name
         check_entry(f, entry_name, rec)
         check_default_plot(f, entry_name, rec)
+        compared = check_esrf_items(f, entry_name, fixture, rec)
+    assert compared == ESRF_ITEMS.get(fixture, 0)
     assert nexus_errors(state.file) == []
     assert empty_groups(state.file) == []
 
@@ -152,6 +246,8 @@ def test_sequence_links_its_children(harness):
             assert isinstance(link, h5py.SoftLink) and link.path == f"/{name}"
             assert seq["subscans"][name]["title"][()].decode() == child.info_final["title"]
             check_entry(f, name, child)
+        assert [check_esrf_items(f, f"{r.number}.1", n, r) for n, r in zip(SEQUENCE, [parent, *children])] \
+            == [0, 2, 2]
     assert nexus_errors(path) == []
     assert empty_groups(path) == []
 

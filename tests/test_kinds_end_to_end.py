@@ -104,6 +104,17 @@ def test_lima2_frames_are_referenced_and_read_back(harness, plugin_mode, receive
         assert int(f[f"{entry}/writer/points/{det.name}"][()]) == 6
         # the counters are there and right
         assert np.array_equal(f[f"{entry}/measurement/robx"][()], rec.stream("axis:robx").data)
+        # what BLISS says about the detector (scan_info's device metadata), as ESRF's writer
+        # dumps it beside the frames
+        assert group["type"][()] == b"lima2"
+        assert group["description"][()] == b"Simulator, Generator"
+        for axis in ("x", "y"):
+            assert group[f"{axis}_pixel_size"][()] == 75e-6
+            assert group[f"{axis}_pixel_size"].attrs["units"] == "m"
+        assert group["acq_params"].attrs["NX_class"] == "NXcollection"
+        assert {k: group[f"acq_params/acq/{k}"][()] for k in group["acq_params/acq"]} == \
+            {"nb_frames": 6, "expo_time": 0.1, "trigger_mode": b"internal"}
+        assert group["recv_params/nb_receivers"][()] == receivers
     assert np.array_equal(_read_elsewhere(state.file, f"{entry}/instrument/{det.name}/data"), expected)
     assert nexus_errors(state.file) == []
 

@@ -138,3 +138,67 @@ def test_lima_in_a_multi_top_master_scan_goes_to_its_subscan(harness):
         data = f[f"{rec.number}.2/instrument/{det.name}/data"]
         assert np.array_equal(data[()], rec.lima_frames[det.channel])
     assert nexus_errors(state.file) == []
+
+
+def _tree(group) -> dict:
+    """{path: (value, attributes without NX_class)} of every dataset below ``group``;
+    groups as {path/: NX_class}."""
+    out = {}
+
+    def visit(name, obj):
+        if hasattr(obj, "shape"):
+            value = obj[()]
+            value = value.decode() if isinstance(value, bytes) else (
+                value.tolist() if isinstance(value, np.ndarray) else value.item())
+            out[name] = (value, {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in obj.attrs.items()})
+        else:
+            out[f"{name}/"] = obj.attrs["NX_class"]
+    group.visititems(visit)
+    return out
+
+
+@pytest.mark.parametrize("file_format", ["hdf5", "edf"])
+def test_detector_metadata_as_esrfs_writer_dumps_it(harness, file_format):
+    """The lima camera's metadata in scan_info (type, description, pixel sizes, camera,
+    acquisition and control parameters), in its NXdetector group as ESRF's writer writes
+    it: nxtomomill reads the exposure time in acq_parameters/acq_expo_time."""
+    det = LimaDetector(file_format=file_format, frames_per_file=2, expo_time=0.25)
+    rec = lima_scan(harness, "03_ascan", det)
+    images_dir = os.path.join(os.path.dirname(rec.identity["path"]), f"scan{rec.number:04d}")
+    state = harness.state(harness.publish(rec))
+    assert state.status == "SUCCEEDED", state
+    with read_file(state.file) as f:
+        detector = f[f"{rec.number}.1/instrument/{det.name}"]
+        metadata = {k: v for k, v in _tree(detector).items()
+                    if k.split("/")[0] in ("type", "description", "x_pixel_size", "y_pixel_size",
+                                           "camera_settings", "acq_parameters", "ctrl_parameters")}
+    ext = "h5" if file_format == "hdf5" else "edf"
+    assert metadata == {
+        "type": ("lima", {}),
+        "description": ("Simulator, Generator", {}),
+        "x_pixel_size": (55e-6, {"units": "m"}),
+        "y_pixel_size": (55e-6, {"units": "m"}),
+        "camera_settings/": "NXcollection",
+        "camera_settings/mode": ("GENERATOR", {}),
+        "camera_settings/nb_prefetched_frames": (1, {}),
+        "acq_parameters/": "NXcollection",
+        "acq_parameters/acq_mode": ("SINGLE", {}),
+        "acq_parameters/acq_nb_frames": (6, {}),
+        "acq_parameters/acq_expo_time": (0.25, {}),
+        "acq_parameters/acq_trigger_mode": ("INTERNAL_TRIGGER_MULTI", {}),
+        "acq_parameters/latency_time": (0.0, {}),
+        "acq_parameters/saving_statistics_history": (6, {}),
+        "acq_parameters/saving_mode": ("AUTO_FRAME", {}),
+        "acq_parameters/saving_directory": (images_dir, {}),
+        "acq_parameters/saving_prefix": (f"{det.name}_", {}),
+        "ctrl_parameters/": "NXcollection",
+        "ctrl_parameters/saving_format": ("HDF5" if ext == "h5" else "EDF", {}),
+        "ctrl_parameters/saving_frame_per_file": (2, {}),
+        "ctrl_parameters/saving_suffix": (f".{ext}", {}),
+        "ctrl_parameters/saving_managed_mode": ("SOFTWARE", {}),
+        "ctrl_parameters/image_rotation": ("NONE", {}),
+        "ctrl_parameters/image_flip": ([False, False], {}),
+        "ctrl_parameters/image_bin": ([1, 1], {}),
+        "ctrl_parameters/image_roi": ([0, 0, 10, 8], {}),
+    }
+    assert nexus_errors(state.file) == []

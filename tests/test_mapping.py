@@ -136,8 +136,17 @@ def test_user_metadata_categories_follow_nexus_dict_conventions():
     assert mono.attributes["NX_class"].root == "NXmonochromator"
     assert mono.children["energy"].attributes["units"].root == "keV"
     assert tree.children["technique"].children["technique"].value.root == "XRD"
+    # comments as ESRF's writer 2.0 writes them (reference layout of entry 37.1)
     notes = tree.children["notes"]
-    assert list(notes.children["messages"].value.root) == ["first comment before run", "comment during run"]
+    assert notes.attributes["NX_class"].root == "NXnote"  # NXentry/notes (ESRF: NXcollection)
+    assert list(notes.children) == ["note_01", "note_02"]
+    got = {name: {k: v.value.root for k, v in note.children.items()} for name, note in notes.children.items()}
+    assert got == {
+        "note_01": {"data": "first comment before run", "type": "text/plain",
+                    "date": "2026-11-24T05:33:55.961296+00:00"},
+        "note_02": {"data": "comment during run", "type": "text/plain",
+                    "date": "2026-11-24T05:33:56.011586+00:00"},
+    }
 
 
 def test_multi_top_master_gives_one_entry_per_chain():
@@ -230,3 +239,67 @@ def test_user_metadata_attributes_without_a_name_are_dropped():
     grp = nxdict_to_group({"energy": 7.0, "energy@": "keV", "energy@units": "keV", "@": 1, "@kind": "x"})
     assert set(grp.attributes) == {"NX_class", "kind"}
     assert set(grp.children["energy"].attributes) == {"units"}
+
+
+@pytest.mark.parametrize("name, short, expected", [
+    ("", "", None),  # every fixture: BLISS without an instrument name (ESRF writes "")
+    ("ESRF-ID00", "id00", ("ESRF-ID00", "id00")),
+    ("ESRF-ID00", "", ("ESRF-ID00", None)),
+])
+def test_instrument_name_only_when_given(name, short, expected):
+    """instrument/name (@short_name) from the generators' instrument_info; an empty name
+    says nothing and is left out (ESRF's writer writes it empty)."""
+    rec = load_recording("03_ascan")
+    info = {**rec.info_final, "nexuswriter": {**rec.info_final["nexuswriter"],
+                                              "instrument_info": {"name": name, "name@short_name": short}}}
+    desc = describe(rec, info)
+    tree = final_tree(desc, plan_scan(desc).entries[0], info, {}, "SUCCEEDED", [])
+    node = tree.children["instrument"].children.get("name")
+    if expected is None:
+        assert node is None
+    else:
+        short_attr = node.attributes.get("short_name")
+        assert (node.value.root, short_attr.root if short_attr is not None else None) == expected
+
+
+def test_scan_parameters_only_with_a_count_time():
+    """scan_parameters/count_time (@units s) as ESRF's writer: absent without a count time
+    (sequences) and for 0, as its ``if count_time`` does."""
+    rec = load_recording("03_ascan")
+    for count_time, expected in ((0.01, 0.01), (2, 2.0), (0, None), (None, None), (True, None)):
+        info = {**rec.info_created, "count_time": count_time}
+        desc = describe(rec, info)
+        tree = start_tree(desc, plan_scan(desc).entries[0])
+        params = tree.children.get("scan_parameters")
+        if expected is None:
+            assert params is None, count_time
+        else:
+            assert params.attributes["NX_class"].root == "NXparameters"
+            assert params.children["count_time"].value.root == expected
+            assert params.children["count_time"].attributes["units"].root == "s"
+
+
+def test_device_metadata_beside_the_data_which_wins():
+    """A device's metadata goes in its detector's group; a key that is not a NeXus name is
+    made one, None is dropped, and a key named like a field the writer makes (lima's
+    ``data``) leaves that field to the writer."""
+    from nexus_writer_service.kinds import Outcome
+    from nexus_writer_service.mapping.nexus import field, group
+    from nexus_writer_service.simulation.lima import LimaDetector, add_lima
+
+    rec = add_lima(load_recording("03_ascan"), LimaDetector(), "/nonexistent/scan0024")
+    info = rec.info_final
+    dev = info["channels"]["lima_simulator:image"]["device"]
+    info["devices"][dev]["metadata"] = {"type": "lima", "data": "not the frames", "bad key": 1,
+                                        "nothing": None, "acq_parameters": {"acq_expo_time": 0.5}}
+    desc = describe(rec, info)
+    entry = plan_scan(desc).entries[0]
+    written = group("NXdetector", {"data": field("the frames")})  # what the lima kind adds
+    tree = final_tree(desc, entry, info, {}, "SUCCEEDED", [],
+                      outcomes={"lima_simulator:image": Outcome(nodes={"instrument/lima_simulator": written})})
+    det = tree.children["instrument"].children["lima_simulator"]
+    assert sorted(det.children) == ["acq_parameters", "bad_key", "data", "type"]
+    assert det.children["data"].value.root == "the frames"
+    assert det.children["type"].value.root == "lima"
+    assert det.children["bad_key"].value.root == 1
+    assert det.children["acq_parameters"].children["acq_expo_time"].value.root == 0.5

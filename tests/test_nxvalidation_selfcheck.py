@@ -133,3 +133,22 @@ def test_logger_state_is_restored(tmp_path):
     before = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
     nexus_errors(_write(tmp_path / "broken.h5", _invalid_name))
     assert [(lg.handlers, lg.level, lg.propagate) for lg in loggers] == before
+
+
+def _esrf_notes(entry, where="notes"):
+    notes = _group(entry, where, "NXnote")
+    note = _group(notes, "note_01", "NXnote")
+    note["data"] = "first comment"  # text, where ESRF's writer puts a comment
+    note["type"] = "text/plain"
+    note["date"] = "2024-01-01T12:00:00+01:00"
+
+
+def test_esrf_comment_text_is_accepted_only_in_entry_notes(tmp_path):
+    """The one NX_BINARY finding dropped (doc/layout.md): a comment's text in
+    <entry>/notes/note_NN/data; the same text in another note is still an error."""
+    assert nexus_errors(_write(tmp_path / "esrf.h5", _esrf_notes)) == []
+    errors = nexus_errors(_write(tmp_path / "other.h5", lambda e: _esrf_notes(_group(e, "sample", "NXsample"))))
+    assert [e for e in errors if "NX_BINARY" in e] == [
+        "pynxtools: The value at /1.1/sample/notes/note_01/data should be one of the following Python types: "
+        "(<class 'bytes'>, <class 'bytearray'>, <class 'numpy.bytes_'>), as defined in the NXDL as NX_BINARY."
+    ]

@@ -172,7 +172,10 @@ def test_user_metadata_and_comment_reach_the_file(run):
         assert entry["sample/name"][()].decode() == "some_scans_sample"
         assert entry["sample/description"][()].decode() == "some_scans.py sample"
         assert entry["notes"].attrs["NX_class"] == "NXnote"
-        assert [m.decode() for m in entry["notes/messages"][()]] == ["a comment from some_scans.py"]
+        assert list(entry["notes"]) == ["note_01"]
+        assert entry["notes/note_01"].attrs["NX_class"] == "NXnote"
+        assert entry["notes/note_01/data"][()].decode() == "a comment from some_scans.py"
+        assert entry["notes/note_01/type"][()].decode() == "text/plain"
     # set for that scan only: the next one has neither
     later = run["states"]["aborted"]
     with h5py.File(later["file"], "r", locking=False) as f:

@@ -17,7 +17,7 @@ from ..metadata.config import BeamlineConfig
 from . import appdefs, beamline, metadata, plots
 from .channels import ChannelPlan, entry_names, plan_channels
 from ..descriptions import ScanDescription
-from .nexus import Group, field, group, insert, link, merge, nx_class, stream_field
+from .nexus import Group, field, get, group, insert, link, merge, nx_class, stream_field
 
 from ..records import NOTE, NOTE_GROUP
 from ..states import FAILED, WRITING
@@ -97,6 +97,8 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
     root = group("NXentry", {
         "title": field(_title(info, desc)),
         "start_time": field(str(info.get("start_time") or _now())),
+        # ESRF's writer makes it with the entry: count_time is known from the start
+        **metadata.scan_parameters(info),
         "instrument": group("NXinstrument"),
         "measurement": group("NXcollection"),
         NOTE_GROUP: group("NXnote", {
@@ -173,6 +175,13 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
     for defaults in (metadata.user_instrument(info, meta_warnings), beamline.instrument(config)):
         if defaults is not None:
             merge(instrument, defaults)
+    # what BLISS says about each detector (lima's acq_parameters...): beside its data,
+    # which win (the kinds' nodes below replace a metadata key of the same name)
+    for name, grp in metadata.device_metadata(info, entry.channels, meta_warnings).items():
+        if name in instrument.children and isinstance(instrument.children[name], Group):
+            merge(instrument.children[name], grp)
+        else:
+            instrument.children.setdefault(name, grp)
     root.children["instrument"] = instrument
     for name, grp in metadata.user_categories(info, meta_warnings).items():
         root.children.setdefault(name, grp)
@@ -201,6 +210,12 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
         if outcome is None:
             continue
         for path, node in outcome.nodes.items():
+            try:
+                before = get(root, path)
+            except (KeyError, AttributeError):
+                before = None
+            if isinstance(before, Group) and isinstance(node, Group):
+                merge(node, before)  # the kind's items win; the device's metadata stays beside
             insert(root, path, node)
         if outcome.plot is not None and image_plot is None and outcome.written > 0:
             image_plot = outcome.plot

@@ -159,20 +159,60 @@ def positioners(info: dict, scanned: dict[str, str], only: list[str] | None = No
 
 
 def notes(info: dict) -> dict:
-    """BLISS comments (scan.add_comment) in order, with their dates, as entry/notes."""
+    """BLISS comments (scan.add_comment) at ESRF's writer's paths: one NXnote per comment,
+    ``notes/note_01``, ``note_02`` ... in order, each with ``data`` (the message), ``type``
+    (text/plain) and ``date``; readers of ESRF files and BLISS 2.4's h5maps look there.
+    ``notes`` itself is an NXnote, the class NXentry defines for it (ESRF: NXcollection,
+    which validators refuse); NeXus wants NXnote/data binary, ESRF puts the text there and
+    so do we (doc/layout.md, "Where NeXus and ESRF's layout disagree")."""
     comments = [c for c in info.get("comments") or [] if isinstance(c, dict)]
     if not comments:
         return {}
-    messages = [str(c.get("message", "")) for c in comments]
-    dates = [str(c.get("date", "")) for c in comments]
-    return {"notes": group("NXnote", {
-        "type": field("text/plain"),
-        "date": field(dates[0]),
-        # NXnote/data is NX_BINARY: the readable text goes to description (NX_CHAR)
-        "description": field("\n".join(f"{d} {m}" for d, m in zip(dates, messages))),
-        "messages": field(messages),
-        "dates": field(dates),
-    })}
+    children = {}
+    for i, comment in enumerate(comments, 1):
+        note = {"data": field(str(comment.get("message", ""))), "type": field("text/plain")}
+        if comment.get("date"):
+            note["date"] = field(str(comment["date"]))
+        children[f"note_{i:02d}"] = group("NXnote", note)
+    return {"notes": group("NXnote", children)}
+
+
+def scan_parameters(info: dict) -> dict:
+    """``scan_parameters`` (NXparameters) as ESRF's writer makes it: ``count_time`` in
+    seconds, the one scalar scan parameter it writes (scripts normalise by it). Left out
+    when scan_info has none or it is 0 (sequences; ESRF's writer does the same)."""
+    count_time = info.get("count_time")
+    if isinstance(count_time, bool) or not isinstance(count_time, (int, float)):
+        return {}
+    if not count_time or not np.isfinite(count_time):
+        return {}
+    return {"scan_parameters": group("NXparameters", {"count_time": field(float(count_time), units="s")})}
+
+
+def device_metadata(info: dict, channels: list, warnings: list | None = None) -> dict[str, Group]:
+    """What BLISS says about each detector (``devices[*].metadata`` of the final scan_info),
+    as groups below ``instrument`` named like the detector's group, as ESRF's writer dumps
+    it: a lima camera's ``type``, ``description``, ``x_pixel_size``/``y_pixel_size`` (@units
+    m), ``camera_settings/*``, and at the scan's end ``acq_parameters/*`` (nxtomomill reads
+    the frames' exposure time in ``acq_parameters/acq_expo_time``) and ``ctrl_parameters/*``;
+    Lima2's ``acq_params``; an MCA's ``type``. The silx NeXus-dict convention of scan_meta
+    applies (``x_pixel_size@units``). ``channels``: the entry's ChannelPlans; every group of
+    a device gets its metadata (ESRF: each MCA element's group says ``type = mca``).
+    ``warnings``: keys renamed to be NeXus names, as for scan_meta."""
+    devices = info.get("devices") or {}
+    chans = info.get("channels") or {}
+    out: dict[str, Group] = {}
+    for ch in channels:
+        if ch.group in out or ch.nx_class != "NXdetector":
+            continue
+        device = devices.get((chans.get(ch.stream) or {}).get("device")) or {}
+        meta = device.get("metadata")
+        if not isinstance(meta, dict) or not meta:
+            continue
+        grp = nxdict_to_group({k: v for k, v in meta.items() if k != "@NX_class"}, ch.nx_class, warnings)
+        if not is_empty(grp):
+            out[ch.group] = grp
+    return out
 
 
 # -- ESRF data policy: the dataset's ICAT metadata -------------------------------------

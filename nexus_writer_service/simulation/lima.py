@@ -30,6 +30,10 @@ class LimaDetector:
     dtype: str = "uint16"
     file_format: str = "hdf5"  # or "edf": BLISS 2.2.1 publishes lowercase (any case is read)
     frames_per_file: int = 2
+    #: seconds per frame (BLISS: the scan's count time; ``acq_parameters/acq_expo_time``)
+    expo_time: float = 0.1
+    #: metres
+    pixel_size: tuple = (55e-6, 55e-6)
 
     @property
     def channel(self) -> str:
@@ -75,6 +79,40 @@ def write_files(det: LimaDetector, images: np.ndarray, template: str, file_offse
     return paths
 
 
+def device_metadata(det: LimaDetector, npoints: int, images_dir: str, stage: str) -> dict:
+    """``devices[<lima>]["metadata"]`` as BLISS 2.2.1 publishes it: nothing at CREATED, the
+    camera's ``scan_metadata()`` at PREPARED (``controllers/lima/lima_base.py``: type,
+    description, pixel sizes in metres, camera_settings), updated at the end with the
+    acquisition object's ``acq_parameters`` and ``ctrl_parameters``
+    (``scanning/acquisition/lima.py``; ``ScanInfo._set_device_meta`` merges by key)."""
+    if stage == "created":
+        return {}
+    meta = {
+        "type": "lima",
+        "description": "Simulator, Generator",
+        "x_pixel_size": float(det.pixel_size[0]),
+        "y_pixel_size": float(det.pixel_size[1]),
+        "x_pixel_size@units": "m",
+        "y_pixel_size@units": "m",
+        "camera_settings": {"mode": "GENERATOR", "nb_prefetched_frames": 1},
+    }
+    if stage == "final":
+        meta["acq_parameters"] = {
+            "acq_mode": "SINGLE", "acq_nb_frames": npoints, "acq_expo_time": det.expo_time,
+            "acq_trigger_mode": "INTERNAL_TRIGGER_MULTI", "latency_time": 0.0,
+            "saving_statistics_history": npoints, "saving_mode": "AUTO_FRAME",
+            "saving_directory": images_dir, "saving_prefix": f"{det.name}_",
+        }
+        meta["ctrl_parameters"] = {
+            "saving_format": "HDF5" if det.extension == "h5" else "EDF",
+            "saving_frame_per_file": det.frames_per_file, "saving_suffix": f".{det.extension}",
+            "saving_managed_mode": "SOFTWARE", "image_rotation": "NONE",
+            "image_flip": [False, False], "image_bin": [1, 1],
+            "image_roi": [0, 0, int(det.shape[1]), int(det.shape[0])],
+        }
+    return meta
+
+
 def add_lima(rec: ScanRecording, det: LimaDetector, images_dir: str, *,
              saved: int | None = None) -> ScanRecording:
     """``rec`` with a lima detector taking one frame per point of the scan.
@@ -105,9 +143,10 @@ def add_lima(rec: ScanRecording, det: LimaDetector, images_dir: str, *,
                                        {"type": "numeric", "dtype_str": "<f8", "shape": []},
                                        images.reshape(npoints, -1).sum(axis=1).astype("f8")))
     rec.lima_frames = {det.channel: images}
-    for info in (rec.info_created, rec.info_prepared, rec.info_final):
+    for stage, info in (("created", rec.info_created), ("prepared", rec.info_prepared), ("final", rec.info_final)):
         dev = f"2:{det.name}"
-        info["devices"][dev] = {"name": det.name, "type": "lima", "channels": [det.channel, roi], "metadata": {}}
+        info["devices"][dev] = {"name": det.name, "type": "lima", "channels": [det.channel, roi],
+                                "metadata": device_metadata(det, npoints, images_dir, stage)}
         info["channels"][det.channel] = {"device": dev, "display_name": "image", "dim": 2}
         info["channels"][roi] = {"device": dev, "display_name": "roi1_sum", "dim": 0}
         chain = next(iter(info["acquisition_chain"].values()))

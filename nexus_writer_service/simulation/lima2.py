@@ -397,8 +397,14 @@ def add_lima2(rec: ScanRecording, det: Lima2Detector, folder: str, *,
     rec.saved_points[det.channel] = nframes if det.saving else 0
     for stage, info in (("created", rec.info_created), ("prepared", rec.info_prepared), ("final", rec.info_final)):
         dev = f"3:{det.name}"
+        # the controller's scan_metadata() at PREPARED (bliss/controllers/lima2/controller.py),
+        # the acquisition's parameters added at the end
+        camera = {"type": "lima2", "description": "Simulator, Generator",
+                  "x_pixel_size": 75e-6, "y_pixel_size": 75e-6,
+                  "x_pixel_size@units": "m", "y_pixel_size@units": "m"}
         info["devices"][dev] = {"name": det.name, "type": "lima2", "channels": [det.channel],
-                                "metadata": params if stage == "final" else {}}
+                                "metadata": {"created": {}, "prepared": camera,
+                                             "final": {**camera, **params}}[stage]}
         # BLISS 2.4 records the channel before the shape is known: FrameCounter.shape (0, 0, 0),
         # hence dim 3 and no place in the chain's scalars/spectra/images (only len 0/1/2 go there)
         channel = {"device": dev, "display_name": det.source, "dim": 3, "file_only": False}
