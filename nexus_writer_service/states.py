@@ -8,3 +8,7 @@ INCOMPLETE = "INCOMPLETE"  # written with something missing (see warnings)
 SKIPPED = "SKIPPED"        # save=False: nothing to write
 
 FINAL_STATES = frozenset({SUCCEEDED, FAILED, INCOMPLETE, SKIPPED})
+
+#: a published length Redis could not give (never taken as "nothing was published"):
+#: the transport gives it, the completeness verdict reads it
+UNCHECKED = -1

@@ -73,7 +73,7 @@ class BlissWriter(SessionDevice):
         refusal = ""
         if requested and (record is None or record.get("status") not in FINAL_STATES):
             path = view.target_file(scan_key, record)
-            refusal = checks.write_refusal(path) or checks.disk_space_message(
+            refusal = checks.write_refusal(path, view.path_policy()) or checks.disk_space_message(
                 path, self.required_disk_space, "required_disk_space")
         return checks.mapping_scan_state(record, requested, refusal)
 

@@ -16,6 +16,9 @@ import time
 from .. import states as S
 # one free-space rule for the device and the writer (the device refuses what the writer would stop on)
 from ..io.space import existing_folder, free_mb
+# one path rule for the device and the writer (the device refuses what the writer would FAIL)
+from ..io.path_policy import PathPolicy
+
 #: a session writer that started less than this long ago may not have beaten yet
 STARTING_GRACE_S = 30.0
 
@@ -125,16 +128,22 @@ def session_state(heartbeat: dict | None, accepting: bool, process: dict | None 
     return "FAULT", text
 
 
-def write_refusal(path: str | None) -> str:
-    """Why this process may not write ``path`` (empty when it may).
+def write_refusal(path: str | None, policy: PathPolicy = PathPolicy()) -> str:
+    """Why the writer may not write ``path`` (empty when it may).
 
-    Checked with this process's own user, as the writer (same user, same host) would:
-    an existing file must be writable; otherwise the nearest existing folder must let
-    us create entries (write + search). ``os.access`` honours ACLs, read-only mounts and
-    immutable folders, which a root user's mode bits would not show.
+    First the writer's own rule, in its words (``policy``: the roots it published in its
+    heartbeat; without, the default rule): the device must not approve a scan that the
+    writer then FAILS. Then the permissions, checked with this process's own user, as the
+    writer (same user, same host) would: an existing file must be writable; otherwise the
+    nearest existing folder must let us create entries (write + search). ``os.access``
+    honours ACLs, read-only mounts and immutable folders, which a root user's mode bits
+    would not show.
     """
     if not path:
         return "no file is known for this scan"
+    refused = policy.refusal(path)
+    if refused is not None:
+        return refused[1]
     path = os.path.abspath(path)
     if os.path.exists(path):
         if os.path.isdir(path):

@@ -73,7 +73,8 @@ class NexusWriter(SessionDevice):
              doc_out="True; the reason is raised when the writer cannot write the scan's file")
     def scan_has_write_permissions(self, identifier: str) -> bool:
         key, record = self._scan(identifier)
-        refusal = checks.write_refusal(self._v().target_file(key, record))
+        view = self._v()
+        refusal = checks.write_refusal(view.target_file(key, record), view.path_policy())
         if refusal:
             # raised, not False: BLISS then shows our reason instead of a bare refusal
             raise PermissionError(f"the NeXus writer cannot write scan {identifier}: {refusal}")

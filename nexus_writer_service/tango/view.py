@@ -11,6 +11,7 @@ import os
 import threading
 from collections import OrderedDict
 
+from ..io.path_policy import PathPolicy
 from ..states import FAILED, FINAL_STATES, INCOMPLETE
 from ..transport.connection import connect, resolve_redis_url
 from ..transport.identity import ScanIdentity, newest_scan_key, scan_identity
@@ -62,6 +63,11 @@ class SessionView:
     # -- the session writer --------------------------------------------------
     def heartbeat(self) -> dict | None:
         return self.reader.writer(self.session)
+
+    def path_policy(self) -> PathPolicy:
+        """Where the session's writer may write, as its heartbeat says (the default rule
+        when no writer beats: the one a writer started without ``--allowed-root`` applies)."""
+        return PathPolicy.from_dict((self.heartbeat() or {}).get("paths"))
 
     def state(self) -> tuple[str, str]:
         """(Tango state name, status text) of the session's writer."""

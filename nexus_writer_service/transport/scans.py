@@ -14,6 +14,7 @@ import numpy as np
 import redis
 
 from ..descriptions import ScanDescription, StreamDescription, describe_stream
+from ..states import UNCHECKED
 from .blissdata_api import (
     SCAN_DOC_INFO,
     SCAN_DOC_STREAMS,
@@ -31,8 +32,6 @@ _logger = logging.getLogger(__name__)
 
 PREPARED, CLOSED = BlissScanState.PREPARED, BlissScanState.CLOSED
 
-#: a published length Redis could not give (never taken as "nothing was published")
-UNCHECKED = -1
 
 #: what Redis raises when it is unreachable: the layers above retry on these
 REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)

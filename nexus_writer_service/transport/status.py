@@ -115,12 +115,15 @@ class StatusPublisher:
     on this host is recognised at once (its pid is gone), so a restart need not wait.
     """
 
-    def __init__(self, redis_url: str, session: str, version: str = "", on_lost=None):
+    def __init__(self, redis_url: str, session: str, version: str = "", on_lost=None, paths: dict | None = None):
         self._redis = redis.Redis.from_url(redis_url)
         self.session = session
         self._token = uuid.uuid4().hex
+        #: ``paths``: where the writer's files may go (``io.path_policy.PathPolicy.to_dict``):
+        #: the Tango devices answer BLISS with it, so they refuse what the writer would refuse
         self._identity = {"session": session, "pid": os.getpid(), "host": socket.gethostname(),
-                          "version": version, "started": time.time(), "token": self._token}
+                          "version": version, "started": time.time(), "token": self._token,
+                          "paths": paths or {}}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: called (once, from the heartbeat thread) when another writer took the session

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 
 from .. import compression as compression_presets
+from ..io.path_policy import PathPolicy
 from ..io.space import RECOMMENDED_MB, REQUIRED_MB, SpaceRule
 
 
@@ -48,7 +49,7 @@ class WriterConfig:
     #: folders the writer may write in (with ``base_path``, always allowed): when given, a
     #: scan whose file lies elsewhere is FAILED. Empty (the default): files BLISS names
     #: (its SCAN_SAVING.base_path, which the writer is not told) go anywhere except system
-    #: and hidden folders (``io.files.path_refused``); templated files stay under base_path
+    #: and hidden folders (``io.path_policy``); templated files stay under base_path
     allowed_roots: list[str] = field(default_factory=list)
     #: while Redis is unreachable, the warning is repeated this often (seconds)
     redis_warning_period: float = 30.0
@@ -65,6 +66,11 @@ class WriterConfig:
 
     def space_rule(self) -> SpaceRule:
         return SpaceRule(self.required_disk_space, self.recommended_disk_space)
+
+    def path_policy(self) -> PathPolicy:
+        """Where this writer's files may go: its roots, strict when the operator named some
+        (the writer, its salvage and, through the heartbeat, the Tango devices apply it)."""
+        return PathPolicy(tuple(self.roots()), strict=bool(self.allowed_roots))
 
     def roots(self) -> list[str]:
         """The allowed roots in force: ``allowed_roots`` and ``base_path``, absolute."""

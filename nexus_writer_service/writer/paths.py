@@ -14,7 +14,7 @@ import string
 from datetime import datetime
 
 from ..descriptions import ScanDescription
-from ..io.files import is_under
+from ..io.path_policy import is_under
 
 #: fields of ``--default-path-template``
 TEMPLATE_FIELDS = ("base_path", "session", "scan_name", "scan_number", "date", "user")

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 
-from ..io.files import not_an_hdf5_target, path_refused
+from ..io.path_policy import not_an_hdf5_target, path_refused
 from ..io.space import MB, free_mb
 from ..io.integrity import check_in_subprocess, copy_finished_in_subprocess, match_allocation_to_size
 from ..states import FINAL_STATES
@@ -34,7 +34,7 @@ def not_ours(path: str, allowed_roots=(), strict: bool = False) -> str | None:
     The list of files to check comes from Redis (what a killed writer had open, the
     files of unfinished scans): only a regular file that still starts like HDF5, reached
     without a symbolic link in its last component, that the writer may write
-    (``io.files.path_refused``), qualifies. A user's text file, folder or link is never
+    (``io.path_policy``), qualifies. A user's text file, folder or link is never
     renamed.
     """
     if not os.path.lexists(path):

@@ -33,15 +33,17 @@ from ..metadata.config import BeamlineConfig, ConfigError, merged
 from ..metadata.config import from_dict as config_from_dict
 from ..states import FAILED, FINAL_STATES, INCOMPLETE, SKIPPED, SUCCEEDED, WRITING
 from ..mapping.nexus import group, link
+from dataclasses import replace
 from datetime import datetime, timezone
 from ..transport.blissdata_api import EndOfStream
-from ..transport.scans import CLOSED, PREPARED, REDIS_DOWN, UNCHECKED, ScanSource
+from ..transport.scans import CLOSED, PREPARED, REDIS_DOWN, ScanSource
 from .config import WriterConfig
 from .masterfiles import MasterLink, master_links, update_master_files
 from .paths import scan_file, target_file
 from . import storage
 from .salvage import NoRoomToRebuild, readable_in_place
 from .scheduler import NO_SLOT
+from .verdict import Facts, verdict
 
 
 #: reserved on the disk beyond what a write needs: the metadata HDF5 writes with it
@@ -145,6 +147,8 @@ class ScanWriter:
         self._last_space_check = 0.0
         #: streams whose dataset only readers with a filter plugin decode (opt-in presets)
         self._needs_plugin: frozenset = frozenset()
+        #: warnings of the completeness verdict already said (``_judge``)
+        self._judged = 0
         self.state.entries = []
 
     def slot_take(self) -> None:
@@ -691,56 +695,32 @@ class ScanWriter:
         trusted = {n: v for n, v in lengths.items() if n not in self._broken}
         published = src.published_lengths(known=trusted if self._drained and not self._lost else None)
         self.state.written = dict(lengths)
-        if not closed and not self._stopped:
-            self._warn("the scan was never closed by its publisher")
-        ok = closed and streams_complete and not self._lost and not self._broken and not self._rewritten
-        for name, n in lengths.items():
-            if self._lost.get(name):
-                self._warn(f"{name}: {self._lost[name]} points trimmed from Redis before they were saved")
-            if name in published and published[name] is None:
-                self._warn(f"{name}: its data are gone from Redis (stream deleted or evicted): "
-                           f"{n} points written")
-                ok = False
-            elif published.get(name) == UNCHECKED:
-                self._warn(f"{name}: {n} points written; Redis could not say how many were published")
-                ok = False
-            elif n < (published.get(name) or 0):
-                self._warn(f"{name}: {n} points written of {published[name]} published")
-                ok = False
-        for ch in plan.streamed:  # e.g. a resumed entry where something else took its place
-            if ch.stream not in self._arrays:
-                self._warn(f"{ch.stream}: not written (no growing dataset at {ch.entry}/{ch.path})")
-                ok = False
-        # never complete without every published stream accounted for (written,
-        # referenced, or skipped with a warning): a scan read too early shows fewer
-        unknown = sorted(set(published) - set(self._kinds))
-        if unknown:
-            self._warn(f"{len(unknown)} stream(s) published but not written: {', '.join(unknown[:5])}")
-            ok = False
+        facts = Facts(closed=closed, stopped=self._stopped, complete=streams_complete, written=lengths,
+                      published=published, lost=dict(self._lost), broken=set(self._broken),
+                      planned=[(ch.stream, f"{ch.entry}/{ch.path}") for ch in plan.streamed],
+                      known=set(self._kinds), rewritten=self._rewritten)
+        self._judge(facts)  # what is wrong so far is said before the kinds and the disk are asked
         outcomes = self._outcomes(info)
+        lengths = dict(lengths)
         for name, outcome in outcomes.items():
             lengths[name] = outcome.written
             self.state.written[name] = outcome.written
-            for w in outcome.warnings:
-                self._warn(w)
-            if outcome.missing or not outcome.accounted:
-                ok = False
+        facts = replace(facts, outcomes=outcomes)
+        self._judge(facts)
         # how the scan ended and how far it got: what progress is measured against now
         self.state.end_reason = str(info["end_reason"]) if info.get("end_reason") else None
         counts = [published[n] if isinstance(published.get(n), int) and published[n] >= 0 else n_written
                   for n, n_written in self.state.written.items() if n not in outcomes]
         counts += [o.written + o.missing for o in outcomes.values()]
         self.state.published = max(counts, default=0)
-        if not self._make_room(0.0):  # the final tree's blocks
-            ok = False
+        facts = replace(facts, no_room=not self._make_room(0.0))  # the final tree's blocks
         change = self._handle.check()  # before the final tree: never into a file taken away
         if change is not None and change.kind != "moved":
             raise FileChangedError(self._handle.path, change)
-        if change is not None:  # the entries are complete where the file went: say where
-            self._warn(f"{self._handle.path}: {change.message}: the scan's entries are in {change.new_path}")
+        if change is not None:
+            facts = replace(facts, moved=(self._handle.path, change.message, change.new_path))
             self.state.file = change.new_path
-            ok = False
-        status = SUCCEEDED if ok else INCOMPLETE
+        status = self._judge(facts)
         if plan.subscan_streams:
             self.slot.give()  # the children's entries are written meanwhile
         subscans = self._subscan_links() if plan.subscan_streams else None
@@ -781,6 +761,14 @@ class ScanWriter:
         end = info.get("end_reason", "?")
         log = self.log.info if status == SUCCEEDED else self.log.warning
         log("%s: %s (%d points, end_reason %s)", ", ".join(self.state.entries), status, npoints, end)
+
+    def _judge(self, facts: Facts) -> str:
+        """The verdict on what is known so far (``verdict``): its warnings not yet said are
+        said now (a scan that then waits for room has already said why it is incomplete)."""
+        status, warnings = verdict(facts)
+        self._note_warnings(warnings[self._judged:])
+        self._judged = len(warnings)
+        return status
 
     @staticmethod
     def _answers(needed) -> dict:

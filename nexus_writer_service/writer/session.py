@@ -51,8 +51,8 @@ class SessionWriter:
         self.files = FileRegistry(lock_timeout=self.config.lock_timeout,
                                   on_open=lambda path: self.status.file_opening(path),
                                   on_close=lambda path: self.status.file_closed(path),
-                                  allowed_roots=self.config.roots(),
-                                  strict=bool(self.config.allowed_roots))
+                                  allowed_roots=self.config.path_policy().roots,
+                                  strict=self.config.path_policy().strict)
         self._stop = threading.Event()
         self._ready = threading.Event()
         #: set when another writer took the session over, or this one must restart (HDF5
@@ -65,7 +65,9 @@ class SessionWriter:
         self._lock = threading.Lock()
         self._slots = Slots(self.config.max_active_scans)
         self._pool = ScanPool(self._run_writer, self.config.max_scan_threads, name=f"scan-{self.session}")
-        self.status = StatusPublisher(redis_url, session, __version__, on_lost=self._claim_lost)
+        # the device answers BLISS with the writer's own path rule: the heartbeat carries it
+        self.status = StatusPublisher(redis_url, session, __version__, on_lost=self._claim_lost,
+                                      paths=self.config.path_policy().to_dict())
 
     # -- control -----------------------------------------------------------
     def stop(self) -> None:
@@ -220,7 +222,7 @@ class SessionWriter:
             if not isinstance(path, str) or "\0" in path or not path.startswith("/"):
                 continue
             if os.path.lexists(path):
-                refused = not_ours(path, self.config.roots(), bool(self.config.allowed_roots))
+                refused = not_ours(path, self.config.path_policy().roots, self.config.path_policy().strict)
                 if refused:  # the list comes from Redis: never rename what is not ours
                     self.log.warning("[%s] %s left open by a previous writer is not checked: it %s",
                                      self.session, path, refused)
