@@ -24,6 +24,7 @@ tango = pytest.importorskip("tango")
 from tango import DevFailed, DevState  # noqa: E402
 from tango.test_context import DeviceTestContext  # noqa: E402
 
+from nexus_writer_service.io.path_policy import PathPolicy  # noqa: E402
 from nexus_writer_service.simulation.recording import load_recording, relocate  # noqa: E402
 from nexus_writer_service.simulation.replay import ScanPublisher  # noqa: E402
 from nexus_writer_service.tango import checks, hosting, options  # noqa: E402
@@ -131,6 +132,17 @@ def test_identifiers():
 
 def test_write_refusal(tmp_path):
     assert checks.write_refusal(str(tmp_path / "new" / "deeper" / "data.h5")) == ""
+    # the writer's own rule first, in its words (io.path_policy)
+    roots = PathPolicy((str(tmp_path / "a"),), strict=True)
+    assert checks.write_refusal(str(tmp_path / "b" / "data.h5"), roots) == (
+        f"'{tmp_path}/b/data.h5' is outside the writer's allowed roots "
+        f"({os.path.realpath(tmp_path / 'a')}; see --allowed-root): not written")
+    assert checks.write_refusal(str(tmp_path / "a" / "data.h5"), roots) == ""
+    assert checks.write_refusal("/etc/data/data.h5") == (
+        "'/etc/data/data.h5' is in a system folder (/etc; give --allowed-root to write there): not written")
+    assert checks.write_refusal(str(tmp_path / ".cache" / "data.h5")) == (
+        f"'{tmp_path}/.cache/data.h5' is in a hidden folder (give --allowed-root to write there): not written")
+    assert checks.write_refusal("/etc/data/data.h5", PathPolicy(("/etc/data",))) == ""
     (tmp_path / "plain").write_text("")
     assert "is not a folder" in checks.write_refusal(str(tmp_path / "plain" / "data.h5"))
     assert "is a folder" in checks.write_refusal(str(tmp_path))
@@ -229,6 +241,47 @@ def test_write_permission_refused_with_the_reason(harness, tmp_path):
         pub.prepare().start()
         pub.end()
         harness.state(pub.key)
+
+
+def test_the_device_refuses_what_the_writer_refuses_in_its_words(make_harness, tmp_path):
+    """A writer started with allowed roots publishes them (its heartbeat); the device refuses
+    a scan outside them, and one in a system folder, with the words the writer FAILS it with."""
+    allowed, base = tmp_path / "allowed", tmp_path / "base"
+    strict = make_harness(base_path=str(base), allowed_roots=[str(allowed)])
+    outside = publisher(strict, number=15, base=tmp_path / "elsewhere")
+    path = outside.rec.identity["path"]
+    roots = f"{os.path.realpath(allowed)}, {os.path.realpath(base)}"
+    words = f"{path!r} is outside the writer's allowed roots ({roots}; see --allowed-root): not written"
+    outside.create()
+    with device(NexusWriter, session=strict.session, redis_url=strict.url) as dev:
+        assert wait_for(lambda: dev.scan_exists("15_ascan"), 10)
+        with pytest.raises(DevFailed) as err:
+            dev.scan_has_write_permissions("15_ascan")
+        assert err.value.args[0].desc.rstrip("\n") == f"PermissionError: the NeXus writer cannot write scan 15_ascan: {words}"
+    with device(BlissWriter, session=strict.session, redis_url=strict.url) as dev:
+        with pytest.raises(RuntimeError) as err:
+            Bliss24Client(dev).prepare(outside.key)
+        assert str(err.value) == f"Scan writer state is FAULT: {words}"
+    outside.prepare().start()
+    outside.end()
+    state = strict.state(outside.key)
+    assert (state.status, state.error) == ("FAILED", f"FileAccessError: [Errno 13] {words}")
+
+    lenient = make_harness()  # no allowed roots: anywhere but system and hidden folders
+    system = publisher(lenient, number=16, base=Path("/etc/nexus_writer_test"))
+    path = system.rec.identity["path"]
+    words = f"{path!r} is in a system folder (/etc; give --allowed-root to write there): not written"
+    system.create()
+    with device(NexusWriter, session=lenient.session, redis_url=lenient.url) as dev:
+        assert wait_for(lambda: dev.scan_exists("16_ascan"), 10)
+        with pytest.raises(DevFailed) as err:
+            dev.scan_has_write_permissions("16_ascan")
+        assert err.value.args[0].desc.rstrip("\n") == f"PermissionError: the NeXus writer cannot write scan 16_ascan: {words}"
+    system.prepare().start()
+    system.end()
+    state = lenient.state(system.key)
+    assert (state.status, state.error) == ("FAILED", f"FileAccessError: [Errno 13] {words}")
+    assert not os.path.exists("/etc/nexus_writer_test")
 
 
 def test_disk_space_thresholds_are_device_properties(harness):
