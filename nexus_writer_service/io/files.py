@@ -87,6 +87,10 @@ class FileHandle:
         self.writing: set[str] = set()
         #: bytes reserved beyond the end of the file (``reserve``), given back at close
         self._reserved = 0
+        #: objects of a quarantined handle kept alive (h5py would close them when collected)
+        self.kept: list = []
+        #: the entries lost with this handle's file were said (by the first scan to see it)
+        self.lost_reported = False
 
     def check(self) -> FileChange | None:
         """What happened to the file at ``path`` since it was opened (None: nothing).
@@ -381,7 +385,7 @@ class FileRegistry:
         with self._lock:
             if handle not in self.quarantined:
                 self.quarantined.append(handle)
-            handle.kept = getattr(handle, "kept", []) + list(keep)
+            handle.kept.extend(keep)
             if self._handles.get(handle.path) is handle:
                 self._handles.pop(handle.path)
         if not force:

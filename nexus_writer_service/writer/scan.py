@@ -119,7 +119,7 @@ class ScanWriter:
         #: how this scan waits for its disk and for readers' locks (``storage``)
         self._storage = storage.Waiter(
             config.space_rule(), config.storage_wait, config.storage_check_period, self._warn,
-            pause=self._pause, resume=self.slot_take, available=self._data_in_redis)
+            pause=self._pause, resume=lambda: self.slot.take(), available=self._data_in_redis)
         #: the file changed under the writer and was written again: never SUCCEEDED then
         self._rewritten = ""
         self._reset()
@@ -150,9 +150,6 @@ class ScanWriter:
         #: warnings of the completeness verdict already said (``_judge``)
         self._judged = 0
         self.state.entries = []
-
-    def slot_take(self) -> None:
-        self.slot.take()
 
     def _pause(self) -> None:
         """Before waiting for the storage: give the slot back, never wait for a lost session."""
@@ -290,7 +287,7 @@ class ScanWriter:
 
     def _finished_elsewhere(self, handle: FileHandle) -> list[str]:
         """Finished entries of the lost file other than this scan's (reported once per file)."""
-        if getattr(handle, "lost_reported", False):
+        if handle.lost_reported:
             return []
         handle.lost_reported = True
         try:  # the entry names are in HDF5's cache even when the file is cut
