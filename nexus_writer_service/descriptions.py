@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .vds_mapping import VdsMapping
+
 
 @dataclass(frozen=True)
 class StreamDescription:
@@ -78,7 +80,8 @@ class FileQuery:
     dataset: str = ""
     #: glob pattern instead of a path: every matching file
     pattern: str = ""
-    #: "dataset": an HDF5 dataset's shape/type/virtual sources; "edf": each frame's raw bytes;
+    #: "dataset": an HDF5 dataset's shape/type/virtual sources; "values": also its values
+    #: (small datasets: a receiver's frame indices); "edf": each frame's raw bytes;
     #: "list": only which files match (none is opened)
     what: str = "dataset"
 
@@ -92,8 +95,11 @@ class FileFacts:
     exists: bool = False
     shape: tuple = ()
     dtype: str | None = None
-    #: a virtual dataset's sources: (frame indices, file as named, dataset, indices in it, its shape)
-    sources: list = field(default_factory=list)
+    #: a virtual dataset's mappings, whole frames (a single one over the dataset itself when
+    #: HDF5's mappings take parts of frames)
+    sources: list[VdsMapping] = field(default_factory=list)
+    #: the dataset's values (``what="values"``)
+    values: np.ndarray | None = None
     #: names of the items in the dataset's place when it is a group (sparse frames)
     members: tuple = ()
     #: EDF: (byte offset, byte size, numpy dtype) of each frame stored raw, None where not raw

@@ -11,6 +11,7 @@ from nexus_writer_service.descriptions import FileFacts, FileQuery, describe_str
 from nexus_writer_service.kinds.lima import frame_references
 from nexus_writer_service.kinds.lima2 import master_vds, progressions
 from nexus_writer_service.kinds.mosca import spectra_runs
+from nexus_writer_service.vds_mapping import VdsMapping
 
 NUM = {"type": "numeric", "dtype_str": "<f8", "shape": []}
 JSON = {"type": "json"}
@@ -85,8 +86,8 @@ def test_lima2_round_robin_frames_are_strided_runs(pairs, runs):
 
 
 def test_lima2_master_sources_become_one_strided_source_per_file():
-    sources = [([0, 2, 4], "p_0_00000.h5", "/e/i/d/data", [0, 1, 2], (3, 1, 8, 10)),
-               ([1, 3], "p_1_00000.h5", "/e/i/d/data", [0, 1], (2, 1, 8, 10))]
+    sources = [VdsMapping([0, 2, 4], "p_0_00000.h5", "/e/i/d/data", [0, 1, 2], (3, 1, 8, 10), (8, 10)),
+               VdsMapping([1, 3], "p_1_00000.h5", "/e/i/d/data", [0, 1], (2, 1, 8, 10), (8, 10))]
     vds = master_vds(sources, "/data/scan1", "/data", 5, (8, 10), "<u2", 0)
     assert isinstance(vds, VirtualDataset) and vds.shape == [5, 8, 10]
     first, second = vds.virtual_sources
@@ -107,8 +108,9 @@ def test_lima2_counts_repeat_and_the_largest_wins():
     assert [q.path for q in first] == ["/d/p_master.h5", "/d/p_master.h5"]
     assert first[0].dataset == "/e/i/d/data"
     missing = {q: [FileFacts(q.path, q.dataset, exists=False)] for q in first}
-    again = k.files_needed(missing)
-    assert len(again) == 1 and again[0].pattern == "/d/p_*_*.h5"
+    again = k.files_needed(missing)  # the receivers' frames and where each frame goes
+    assert [(q.pattern, q.dataset, q.what) for q in again] == [("/d/p_*_*.h5", "/e/i/d/data", "dataset"),
+                                                               ("/d/p_*_*.h5", "/e/i/d/frame_idx", "values")]
 
 
 MOSCA = {"plugin": "mosca", "detector": 3, "data_index": 1, "dtype": "uint32", "shape": [16],
@@ -118,13 +120,13 @@ MOSCA = {"plugin": "mosca", "detector": 3, "data_index": 1, "dtype": "uint32", "
 
 def test_mosca_spectra_follow_points_per_file():
     dataset = "/entry_0000/m/data/spectra_03"
-    assert spectra_runs(MOSCA, 6) == [(0, 4, "/d/m_spectra_0000.h5", dataset, 0),
-                                      (4, 2, "/d/m_spectra_0001.h5", dataset, 0)]
+    assert spectra_runs(MOSCA, 6) == [VdsMapping.run(0, 4, "/d/m_spectra_0000.h5", dataset, 0),
+                                      VdsMapping.run(4, 2, "/d/m_spectra_0001.h5", dataset, 0)]
     # only what the files hold; nothing after a short file
     assert spectra_runs(MOSCA, 10, {"/d/m_spectra_0000.h5": 3, "/d/m_spectra_0001.h5": 4}) == [
-        (0, 3, "/d/m_spectra_0000.h5", dataset, 0)]
-    assert spectra_runs(MOSCA, 6, {"/d/m_spectra_0000.h5": 4, "/d/m_spectra_0001.h5": 1})[-1] == (
-        4, 1, "/d/m_spectra_0001.h5", dataset, 0)
+        VdsMapping.run(0, 3, "/d/m_spectra_0000.h5", dataset, 0)]
+    assert spectra_runs(MOSCA, 6, {"/d/m_spectra_0000.h5": 4, "/d/m_spectra_0001.h5": 1})[-1] == \
+        VdsMapping.run(4, 1, "/d/m_spectra_0001.h5", dataset, 0)
 
 
 def test_mosca_reads_the_files_for_every_point_read():
@@ -149,15 +151,34 @@ def test_sequence_children_trimmed_from_redis_are_missing():
     assert (out.written, out.missing) == (0, 1) and "trimmed" in out.warnings[0]
 
 
+def _receiver(path, n):
+    return FileFacts(path, "/e/i/d/data", exists=True, shape=(n, 4, 4), dtype="<u2")
+
+
 def test_lima2_round_robin_skips_receiver_files_without_frames():
-    """Rank 0 saved nothing before the conductor died: rank 1's frames are all there is."""
-    from nexus_writer_service.kinds.lima2 import _round_robin
+    """Rank 0 saved nothing before the conductor died: rank 1's frames are all there is
+    (placed by an assumption: the order is not known)."""
+    from nexus_writer_service.kinds.lima2 import _receiver_mappings
 
-    def facts(path, n):
-        return FileFacts(path, "/e/i/d/data", exists=True, shape=(n, 4, 4), dtype="<u2")
+    sources, frame_shape, dtype, saved, known = _receiver_mappings(
+        [_receiver("/x/s_0_00000.h5", 0), _receiver("/x/s_1_00000.h5", 3), _receiver("/x/s_1_00001.h5", 2)], {})
+    assert (saved, frame_shape, dtype, known) == (5, (4, 4), "<u2", False)
+    assert sources == [VdsMapping([0, 1, 2], "/x/s_1_00000.h5", "/e/i/d/data", [0, 1, 2], (3, 4, 4), (4, 4)),
+                       VdsMapping([3, 4], "/x/s_1_00001.h5", "/e/i/d/data", [0, 1], (2, 4, 4), (4, 4))]
 
-    sources, frame_shape, dtype, saved = _round_robin([facts("/x/s_0_00000.h5", 0), facts("/x/s_1_00000.h5", 3),
-                                                       facts("/x/s_1_00001.h5", 2)])
-    assert saved == 5 and frame_shape == (4, 4) and dtype == "<u2"
-    assert [(list(v), f, list(i)) for v, f, _, i, _ in sources] == [
-        ([0, 1, 2], "/x/s_1_00000.h5", [0, 1, 2]), ([3, 4], "/x/s_1_00001.h5", [0, 1])]
+
+def test_lima2_receivers_frame_idx_places_every_frame():
+    """Dynamic dispatch: each receiver says which frames it got; a file without its
+    frame_idx (or indices that collide) leaves the order unknown."""
+    from nexus_writer_service.kinds.lima2 import _receiver_mappings
+
+    files = [_receiver("/x/s_0_00000.h5", 2), _receiver("/x/s_1_00000.h5", 3)]
+    idx = {"/x/s_0_00000.h5": np.array([4, 1]), "/x/s_1_00000.h5": np.array([0, 2, 3])}
+    sources, _, _, saved, known = _receiver_mappings(files, idx)
+    assert (saved, known) == (5, True)
+    assert sources == [VdsMapping([4, 1], "/x/s_0_00000.h5", "/e/i/d/data", [0, 1], (2, 4, 4), (4, 4)),
+                       VdsMapping([0, 2, 3], "/x/s_1_00000.h5", "/e/i/d/data", [0, 1, 2], (3, 4, 4), (4, 4))]
+    assert _receiver_mappings(files, {"/x/s_0_00000.h5": np.array([4, 1])})[4] is False
+    assert _receiver_mappings(files, {**idx, "/x/s_1_00000.h5": np.array([0, 1, 3])})[4] is False
+    assert _receiver_mappings(files, {**idx, "/x/s_1_00000.h5": np.array([0, 2, 5])})[4] is False  # beyond
+    assert _receiver_mappings(files, {**idx, "/x/s_1_00000.h5": np.array([0, 2, 5])}, acquired=6)[4] is True

@@ -17,8 +17,9 @@ import h5py
 import numpy as np
 
 from ..descriptions import FileFacts, FileQuery
+from ..vds_mapping import VdsMapping, squeezed
 from .edf import frame_layout
-from .vds_layout import read_virtual_layout
+from .vds_layout import read_virtual_layout, space_frames
 
 _logger = logging.getLogger(__name__)
 
@@ -66,40 +67,48 @@ def _facts(path: str, q: FileQuery) -> FileFacts:
                 facts.members = tuple(obj)
                 return facts
             facts.shape, facts.dtype = tuple(obj.shape), obj.dtype.str
+            if q.what == "values":
+                facts.values = np.asarray(obj[()])
             if obj.is_virtual:
-                folder = os.path.dirname(os.path.abspath(path))
-                shapes: dict = {}
-                facts.sources = [_source(vs, folder, path, shapes) for vs in obj.virtual_sources()]
+                facts.sources = _hdf5_sources(obj, path)
     except (OSError, KeyError, ValueError) as exc:  # being written, damaged: not there (yet)
         _logger.debug("cannot read %s:%s: %s", path, q.dataset, exc)
         facts.exists = False
     return facts
 
 
+class _SourcePoints:
+    """Shape of one frame of each source dataset, from the first of its files that reads
+    (a master maps the same dataset of each receiver file: one file opened per name)."""
+
+    def __init__(self, path: str):
+        self.own = path
+        self.folder = os.path.dirname(os.path.abspath(path))
+        self.found: dict = {}  # dataset name -> (point shape, dtype)
+
+    def __call__(self, file_name: str, dataset: str) -> tuple | None:
+        return self.facts(file_name, dataset)[0]
+
+    def facts(self, file_name: str, dataset: str) -> tuple:
+        known = self.found.get(dataset)
+        if known is None or known[0] is None:
+            known = _source_point(file_name, dataset, self.folder, self.own)
+            if known[0] is not None or dataset not in self.found:
+                self.found[dataset] = known
+        return known
+
+
 def _virtual_facts(f: h5py.File, name: str, facts: FileFacts) -> bool:
     """A virtual dataset's facts from its mappings as stored (``io.vds_layout``: HDF5's
     own open costs seconds for a Lima2 master); False when they cannot be read so."""
-    layout = read_virtual_layout(f, name)
+    points = _SourcePoints(f.filename)
+    layout = read_virtual_layout(f, name, points)
     if layout is None or not layout.mappings:
         return False
-    folder = os.path.dirname(os.path.abspath(f.filename))
-    points: dict = {}  # dataset name -> (point shape, dtype), from the first source file that reads
-    for m in layout.mappings:
-        if points.get(m.dataset_name, (None,))[0] is None:
-            points[m.dataset_name] = _source_point(m.file_name, m.dataset_name, folder, f.filename)
-    sources = []
-    for m in layout.mappings:
-        vidx = np.arange(layout.shape[0]) if m.virtual.first is None else m.virtual.first
-        point = points[m.dataset_name][0] or ()
-        if m.source.first is None:  # all of the source: as many points as the mapping
-            sidx = np.arange(len(vidx))
-        else:
-            sidx = m.source.first
-        sources.append((vidx, m.file_name, m.dataset_name, sidx, (int(sidx.max()) + 1 if len(sidx) else 0, *point)))
-    dtypes = {dtype for _, dtype in points.values() if dtype is not None}
+    dtypes = {dtype for _, dtype in points.found.values() if dtype is not None}
     if len(dtypes) != 1:  # no source readable (or they disagree): HDF5 says the type
         return False
-    facts.exists, facts.shape, facts.dtype, facts.sources = True, layout.shape, dtypes.pop(), sources
+    facts.exists, facts.shape, facts.dtype, facts.sources = True, layout.shape, dtypes.pop(), layout.mappings
     return True
 
 
@@ -114,49 +123,27 @@ def _source_point(file_name: str, dataset: str, folder: str, own: str) -> tuple:
         return None, None
 
 
-def _source(vs, folder: str, own: str, shapes: dict) -> tuple:
-    """(frame indices, file, dataset, indices in the source, source shape) of one mapping.
+def _hdf5_sources(dset: h5py.Dataset, path: str) -> list[VdsMapping]:
+    """The mappings as HDF5 decodes them, as whole frames; when one takes part of a
+    frame (or a source is unreadable), the dataset itself is the one source: its frames
+    are what HDF5 reads of it, and a virtual dataset over it stays right."""
+    points = _SourcePoints(path)
+    shape, frame = tuple(dset.shape), tuple(dset.shape[1:])
+    itself = [VdsMapping(np.arange(shape[0]), os.path.abspath(path), dset.name, np.arange(shape[0]), shape, frame)]
+    out = []
+    for vs in dset.virtual_sources():
+        vframes = space_frames(vs.vspace, shape)
+        point = points(vs.file_name, vs.dset_name)
+        if vframes is None or point is None or squeezed(point) != squeezed(frame):
+            return itself
+        src_shape = tuple(vs.src_space.shape or ())
+        sframes = space_frames(vs.src_space, src_shape if src_shape else (len(vframes), *point))
+        if sframes is None or len(sframes) != len(vframes):
+            return itself
+        extent = src_shape[0] if src_shape else len(vframes)
+        out.append(VdsMapping(vframes, vs.file_name, vs.dset_name, sframes, (extent, *point), frame))
+    return out
 
-    A source space without an extent (made without a shape) stands for the whole
-    source dataset: its shape is read from the source file, once per dataset name
-    (a master maps the same dataset of each receiver file: the first file gives its
-    point shape, the mapping its length; 100 files opened cost 0.13 s)."""
-    vidx = _first_dim(vs.vspace)
-    shape = tuple(vs.src_space.shape or ())
-    if not shape:
-        point = shapes.get(vs.dset_name)
-        if point is None:
-            point = _source_point(vs.file_name, vs.dset_name, folder, own)[0]
-            if point is not None:
-                shapes[vs.dset_name] = point
-        shape = (len(vidx), *point) if point is not None else (len(vidx),)
-        sidx = list(range(len(vidx)))
-    else:
-        sidx = _first_dim(vs.src_space)
-    return np.asarray(vidx), vs.file_name, vs.dset_name, np.asarray(sidx), shape
-
-
-def _first_dim(space) -> list[int]:
-    """Indices along the first dimension that a dataspace's selection covers, in order.
-
-    Lima2's master maps each receiver file to an arbitrary list of frame indices
-    (h5py makes it a union of hyperslabs), so the blocks are read one by one.
-    """
-    kind = space.get_select_type()
-    if kind == h5py.h5s.SEL_ALL:
-        return list(range(space.shape[0]))
-    if kind == h5py.h5s.SEL_HYPERSLABS:
-        blocks = np.asarray(space.get_select_hyper_blocklist())
-        starts, ends = blocks[:, 0, 0], blocks[:, 1, 0]
-        if (starts == ends).all():  # one frame per block (a master's frame list): no Python loop
-            return list(dict.fromkeys(starts.tolist()))
-        out: list[int] = []
-        for start, end in zip(starts.tolist(), ends.tolist()):
-            out.extend(range(start, end + 1))
-        return list(dict.fromkeys(out))
-    if kind == h5py.h5s.SEL_POINTS:
-        return list(dict.fromkeys(int(p[0]) for p in space.get_select_elem_pointlist()))
-    return []
 
 
 __all__ = ["answer"]

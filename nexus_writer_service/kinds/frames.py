@@ -24,6 +24,7 @@ from ..h5map import (
 )
 
 from ..fillvalues import fill_value
+from ..vds_mapping import VdsMapping
 from ..mapping.channels import ChannelPlan
 from ..mapping.nexus import Group, attr_value, field, group, link
 from ..mapping.plots import mesh_shape
@@ -107,22 +108,29 @@ def frames_vds(frames: Frames, file_dir: str, mesh: tuple[int, int] | None = Non
     those never saved read as the fill value.
     """
     n = frames.acquired if mesh is None else mesh[0] * mesh[1]
-    runs = [(start, count, *frames.refs[start][1:4]) for start, count in _runs(frames.refs[:n])]
+    runs = [VdsMapping.run(start, count, *frames.refs[start][1:4]) for start, count in _runs(frames.refs[:n])]
     return runs_vds(runs, n, frames.dtype, frames.shape, file_dir, mesh, interpretation, frames.src_prefix)
 
 
-def runs_vds(runs: list, n: int, dtype: str, shape: tuple, file_dir: str, mesh: tuple[int, int] | None = None,
-             interpretation: str = "image", src_prefix: tuple = ()) -> VirtualDataset:
-    """``frames_vds`` from runs of frames stored one after the other in one file:
-    (first frame, count, file, dataset, index in the file of the first), for kinds that
-    know their files' layout without a reference per frame (MOSCA: points per file)."""
+def runs_vds(runs: list[VdsMapping], n: int, dtype: str, shape: tuple, file_dir: str,
+             mesh: tuple[int, int] | None = None, interpretation: str = "image",
+             src_prefix: tuple = ()) -> VirtualDataset:
+    """``frames_vds`` from runs of frames stored one after the other in one file
+    (``VdsMapping.run``), for kinds that know their files' layout without a reference
+    per frame (MOSCA: points per file)."""
     dims = [int(d) for d in shape]
     zeros = [0] * len(dims)
     pre = [int(d) for d in src_prefix]
     if mesh is not None:
         n = mesh[0] * mesh[1]
     sources = []
-    for start, count, path, data_path, index in runs:
+    for run in runs:
+        if not len(run):
+            continue
+        start, count, path, data_path, index = (int(run.frames[0]), len(run), run.src_file, run.src_dataset,
+                                                int(run.src_frames[0]))
+        if (np.diff(run.frames) != 1).any() or (np.diff(run.src_frames) != 1).any():
+            raise ValueError(f"not a run of frames: {path}")
         count = min(count, n - start)
         if count <= 0:
             continue

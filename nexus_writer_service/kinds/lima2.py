@@ -6,14 +6,17 @@ dataset path has no leading slash), and events that are "frames processed" count
 repeated at every reading tick. No frame is in Redis, and the plugin's stream class
 needs the conductor: nothing of it is used here.
 
-Which receiver holds which frame is decided by the conductor and is not published:
-the master file the conductor writes after the acquisition (a virtual dataset
-declared ``(n, 1, H, W)`` whose sources are bare file names beside it) is the one
-place that says. At the end our entry gets a virtual dataset over the receivers'
-files built from the master's sources (relative to our file when they sit below its
-folder), and an external link to the master. Without a master file (the conductor
-died, saving stopped early) the receivers' files ``{prefix}_{rank}_{index:05d}.h5``
-are referenced assuming frames dealt round robin over the ranks, and the note says so.
+Which receiver holds which frame is decided by the conductor (round robin in any
+``ordering`` of the receivers, or dynamically) and is not published: the master file
+the conductor writes after the acquisition (a virtual dataset declared ``(n, 1, H, W)``
+whose sources are bare file names beside it) says. At the end our entry gets a
+virtual dataset over the receivers' files built from the master's mappings (relative
+to our file when they sit below its folder), and an external link to the master.
+Without a master file (the conductor died, saving stopped early) the receivers' files
+``{prefix}_{rank}_{index:05d}.h5`` are referenced, each frame where the receiver's
+``frame_idx`` (stored beside the frames under a dynamic dispatch) puts it; without
+those, dealt round robin in rank order, an assumption: the scan is INCOMPLETE with
+"frame order not known".
 Sparse frames (``data/{index, intensity, frame_ptr}``) are linked from the master.
 """
 
@@ -28,6 +31,7 @@ import numpy as np
 from ..h5map import ExternalLink, SpaceSelection, VirtualDataset, VirtualSource
 
 from ..descriptions import FileQuery, StreamDescription
+from ..vds_mapping import VdsMapping
 from ..fillvalues import fill_value
 from ..mapping.nexus import attr_value, field
 from . import register
@@ -57,17 +61,17 @@ def progressions(frames, indices) -> list[tuple[int, int, int, int]]:
     return runs
 
 
-def master_vds(sources: list, folder: str, file_dir: str, n: int, frame_shape: tuple, dtype: str,
+def master_vds(sources: list[VdsMapping], folder: str, file_dir: str, n: int, frame_shape: tuple, dtype: str,
                fill) -> VirtualDataset:
     """Our ``(n, *frame)`` virtual dataset over the receivers' files the master maps."""
     dims = [int(d) for d in frame_shape]
     zeros = [0] * len(dims)
     vsources = []
-    for vidx, src_file, src_dataset, sidx, src_shape in sources:
+    for m in sources:
         # a receiver's dataset may carry the (n, 1, H, W) channel axis: select it whole
-        extra = [int(d) for d in src_shape[1:len(src_shape) - len(dims)]]
-        src = relative(os.path.join(folder, src_file), file_dir)
-        vidx, sidx = np.asarray(vidx), np.asarray(sidx)
+        extra = [int(d) for d in m.src_shape[1:len(m.src_shape) - len(dims)]]
+        src = relative(os.path.join(folder, m.src_file), file_dir)
+        src_dataset, vidx, sidx = m.src_dataset, m.frames, m.src_frames
         order = np.argsort(sidx, kind="stable")
         for f0, stride, s0, count in progressions(vidx[order], sidx[order]):
             vsources.append(VirtualSource(
@@ -108,6 +112,8 @@ class Lima2(StreamKind):
         #: receiver file -> facts: seen while running, and those that will not grow any more
         self._seen: dict = {}
         self._complete: dict = {}
+        #: receiver file -> the global index of each frame in it, where it stores them
+        self._indices: dict = {}
         self._live_at = -float("inf")
         self._live_frames = 0
         master = stream.info.get("master_file")
@@ -136,8 +142,9 @@ class Lima2(StreamKind):
         parts = master_parts(path)
         if parts:
             folder, prefix = parts
-            q["receivers"] = FileQuery(pattern=os.path.join(glob.escape(folder), f"{glob.escape(prefix)}_*_*.h5"),
-                                       dataset=dataset)
+            pattern = os.path.join(glob.escape(folder), f"{glob.escape(prefix)}_*_*.h5")
+            q["receivers"] = FileQuery(pattern=pattern, dataset=dataset)
+            q["frame_idx"] = FileQuery(pattern=pattern, dataset=_frame_idx(dataset), what="values")
         return q
 
     def files_needed(self, known: dict) -> list[FileQuery]:
@@ -149,7 +156,7 @@ class Lima2(StreamKind):
             return [q["master"], q["frame_ptr"]]
         master = (known[q["master"]] or [None])[0]
         if "receivers" in q and q["receivers"] not in known and not (master and master.exists):
-            return [q["receivers"]]
+            return [q["receivers"], q["frame_idx"]]
         return []
 
     # -- while the scan runs: the receivers' files as they fill ----------------
@@ -175,21 +182,24 @@ class Lima2(StreamKind):
             rank, index = (int(g) for g in _RECEIVER.match(path).groups())
             if path not in self._complete or index == last[rank]:
                 wanted.append(FileQuery(path=path, dataset=q.dataset))
+                wanted.append(FileQuery(path=path, dataset=_frame_idx(q.dataset), what="values"))
             if index < last[rank] and path in self._seen:
                 self._complete[path] = self._seen[path]
         return wanted
 
     def live(self, ctx: Context) -> dict | None:
-        """Frames saved so far, dealt round robin over the receivers (the master's mapping
-        replaces this view at the end)."""
+        """Frames saved so far, placed by the receivers' frame indices where they store
+        them, else dealt round robin (the master's mapping replaces this view at the end)."""
         if not ctx.files:
             return None
         self._live_at = time.monotonic()
-        for answers in ctx.files.values():
+        for q, answers in ctx.files.items():
             for facts in answers:
-                if facts.exists and facts.shape:
+                if q.what == "values":
+                    self._indices[facts.path] = facts.values if facts.exists else None
+                elif facts.exists and facts.shape:
                     self._seen[facts.path] = facts
-        sources, frame_shape, dtype, saved = _round_robin(list(self._seen.values()))
+        sources, frame_shape, dtype, saved, _ = _receiver_mappings(list(self._seen.values()), self._indices)
         if not saved or saved == self._live_frames:
             return None
         self._live_frames = saved
@@ -237,34 +247,41 @@ class Lima2(StreamKind):
             if missing:
                 warnings.append(f"{name}: {missing} of {self.acquired} sparse frames not in the master file")
             return Outcome(nodes=nodes, written=saved, missing=missing, warnings=warnings)
+        order_known = True
         if master is not None and master.exists and master.sources:
             shape = master.shape
             frame_shape = tuple(shape[2:]) if len(shape) == 4 and shape[1] == 1 else tuple(shape[1:])
             dtype = master.dtype or self.stream.dtype or "uint16"
             folder = master_dir
             sources = master.sources
-            saved = sum(len(vidx) for vidx, *_ in sources)
+            saved = sum(len(m) for m in sources)
         else:
             receivers = ctx.files.get(queries["receivers"], []) if "receivers" in queries else []
-            sources, frame_shape, dtype, saved = _round_robin(receivers)
+            indices = {f.path: (f.values if f.exists else None)
+                       for f in (ctx.files.get(queries["frame_idx"], []) if "frame_idx" in queries else [])}
+            sources, frame_shape, dtype, saved, order_known = _receiver_mappings(receivers, indices, self.acquired)
             folder = ""  # the receivers' paths as found
-            if saved:
+            if saved and order_known:
                 warnings.append(f"{name}: no master file at {self.master[0]}: frames referenced from "
-                                f"{len(sources)} receiver files, order assumed round robin")
+                                f"{len(sources)} receiver files, placed by their frame_idx")
+            elif saved:
+                warnings.append(f"{name}: no master file at {self.master[0]} and the receivers store no "
+                                f"frame_idx: frame order not known (frames from {len(sources)} receiver "
+                                f"files placed as if dealt round robin)")
         data, refs, prefix = None, [], ()
         if saved:
             dtype = dtype or "uint16"
             first = sources[0]
-            prefix = tuple(first[4][1:len(first[4]) - len(frame_shape)])
+            prefix = tuple(first.src_shape[1:len(first.src_shape) - len(frame_shape)])
             if mesh_shape(ctx.info):  # a mesh needs its (slow, fast) layout: frame by frame
-                joined = {f: os.path.join(folder, f) for _, f, _, _, _ in sources}  # once per file
+                joined = {m.src_file: os.path.join(folder, m.src_file) for m in sources}  # once per file
                 refs = [("HDF5", f, d, i) for _, f, d, i in sorted(
-                    (v, joined[f], d, i) for vidx, f, d, sidx, _ in sources
-                    for v, i in zip(np.asarray(vidx).tolist(), np.asarray(sidx).tolist()))]
+                    (v, joined[m.src_file], m.src_dataset, i) for m in sources
+                    for v, i in zip(m.frames.tolist(), m.src_frames.tolist()))]
             else:  # one strided source per receiver file; no list of 100,000 references
                 data = master_vds(sources, folder, ctx.file_dir, max(self.acquired, saved),
                                   frame_shape, dtype, fill_value(dtype))
-                refs = [("HDF5", os.path.join(folder, first[1]), first[2], int(first[3][0]))]
+                refs = [("HDF5", os.path.join(folder, first.src_file), first.src_dataset, int(first.src_frames[0]))]
         saved = len(refs) if data is None else saved
         frames = Frames(max(self.acquired, saved), dtype or "uint16", frame_shape, refs, src_prefix=prefix,
                         saved_count=None if data is None else saved)
@@ -273,14 +290,27 @@ class Lima2(StreamKind):
         if frames.missing:
             warnings.append(f"{name}: {frames.missing} of {frames.acquired} frames were never saved "
                             f"by the detector (fill value in the data)")
-        return Outcome(nodes=nodes, written=frames.saved, missing=frames.missing, warnings=warnings, plot=plot)
+        # frames placed by an assumption are not the scan's data for sure: never SUCCEEDED
+        return Outcome(nodes=nodes, written=frames.saved, missing=frames.missing, warnings=warnings, plot=plot,
+                       accounted=order_known)
 
 
 
-def _round_robin(receivers: list) -> tuple[list, tuple, str | None, int]:
-    """Master-style sources (see ``io.inspect``) over the receivers' files, frames dealt
-    round robin: the i-th frame of every rank comes before the (i+1)-th of any; a rank
-    that saved fewer frames drops out of the rotation. Also frame shape, dtype, frames."""
+def _frame_idx(data_path: str) -> str:
+    """Where a receiver stores the global index of each of its frames (dynamic
+    dispatch): ``frame_idx`` beside the frames' ``data``."""
+    return f"{data_path.rsplit('/', 1)[0]}/frame_idx" if "/" in data_path else "frame_idx"
+
+
+def _receiver_mappings(receivers: list, indices: dict, acquired: int = 0
+                       ) -> tuple[list[VdsMapping], tuple, str | None, int, bool]:
+    """Mappings over the receivers' files without a master: (mappings, frame shape,
+    dtype, frames, whether the order is known). Every file with frames stores its
+    ``frame_idx`` (distinct, one per frame): each frame goes where it says. Otherwise the
+    frames are dealt round robin over the ranks, in rank order (the i-th frame of every
+    rank before the (i+1)-th of any; a rank that saved fewer drops out of the rotation):
+    lima2's default, but only an assumption (any ``ordering`` or a dynamic dispatch
+    deals otherwise). ``acquired``: frames taken (an index up to there is believed)."""
     by_rank: dict[int, list] = {}
     frame_shape, dtype, prefix = (), None, ()
     for facts in receivers:
@@ -293,19 +323,42 @@ def _round_robin(receivers: list) -> tuple[list, tuple, str | None, int]:
         prefix = (1,) if len(shape) == 4 and shape[1] == 1 else ()
         dtype = facts.dtype
     ranks = [sorted(by_rank[r], key=lambda t: t[0]) for r in sorted(by_rank)]
-    lengths = np.array([sum(f.shape[0] for _, f in files) for files in ranks], dtype=np.int64)
-    if not len(lengths) or not lengths.sum():
-        return [], frame_shape, dtype, 0
+    files = [facts for rank in ranks for _, facts in rank]
+    total = sum(f.shape[0] for f in files)
+    if not total:
+        return [], frame_shape, dtype, 0, True
+    placed = _by_frame_idx(files, indices, max(total, acquired), prefix, frame_shape)
+    if placed is not None:
+        return placed, frame_shape, dtype, total, True
+    lengths = np.array([sum(f.shape[0] for _, f in rank) for rank in ranks], dtype=np.int64)
     turn = np.arange(lengths.max())
     active = lengths[:, None] > turn[None, :]  # rank r still deals at turn i
     before = np.concatenate([[0], np.cumsum(active.sum(0))[:-1]])  # frames dealt before turn i
     sources = []
-    for r, files in enumerate(ranks):
+    for r, rank in enumerate(ranks):
         frames = before[:lengths[r]] + active[:r, :lengths[r]].sum(0)
         offset = 0
-        for _, facts in files:
+        for _, facts in rank:
             n = facts.shape[0]
-            sources.append((frames[offset:offset + n], facts.path, facts.dataset, np.arange(n),
-                            (n, *prefix, *frame_shape)))
+            sources.append(VdsMapping(frames[offset:offset + n], facts.path, facts.dataset, np.arange(n),
+                                      (n, *prefix, *frame_shape), frame_shape))
             offset += n
-    return sources, frame_shape, dtype, int(lengths.sum())
+    return sources, frame_shape, dtype, total, False
+
+
+def _by_frame_idx(files: list, indices: dict, total: int, prefix: tuple, frame_shape: tuple
+                  ) -> list[VdsMapping] | None:
+    """Each file's frames where its ``frame_idx`` puts them; None unless every file says,
+    for each of its frames, a distinct index below ``total``."""
+    out = []
+    for facts in files:
+        n = facts.shape[0]
+        idx = indices.get(facts.path)
+        if idx is None or np.ndim(idx) != 1 or len(idx) < n or not np.issubdtype(np.asarray(idx).dtype, np.integer):
+            return None
+        idx = np.asarray(idx[:n], dtype=np.int64)
+        out.append(VdsMapping(idx, facts.path, facts.dataset, np.arange(n), (n, *prefix, *frame_shape), frame_shape))
+    every = np.concatenate([m.frames for m in out])
+    if len(np.unique(every)) != len(every) or every.min() < 0 or every.max() >= total:
+        return None
+    return out

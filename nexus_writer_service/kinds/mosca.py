@@ -16,16 +16,17 @@ from __future__ import annotations
 import os
 
 from ..descriptions import FileQuery, StreamDescription
+from ..vds_mapping import VdsMapping
 from . import register
 from .base import Context, Outcome, StreamKind
 from ..mapping.nexus import link
 from .frames import Frames, frame_nodes, runs_vds
 
 
-def spectra_runs(info: dict, count: int, files_found: dict | None = None) -> list[tuple[int, int, str, str, int]]:
-    """(first point, points, file, dataset, 0) of each file holding points 0..count-1
+def spectra_runs(info: dict, count: int, files_found: dict | None = None) -> list[VdsMapping]:
+    """The run of points (from its first) of each file holding points 0..count-1
     (``files_found``: file -> points it holds; only those are referenced when given).
-    One tuple per file, not per point: a long scan's live view stays cheap."""
+    One mapping per file, not per point: a long scan's live view stays cheap."""
     mosca = info.get("mosca_info") or {}
     per_file = max(1, int(mosca.get("points_per_file") or 1))
     dataset = f"{mosca.get('data_path', '')}/spectra_{int(info.get('detector', 0)):02d}"
@@ -35,7 +36,7 @@ def spectra_runs(info: dict, count: int, files_found: dict | None = None) -> lis
         wanted = min(per_file, count - start)
         n = wanted if files_found is None else min(wanted, files_found.get(path, 0))
         if n:
-            runs.append((start, n, path, dataset, 0))
+            runs.append(VdsMapping.run(start, n, path, dataset, 0))
         if n < wanted:  # the points after a short file were never saved
             break
     return runs
@@ -81,8 +82,8 @@ class Mosca(StreamKind):
         return self.saved
 
     def _frames(self, runs: list) -> Frames:
-        saved = sum(count for _, count, *_ in runs)
-        first = [("HDF5", runs[0][2], runs[0][3], 0)] if runs else []
+        saved = sum(len(run) for run in runs)
+        first = [("HDF5", runs[0].src_file, runs[0].src_dataset, 0)] if runs else []
         return Frames(max(self.read, saved), self.stream.dtype or "uint32",
                       tuple(int(d) for d in self.stream.shape), first, saved_count=saved)
 
@@ -106,8 +107,8 @@ class Mosca(StreamKind):
         # saved when its file closes, BLISS emits only on new points read): the files tell
         if not self.saving or not self.read:
             return []
-        wanted = [FileQuery(path=path, dataset=dataset)
-                  for _, _, path, dataset, _ in spectra_runs(self.stream.info, max(self.read, self.saved))]
+        wanted = [FileQuery(path=run.src_file, dataset=run.src_dataset)
+                  for run in spectra_runs(self.stream.info, max(self.read, self.saved))]
         return [q for q in wanted if q not in known]
 
     def finish(self, ctx: Context) -> Outcome:
