@@ -370,7 +370,10 @@ def space_frames(space, shape: tuple) -> np.ndarray | None:
         return None  # points: any order, any part
     rank = space.get_simple_extent_ndims()
     if space.is_regular_hyperslab():
-        start, stride, count, block = (np.asarray(v, dtype=np.int64) for v in space.get_regular_hyperslab())
+        regular = space.get_regular_hyperslab()
+        if any(int(x) >= h5py.h5s.UNLIMITED for v in regular for x in v):
+            return None  # an unlimited selection: its frames are the sources' extent
+        start, stride, count, block = (np.asarray(v, dtype=np.int64) for v in regular)
         first = (start[0] + stride[0] * np.arange(count[0])[:, None] + np.arange(block[0])[None, :]).ravel()
         return _Sel("slab", _unique(first), rank,
                     regular=np.stack([start, stride, count, block], axis=1)[1:]).frames(shape)

@@ -1,8 +1,11 @@
 """A Lima2 detector for tests and the demo: receiver files, master file, lima2 stream.
 
-Lima2 splits the frames of one acquisition over several receivers (round robin:
-frame ``i`` goes to receiver ``i % n``), each writing its own HDF5 files
-``{base}/{prefix}_{rank}_{idx:05d}.h5``. Once the acquisition is over the
+Lima2 splits the frames of one acquisition over several receivers, each writing its
+own HDF5 files ``{base}/{prefix}_{rank}_{idx:05d}.h5``: round robin over the
+receivers in the conductor's ``ordering`` (identity: frame ``i`` goes to receiver
+``i % n``; any permutation of the ranks), or dynamically (each frame to whichever
+receiver is free; the receivers then store each frame's global index, ``frame_idx``,
+beside the frames). Once the acquisition is over the
 conductor writes ``{base}/{prefix}_master.h5``, a virtual dataset over the
 receivers' files in frame order (lima2-client 4.3.2,
 ``lima2/conductor/processing/master_file.py``). BLISS publishes, per frame
@@ -65,10 +68,16 @@ class Lima2Detector:
     #: plugin cannot reach it (a BrokenPluginStream, as when the conductor is gone)
     conductor_hostname: str = "localhost"
     conductor_port: int = 1
+    #: how frames are dealt: "identity" (round robin, rank order), "permuted" (round
+    #: robin, ranks in reverse order) or "dynamic" (a seeded random receiver per frame;
+    #: the receivers store ``frame_idx``)
+    ordering: str = "identity"
 
     def __post_init__(self) -> None:
         if self.sparse and self.receivers != 1:
             raise ValueError("lima2 writes sparse frames from a single receiver only")
+        if self.ordering not in ("identity", "permuted", "dynamic"):
+            raise ValueError(f"unknown ordering {self.ordering!r}")
 
     @property
     def source(self) -> str:
@@ -124,9 +133,14 @@ def frames(det: Lima2Detector, n: int) -> np.ndarray:
     return frames_at(det, np.arange(n))
 
 
-def receiver_of(frame: int, receivers: int) -> tuple[int, int]:
-    """(receiver rank, index within that receiver) of a frame: lima2's strict round robin."""
-    return frame % receivers, frame // receivers
+def owners(det: Lima2Detector, nframes: int) -> np.ndarray:
+    """The receiver rank of each frame 0..nframes-1, as ``det.ordering`` deals them."""
+    turn = np.arange(nframes) % det.receivers
+    if det.ordering == "identity":
+        return turn
+    if det.ordering == "permuted":
+        return det.receivers - 1 - turn
+    return np.random.default_rng(12345).integers(0, det.receivers, size=nframes)
 
 
 def _compression(det: Lima2Detector) -> dict:
@@ -150,12 +164,19 @@ def _nexus_groups(f: h5py.File, det: Lima2Detector) -> h5py.Group:
 
 def receiver_frames(det: Lima2Detector, nframes: int, rank: int, index: int) -> np.ndarray:
     """Global indices of the frames in file ``index`` of receiver ``rank``."""
-    mine = np.arange(rank, nframes, det.receivers)
+    if det.ordering == "identity":  # (no array of every frame: big benchmarks)
+        mine = np.arange(rank, nframes, det.receivers)
+    else:
+        mine = np.flatnonzero(owners(det, nframes) == rank)
     return mine[index * det.frames_per_file:(index + 1) * det.frames_per_file]
 
 
 def _files_per_receiver(det: Lima2Detector, nframes: int, rank: int) -> int:
-    return -(-len(range(rank, nframes, det.receivers)) // det.frames_per_file)
+    if det.ordering == "identity":
+        count = len(range(rank, nframes, det.receivers))
+    else:
+        count = int((owners(det, nframes) == rank).sum())
+    return -(-count // det.frames_per_file)
 
 
 def write_receiver_files(det: Lima2Detector, nframes: int, base: str) -> list[str]:
@@ -167,11 +188,14 @@ def write_receiver_files(det: Lima2Detector, nframes: int, base: str) -> list[st
     paths = []
     for rank in range(det.receivers):
         for index in range(_files_per_receiver(det, nframes, rank)):
-            chunk = frames_at(det, receiver_frames(det, nframes, rank, index)).reshape((-1,) + det.frame_shape)
+            taken = receiver_frames(det, nframes, rank, index)
+            chunk = frames_at(det, taken).reshape((-1,) + det.frame_shape)
             path = det.receiver_file(base, rank, index)
             with h5py.File(path, "w") as f:
                 group = _nexus_groups(f, det)
                 group.create_dataset("data", data=chunk, chunks=(1,) + det.frame_shape, **_compression(det))
+                if det.ordering == "dynamic":
+                    group.create_dataset("frame_idx", data=taken.astype(np.uint32))
             paths.append(path)
     return paths
 
