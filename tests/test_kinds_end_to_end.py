@@ -20,7 +20,7 @@ import pytest
 
 from conftest import read_file
 from nexus_writer_service.simulation.json_stream import add_json
-from nexus_writer_service.simulation.lima2 import Lima2Detector, add_lima2
+from nexus_writer_service.simulation.lima2 import Lima2Detector, add_lima2, owners
 from nexus_writer_service.simulation.mosca import MoscaDetector, add_mosca
 from nexus_writer_service.simulation.plugins import hidden_plugins, plugin_installed
 from nxvalidation import nexus_errors
@@ -150,23 +150,63 @@ def test_lima2_stopped_early_is_incomplete_with_the_count(harness):
 
 
 @pytest.mark.parametrize("saved", [6, 5])
-def test_lima2_without_master_file_deals_frames_round_robin(harness, saved):
-    """The conductor died before writing the master: the receivers' files are read in
-    round robin order (a rank with fewer frames drops out of the rotation)."""
+def test_lima2_without_master_file_nor_frame_idx_is_incomplete_order_not_known(harness, saved):
+    """The conductor died before writing the master and the receivers store no
+    frame_idx: the frames are referenced dealt round robin over the ranks (a rank with
+    fewer frames drops out of the rotation), but that is an assumption: INCOMPLETE."""
     det = Lima2Detector(receivers=2, frames_per_file=2)
     rec = harness.recording("03_ascan")
     rec = add_lima2(rec, det, _scan_folder(harness, rec), saved=saved)
     rec.before_close = []  # no master file
     with hidden_plugins("lima2"):
         state = harness.state(harness.publish(rec))
-    assert state.status == ("SUCCEEDED" if saved == 6 else "INCOMPLETE"), state
-    assert any("no master file" in w and "round robin" in w for w in state.warnings), state.warnings
+    assert state.status == "INCOMPLETE", state
+    order = [w for w in state.warnings if "frame order not known" in w]
+    assert order == [f"{det.channel}: no master file at {det.master_file(_scan_folder(harness, rec))} and the "
+                     f"receivers store no frame_idx: frame order not known (frames from {({6: 4, 5: 3})[saved]} "
+                     f"receiver files placed as if dealt round robin)"], state.warnings
     with read_file(state.file) as f:
         data = f[f"{rec.number}.1/instrument/{det.name}/data"]
         assert data.is_virtual and data.shape[0] == 6
-        assert np.array_equal(data[:saved], rec.lima_frames[det.channel][:saved])
+        assert np.array_equal(data[:saved], rec.lima_frames[det.channel][:saved])  # identity: the guess is right
         assert int(f[f"{rec.number}.1/instrument/{det.name}/frames_saved"][()]) == saved
         assert "master_data" not in f[f"{rec.number}.1/instrument/{det.name}"]
+
+
+@pytest.mark.parametrize("master", [True, False], ids=["master", "no master"])
+@pytest.mark.parametrize("ordering", ["identity", "permuted", "dynamic"])
+def test_lima2_frames_are_at_their_index_for_any_ordering_or_flagged(harness, ordering, master):
+    """However the conductor deals the frames (round robin in rank order, in another
+    order, dynamically), each frame of our file is the frame of that index, or the
+    scan says it cannot know: INCOMPLETE, "frame order not known"."""
+    det = Lima2Detector(receivers=3, frames_per_file=1, ordering=ordering)
+    rec = harness.recording("03_ascan")
+    rec = add_lima2(rec, det, _scan_folder(harness, rec))
+    if not master:
+        rec.before_close = []
+    expected = rec.lima_frames[det.channel]
+    assert [int(frame.flat[0]) for frame in expected] == [0, 1000, 2000, 3000, 4000, 5000]  # frame i says i
+    dealt = owners(det, 6)
+    assert (dealt.tolist() != [0, 1, 2, 0, 1, 2]) == (ordering != "identity")  # not dealt as assumed
+    with hidden_plugins("lima2"):
+        state = harness.state(harness.publish(rec))
+    flagged = [w for w in state.warnings if "frame order not known" in w]
+    with read_file(state.file) as f:
+        data = f[f"{rec.number}.1/instrument/{det.name}/data"][()]
+        assert int(f[f"{rec.number}.1/instrument/{det.name}/frames_saved"][()]) == 6
+    if master or ordering == "dynamic":  # the master says, or the receivers' frame_idx does
+        assert state.status == "SUCCEEDED", state
+        assert flagged == []
+        assert np.array_equal(data, expected)
+    else:
+        assert state.status == "INCOMPLETE", state
+        assert len(flagged) == 1, state.warnings
+        # placed as if dealt round robin in rank order: rank r's k-th frame at k * 3 + r
+        assumed = np.empty(6, dtype=int)
+        for r in range(3):
+            assumed[np.arange(r, 6, 3)] = np.flatnonzero(dealt == r)
+        assert np.array_equal(data, expected[assumed])
+        assert np.array_equal(assumed, np.arange(6)) == (ordering == "identity")
 
 
 def test_lima2_moved_dataset_folder_still_reads(harness):
