@@ -19,7 +19,7 @@ BLISS_VENV="${BLISS_VENV:-$PWD/.bliss_venv}"
 # recorded scan written and validated, completeness, faults, lost data, crashes, content,
 # detectors' files, the Tango devices.
 BLISS_ENV_TESTS=(
-    tests/test_blissdata_contract.py tests/test_edf_layout.py tests/test_mapping.py tests/test_io_objects.py
+    tests/test_blissdata_contract.py tests/test_edf_layout.py tests/test_io_objects.py
     tests/test_session_writer.py tests/test_fixtures_end_to_end.py tests/test_completeness.py
     tests/test_faults.py tests/test_lost_data.py tests/test_data_loss.py tests/test_claim_lost.py
     tests/test_bad_input.py tests/test_hostile_files.py tests/test_crash_recovery.py tests/test_content.py

@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 
-from .. import __version__
+from .. import __version__, kinds
 from ..metadata.config.yamlsource import ConfigError, read
 from ..service.supervisor import SessionSpec, Supervisor, default_log_dir
 from ..service.plots import PlotSource
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     if port is not None:
         try:
-            server = _serve_page(status, port, args.host, PlotSource(PlotReader(url)), log)
+            server = _serve_page(status, port, args.host, PlotSource(PlotReader(url), kinds.classify), log)
         except OSError as exc:
             log.error("status page: %s", exc)
             return 2

@@ -24,9 +24,9 @@ from ..h5map import (
 )
 
 from ..fillvalues import fill_value
-from ..mapping.channels import ChannelPlan
-from ..mapping.nexus import Group, attr_value, field, group, link
-from ..mapping.plots import mesh_shape
+from ..channelplan import ChannelPlan
+from ..nxnodes import Group, attr_value, field, group, link
+from ..scangrid import mesh_shape
 
 
 @dataclass

@@ -18,7 +18,7 @@ import os
 from ..descriptions import FileQuery, StreamDescription
 from . import register
 from .base import Context, Outcome, StreamKind
-from ..mapping.nexus import link
+from ..nxnodes import link
 from .frames import Frames, frame_nodes, runs_vds
 
 

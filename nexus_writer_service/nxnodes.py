@@ -14,9 +14,9 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from ..h5map import Dataset, Group, Inline, InlineRaw, SoftLink, Stream, VirtualDataset
+from .h5map import Dataset, Group, Inline, InlineRaw, SoftLink, Stream, VirtualDataset
 
-from ..nxrules import ALLOWED_GROUPS, NAME_RE
+from .nxrules import ALLOWED_GROUPS, NAME_RE
 
 _BAD_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 

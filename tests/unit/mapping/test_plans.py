@@ -5,19 +5,13 @@ from __future__ import annotations
 import pytest
 from nexus_writer_service.h5map import Group, SoftLink, Stream, VirtualDataset
 
-from nexus_writer_service.descriptions import ScanDescription, StreamDescription, describe_stream
+from nexus_writer_service.descriptions import StreamDescription
 from nexus_writer_service.kinds import classify
 from nexus_writer_service.mapping.layout import final_tree, plan_scan, start_tree
-from nexus_writer_service.mapping.nexus import NAME_RE, is_safe_relative_path, safe_name
+from nexus_writer_service.nxnodes import NAME_RE, is_safe_relative_path, safe_name
 from nexus_writer_service.simulation.recording import load_recording
 from nexus_writer_service.simulation.synthetic import multi_top_master
-
-
-def describe(rec, info=None) -> ScanDescription:
-    """As the transport describes a scan: from each stream's info and encoding."""
-    streams = [describe_stream(s.name, s.info, s.encoding) for s in rec.streams]
-    return classify(ScanDescription("esrf:scan:x", rec.identity["name"], rec.number, "s",
-                                    info or rec.info_prepared, streams, rec.identity["path"]))
+from describing import describe
 
 
 @pytest.mark.parametrize("fixture, stream, path, short", [
@@ -160,7 +154,7 @@ def test_streams_of_unknown_kind_are_reported_not_dropped_silently():
     desc = describe(rec)
     desc.streams.append(StreamDescription("cam:image", "lima", "<u2", (10, 10), {"plugin": "lima"}, "json", "lima"))
     desc.streams.append(StreamDescription("weird", "unsupported", info={"plugin": "weird"}, encoding="json", plugin="weird"))
-    plan = plan_scan(desc)
+    plan = plan_scan(classify(desc))
     assert set(plan.skipped) == {"weird"}
     assert sum("not written" in w for w in plan.warnings) == 1
     lima = plan.channel("cam:image")  # lima frames are referenced, not streamed
@@ -172,7 +166,7 @@ def test_ragged_channel_plan():
     rec = load_recording("03_ascan")
     desc = describe(rec)
     desc.streams.append(StreamDescription("mca:spectrum_var", "numeric", "<f4", (-1,), {}))
-    ch = plan_scan(desc).channel("mca:spectrum_var")
+    ch = plan_scan(classify(desc)).channel("mca:spectrum_var")
     assert ch.ragged and ch.interpretation == "spectrum"
     assert ch.fill_value != ch.fill_value  # NaN for floats
 
@@ -208,7 +202,7 @@ def test_lima_roi_and_bpm_counters_go_under_the_detector():
     desc.streams.append(StreamDescription("cam:image", "lima", "<u2", (10, 10), {"plugin": "lima"}, "json", "lima"))
     desc.streams.append(StreamDescription("cam:roi_counters:roi1_sum", "numeric", "<f8", (), {}))
     desc.streams.append(StreamDescription("cam:bpm:x", "numeric", "<f8", (), {}))
-    plan = plan_scan(desc)
+    plan = plan_scan(classify(desc))
     assert plan.channel("cam:roi_counters:roi1_sum").path == "instrument/cam/roi1_sum"
     assert plan.channel("cam:bpm:x").path == "instrument/cam/bpm_x"
     assert plan.channel("cam:roi_counters:roi1_sum").short_name == "cam_roi1_sum"
@@ -284,7 +278,7 @@ def test_device_metadata_beside_the_data_which_wins():
     made one, None is dropped, and a key named like a field the writer makes (lima's
     ``data``) leaves that field to the writer."""
     from nexus_writer_service.kinds import Outcome
-    from nexus_writer_service.mapping.nexus import field, group
+    from nexus_writer_service.nxnodes import field, group
     from nexus_writer_service.simulation.lima import LimaDetector, add_lima
 
     rec = add_lima(load_recording("03_ascan"), LimaDetector(), "/nonexistent/scan0024")
