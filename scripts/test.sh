@@ -35,6 +35,8 @@ fi
 status=0
 echo "== lint: ruff (pyproject.toml [tool.ruff])"
 .venv/bin/python -m ruff check nexus_writer_service tests benchmarks scripts session_scripts || status=$?
+echo "== lint: the layers' import contracts (pyproject.toml [tool.importlinter])"
+.venv/bin/lint-imports || status=$?
 
 echo "== run 1/2: every test, .venv ($(.venv/bin/python -c 'import importlib.metadata as m; print("blissdata", m.version("blissdata"), "numpy", m.version("numpy"))'))"
 .venv/bin/python -m pytest tests "$@" || status=$?
