@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 
 import h5py
+import hdf5plugin
 import numpy as np
 
 from ..transport.blissdata_api import NumericStreamEncoder, StreamDefinition
@@ -132,8 +133,6 @@ def receiver_of(frame: int, receivers: int) -> tuple[int, int]:
 def _compression(det: Lima2Detector) -> dict:
     if det.compression == "none":
         return {}
-    import hdf5plugin
-
     return dict(hdf5plugin.Bitshuffle(nelems=0, cname="lz4"))
 
 
