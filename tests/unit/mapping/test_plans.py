@@ -68,7 +68,7 @@ def test_start_tree_holds_stream_datasets_and_measurement_links():
     assert tree.attributes["NX_class"].root == "NXentry"
     robx = tree.children["instrument"].children["robx"]
     assert robx.attributes["NX_class"].root == "NXpositioner"
-    assert isinstance(robx.children["value"].value, Stream)
+    assert robx.children["value"].value == Stream(stream="axis:robx")
     assert robx.children["value"].attributes["units"].root == "mm"
     diode = tree.children["instrument"].children["diode1"]
     assert diode.children["data"] == SoftLink(target_path="/24.1/instrument/diode1/signal")
@@ -85,8 +85,8 @@ def test_mesh_plot_is_a_2d_view_of_the_flat_data():
     assert tree.attributes["default"] == "plotselect"
     assert list(plot.attributes["axes"].root) == ["roby", "robx"]
     signal = plot.children[str(plot.attributes["signal"].root)]
-    assert isinstance(signal, VirtualDataset)
-    assert signal.shape == [3, 4]
+    assert (type(signal), signal.dtype, signal.shape) == (VirtualDataset, "<f8", [3, 4])
+    assert {vs.src_dataset for vs in signal.virtual_sources} == {"/28.1/instrument/diode1/signal"}
     rows = [(vs.vspace.start, vs.vspace.count, vs.src_space.start, vs.src_space.count)
             for vs in signal.virtual_sources]
     assert rows == [([0, 0], [1, 4], [0], [4]), ([1, 0], [1, 4], [4], [4]), ([2, 0], [1, 4], [8], [4])]
@@ -113,9 +113,11 @@ def test_unequal_lengths_are_trimmed_in_the_plot_only():
     lengths["simulation_diode_sampling_controller:diode2"] = 3
     tree = final_tree(desc, plan.entries[0], rec.info_final, lengths, "SUCCEEDED", [])
     plot = tree.children["plotselect"]
-    assert isinstance(plot.children["diode2"], SoftLink)
-    assert isinstance(plot.children["diode1"], VirtualDataset)
-    assert plot.children["diode1"].shape == [3]
+    assert plot.children["diode2"] == SoftLink(target_path=f"/{plan.entries[0].name}/instrument/diode2/signal")
+    diode1 = plot.children["diode1"]
+    assert (type(diode1), diode1.dtype, diode1.shape) == (VirtualDataset, "<f8", [3])
+    assert [(vs.src_dataset, vs.src_space.start, vs.src_space.count) for vs in diode1.virtual_sources] == [
+        (f"/{plan.entries[0].name}/instrument/diode1/signal", [i], [1]) for i in range(3)]
 
 
 def test_user_metadata_categories_follow_nexus_dict_conventions():
@@ -188,12 +190,14 @@ def test_start_tree_of_every_fixture_is_valid_h5map():
                 if ch not in plan.streamed:
                     continue
                 node = tree.children["instrument"].children[ch.group].children[ch.field]
-                assert isinstance(node.value, Stream) and node.value.stream == ch.stream, (name, ch)
+                assert node.value == Stream(stream=ch.stream), (name, ch)
                 link = tree.children["measurement"].children[ch.short_name]
-                assert isinstance(link, SoftLink) and link.target_path == f"/{entry.name}/{ch.path}"
+                assert link == SoftLink(target_path=f"/{entry.name}/{ch.path}"), (name, ch)
             # every numeric stream of the scan has its growing dataset in some entry
             streamed = {c.stream for c in plan.streamed}
-            assert streamed == {s.name for s in desc.streams if s.kind in ("numeric", "hdf5_fallback")}
+            assert streamed == {s.name for s in desc.streams if s.traits.appends}
+            assert [s.kind in ("numeric", "hdf5_fallback") for s in desc.streams] == [
+                s.traits.appends for s in desc.streams]
 
 
 def test_lima_roi_and_bpm_counters_go_under_the_detector():
