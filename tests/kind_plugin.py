@@ -64,6 +64,7 @@ METADATA = "Metadata-Version: 2.1\nName: nxw-toy-kind\nVersion: 0.1\n"
 def installed_toy_kind(folder):
     """The toy package installed in ``folder`` (put first on ``sys.path``) for the block;
     the kinds' registry is as it was after it, for the other tests."""
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{MODULE}.py").write_text(SOURCE)
     info = folder / "nxw_toy_kind-0.1.dist-info"
     info.mkdir()

@@ -68,6 +68,8 @@ def choose(desc: ScanDescription) -> tuple[str | None, str | None, str, str | No
     if not chosen.counters:
         return None, None, "", None
     signal, x = chosen.counters[0], chosen.x
+    if not signal.appends:  # a kind that writes its own values: nothing to read from Redis as points
+        return None, None, "", None
     if x is not None and not (x.ndim == 0 and x.appends):
         x = None  # only points read from Redis are drawn: then against the index
     label = lambda c: c.display_name or c.stream  # noqa: E731
