@@ -25,7 +25,7 @@ from ..h5map import (
 
 from ..fillvalues import fill_value
 from ..channelplan import ChannelPlan
-from ..nxnodes import Group, attr_value, field, group, link
+from ..nxnodes import attr_value, field, group, link
 from ..scangrid import mesh_shape
 
 
@@ -194,7 +194,3 @@ def frame_nodes(entry: str, ch: ChannelPlan, frames: Frames, file_dir: str, info
     else:
         signal = link(target)
     return nodes, (ch.short_name, signal)
-
-
-def image_plot(name: str, signal) -> Group:
-    return group("NXdata", {name: signal}, signal=name, interpretation="image")

@@ -125,11 +125,6 @@ def frames(det: Lima2Detector, n: int) -> np.ndarray:
     return frames_at(det, np.arange(n))
 
 
-def receiver_of(frame: int, receivers: int) -> tuple[int, int]:
-    """(receiver rank, index within that receiver) of a frame: lima2's strict round robin."""
-    return frame % receivers, frame // receivers
-
-
 def _compression(det: Lima2Detector) -> dict:
     if det.compression == "none":
         return {}
