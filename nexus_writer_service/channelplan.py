@@ -41,10 +41,6 @@ class ChannelPlan:
     traits: KindTraits = dc_field(default_factory=KindTraits)
 
     @property
-    def kind(self) -> str:
-        return self.traits.name
-
-    @property
     def appends(self) -> bool:
         """Its points come through Redis and are appended to its dataset as they arrive."""
         return self.traits.appends
