@@ -30,8 +30,8 @@ class Preset:
     summary: str
 
 
-#: deflate level of ``gzip``/``deflate``: after a byte shuffle, level 1 compresses spectra about
-#: as well as the default level 4 (ratio 20 vs 23 on benchmark S2's) at 1.6x the speed
+#: deflate level of ``gzip``/``deflate``: after a byte shuffle, level 1 compresses spectra nearly
+#: as well as the default level 4, and faster (doc/benchmarks.md has the figures)
 DEFLATE_LEVEL = 1
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (

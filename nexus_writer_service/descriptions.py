@@ -15,6 +15,33 @@ from .vds_mapping import VdsMapping
 
 
 @dataclass(frozen=True)
+class KindTraits:
+    """What a stream's kind (``kinds/``) decides for the layers that must not know the
+    kinds: the mapping places the stream by these, the service plots by them, the scan
+    writer schedules by them. ``kinds.classify`` attaches them to each description;
+    a new kind states them by its class attributes and never touches these layers.
+    """
+
+    #: the kind's name (logs, the writer's note; never compared to decide anything)
+    name: str = ""
+    #: role its channel takes ("lima": frames in detector files; "spectrum_files": spectra
+    #: in detector files; "events": JSON documents; None: from BLISS's channel naming)
+    role: str | None = None
+    #: its events are the points, appended to a growing dataset as they come
+    appends: bool = False
+    #: its live views grow in its channel's group, which is made with the entry
+    live_group: bool = False
+    #: it has a place under ``instrument/`` (a channel plan)
+    has_channel: bool = True
+    #: its events announce child scans, whose entries the parent links (scan sequences)
+    child_scans: bool = False
+    #: the ``data_path`` BLISS announced for the stream (its place in the file), if any
+    data_path: str | None = None
+    #: why the stream is not written (None: it is)
+    unsaved_reason: str | None = None
+
+
+@dataclass(frozen=True)
 class StreamDescription:
     name: str
     #: the writer's kind of this stream (``kinds.classify`` decides; "" = not yet decided)
@@ -27,6 +54,8 @@ class StreamDescription:
     encoding: str = "numeric"
     #: the blissdata plugin named by the stream (``info["plugin"]`` or a legacy format), if any
     plugin: str | None = None
+    #: what its kind decides for the other layers (``kinds.classify``; None = not yet classified)
+    traits: KindTraits | None = None
 
 
 #: blissdata < 2 named stream kinds by ``info["format"]`` (blissdata maps them the same way)

@@ -19,7 +19,7 @@ BLISS_VENV="${BLISS_VENV:-$PWD/.bliss_venv}"
 # recorded scan written and validated, completeness, faults, lost data, crashes, content,
 # detectors' files, the Tango devices.
 BLISS_ENV_TESTS=(
-    tests/test_blissdata_contract.py tests/test_edf_layout.py tests/test_mapping.py tests/test_io_objects.py
+    tests/test_blissdata_contract.py tests/test_edf_layout.py tests/test_io_objects.py
     tests/test_session_writer.py tests/test_fixtures_end_to_end.py tests/test_completeness.py
     tests/test_faults.py tests/test_lost_data.py tests/test_data_loss.py tests/test_claim_lost.py
     tests/test_bad_input.py tests/test_hostile_files.py tests/test_crash_recovery.py tests/test_content.py
@@ -35,6 +35,8 @@ fi
 status=0
 echo "== lint: ruff (pyproject.toml [tool.ruff])"
 .venv/bin/python -m ruff check nexus_writer_service tests benchmarks scripts session_scripts || status=$?
+echo "== lint: the layers' import contracts (pyproject.toml [tool.importlinter])"
+.venv/bin/lint-imports || status=$?
 
 echo "== run 1/2: every test, .venv ($(.venv/bin/python -c 'import importlib.metadata as m; print("blissdata", m.version("blissdata"), "numpy", m.version("numpy"))'))"
 .venv/bin/python -m pytest tests "$@" || status=$?

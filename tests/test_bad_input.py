@@ -23,7 +23,7 @@ import redis
 from blissdata.redis_engine.store import DataStore
 
 from conftest import read_file
-from nexus_writer_service.mapping.nexus import NAME_RE
+from nexus_writer_service.nxnodes import NAME_RE
 from nexus_writer_service.simulation.recording import StreamRecording, scaled
 from nexus_writer_service.simulation.replay import ScanPublisher
 from nexus_writer_service.transport.blissdata_api import EventStream, NumericStreamEncoder, Stream

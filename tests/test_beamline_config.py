@@ -14,12 +14,12 @@ import pytest
 from conftest import read_file
 from nexus_writer_service.descriptions import ScanDescription
 from nexus_writer_service.mapping.layout import final_tree, plan_scan, start_tree
-from nexus_writer_service.mapping.nexus import get, nx_class
+from nexus_writer_service.nxnodes import get, nx_class
 from nexus_writer_service.metadata import config as beamline_config
 from nexus_writer_service.metadata.config import ConfigError, load, load_raw, loads
 from nexus_writer_service.simulation.recording import load_recording
 from nxvalidation import nexus_errors
-from test_mapping import describe
+from describing import describe
 
 EXAMPLES = Path(beamline_config.__file__).parent / "examples"
 ID00 = EXAMPLES / "id00.yml"

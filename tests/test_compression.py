@@ -15,7 +15,7 @@ from nexus_writer_service import compression
 from nexus_writer_service.compression import required_plugins
 from nexus_writer_service.io.arrays import ArraySpec, GrowingDataset, StorageOptions
 from nexus_writer_service.io.tree import TreeWriter
-from nexus_writer_service.mapping.nexus import field, group, stream_field
+from nexus_writer_service.nxnodes import field, group, stream_field
 from readers import digests, read_without_plugins
 
 BITSHUFFLE = 32008
@@ -150,7 +150,7 @@ def test_the_most_specific_choice_of_filter_wins():
     from nexus_writer_service.mapping.layout import plan_scan
     from nexus_writer_service.metadata.config import loads
     from nexus_writer_service.simulation.recording import load_recording
-    from test_mapping import describe
+    from describing import describe
 
     cfg = loads("compression: gzip\ndetectors:\n  simu1: {name: fluo, compression: none}\n"
                 "  spectrum_det1: {compression: bitshuffle-lz4}\n")

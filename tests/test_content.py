@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from nexus_writer_service.mapping.metadata import nxdict_to_group, user_categories
-from nexus_writer_service.mapping.nexus import get
+from nexus_writer_service.nxnodes import get
 from nexus_writer_service.metadata.config import loads
 from test_beamline_config import _trees, _value
 

@@ -24,6 +24,7 @@ from nexus_writer_service.simulation.lima2 import Lima2Detector, add_lima2, owne
 from nexus_writer_service.simulation.mosca import MoscaDetector, add_mosca
 from nexus_writer_service.simulation.plugins import hidden_plugins, plugin_installed
 from nxvalidation import nexus_errors
+from kind_plugin import PLUGIN, installed_toy_kind
 
 
 def _scan_folder(harness, rec) -> str:
@@ -284,6 +285,26 @@ def test_unknown_kind_is_incomplete_and_named(harness):
         assert np.array_equal(entry["measurement/robx"][()], rec.stream("axis:robx").data)
         notes = [w.decode() for w in entry["writer/warnings"][()]]
         assert any("future_kind" in w for w in notes)
+
+
+def test_a_kind_from_an_entry_point_is_written_without_changing_the_writer(harness, tmp_path):
+    """doc/design.md's walkthrough: a kind another package installs (entry point group
+    ``nexus_writer_service.kinds``) takes its stream; mapping and writer place and write
+    it from its traits alone."""
+    rec = add_json(harness.recording("03_ascan"), "toy:toy1", [[1.5, 2.5], [3.5], [4.5, 5.5, 6.5]])
+    rec.stream("toy:toy1").info["plugin"] = PLUGIN
+    with installed_toy_kind(tmp_path / "site"), hidden_plugins(PLUGIN):
+        state = harness.state(harness.publish(rec))
+    assert state.status == "SUCCEEDED", state
+    assert state.written["toy:toy1"] == 6
+    with read_file(state.file) as f:
+        entry = f[f"{rec.number}.1"]
+        assert entry["instrument/toy1"].attrs["NX_class"] == "NXdetector"
+        assert entry["instrument/toy1/data"][()].tolist() == [1.5, 2.5, 3.5, 4.5, 5.5, 6.5]
+        assert entry["instrument/toy1/data"].attrs["units"] == "counts"
+        assert entry["measurement/toy1"][()].tolist() == [1.5, 2.5, 3.5, 4.5, 5.5, 6.5]
+        assert f.get(f"{rec.number}.1/measurement/toy1", getlink=True).path == f"/{rec.number}.1/instrument/toy1/data"
+    assert nexus_errors(state.file) == []
 
 
 def test_mosca_spectra_grow_in_the_file_while_saved(harness):

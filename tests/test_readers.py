@@ -237,7 +237,7 @@ def test_only_the_groups_the_start_can_leave_empty_are_looked_at(tmp_path):
     from nexus_writer_service.io.entries import prune_empty
     from nexus_writer_service.mapping.layout import maybe_empty, plan_scan
     from nexus_writer_service.simulation.recording import load_recording
-    from test_mapping import describe
+    from describing import describe
 
     (entry,) = plan_scan(describe(load_recording("03_ascan"))).entries
     assert maybe_empty(entry) == ["measurement", "instrument"]

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from blissdata.redis_engine.store import DataStore
 
+from nexus_writer_service.kinds import classify
 from nexus_writer_service.service import plots
 from nexus_writer_service.service.plots import PlotSource, choose, decimate, svg
 from nexus_writer_service.service.web import render
@@ -205,7 +206,7 @@ def _description(data_store, rec):
 ])
 def test_the_plotted_signal_is_the_files_default(data_store, tmp_path, label, signal, x):
     desc = _description(data_store, relocate(load_recording(label), tmp_path, session="plots_choice"))
-    _, _, got_signal, got_x = choose(desc)
+    _, _, got_signal, got_x = choose(classify(desc))
     assert (got_signal, got_x) == (signal, x)
 
 
@@ -236,7 +237,7 @@ def test_reads_are_bounded(redis_server, data_store, tmp_path, monkeypatch):
 
 
 def test_a_record_that_names_no_scan_gets_a_note_not_an_error(redis_server):
-    source = PlotSource(PlotReader(redis_server.url))
+    source = PlotSource(PlotReader(redis_server.url), classify)
     plot = source({"key": "esc:<b>1</b>", "status": "WRITING"})
     assert plot["y"] == [] and "no scan" in plot["note"]
     assert source({"key": "x", "status": "SKIPPED"}) is None

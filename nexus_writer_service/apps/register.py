@@ -124,7 +124,7 @@ def register(db, ts, cls: str, name: str, server: str, session: str, beacon_host
              redis_url: str = "", extra: dict | None = None) -> str:
     """Add (or confirm) one device; returns the line to print. RuntimeError when the name
     belongs to another class, server or session."""
-    import tango
+    import tango  # the [tango] extra (main() says when it is missing)
 
     try:
         info = db.get_device_info(name)

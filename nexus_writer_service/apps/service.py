@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 
-from .. import __version__
+from .. import __version__, kinds
 from ..metadata.config.yamlsource import ConfigError, read
 from ..service.supervisor import SessionSpec, Supervisor, default_log_dir
 from ..service.plots import PlotSource
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     if port is not None:
         try:
-            server = _serve_page(status, port, args.host, PlotSource(PlotReader(url)), log)
+            server = _serve_page(status, port, args.host, PlotSource(PlotReader(url), kinds.classify), log)
         except OSError as exc:
             log.error("status page: %s", exc)
             return 2
@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         supervisor.start_all()
         if tango_mode:  # Tango in this thread until SIGINT/SIGTERM, supervision in another
+            # pytango (the [tango] extra): imported only in Tango mode
             from ..tango.options import tango_verbosity
             from ..tango.server import serve_supervised
 
@@ -240,7 +241,7 @@ def _redis_url(given: str | None, specs: list[SessionSpec], devices) -> str:
     try:
         return resolve_redis_url(given)
     except Exception:
-        from ..tango.view import redis_url_for
+        from ..tango.view import redis_url_for  # Tango mode only (the [tango] extra)
 
         for d in devices:
             if d.redis_url or d.beacon_host:

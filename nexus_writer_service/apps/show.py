@@ -17,11 +17,13 @@ own data viewer, offscreen when there is no display: it needs a Qt binding (the
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Iterator
 
 import h5py
 import numpy as np
+from silx.io.nxdata import get_default
 
 from ..io import retry
 
@@ -101,8 +103,6 @@ def tree_lines(group: h5py.Group, depth: int | None = None, _indent: str = "") -
 
 def default_plot(f: h5py.File) -> list[str]:
     """The default plot chain as silx follows it, and what it would plot."""
-    from silx.io.nxdata import get_default
-
     lines = []
     root_default = _attr(f, "default")
     lines.append(f"/@default = {root_default!r}" if root_default else "/@default: not set")
@@ -147,14 +147,11 @@ def render(path: str, out_png: str, inner: str | None = None, size: tuple[int, i
     Uses the same widget ``silx view`` shows on the right of its tree, so a file that
     draws here draws there. Without a display, Qt's ``offscreen`` platform is used.
     """
-    import os
-
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from silx.gui import qt  # ImportError without a Qt binding: pip install 'nexus_writer_service[viewer]'
     from silx.gui.data.DataViewerFrame import DataViewerFrame
     from silx.gui.plot import PlotWidget
-    from silx.io.nxdata import get_default
 
     app = qt.QApplication.instance() or qt.QApplication([])
     with h5py.File(path, "r", locking=False) as f:

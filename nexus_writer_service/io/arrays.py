@@ -146,7 +146,7 @@ def _split_chunks(shape: tuple, itemsize: int, nbytes: int, split: int) -> tuple
 @functools.lru_cache(maxsize=64)
 def _chunk_cache(chunk_bytes: int, filtered: bool):
     """Dataset access: no chunk cache for plain data (appends write whole rows, and HDF5's
-    default 1 MB cache per dataset adds up to hundreds of MB over a hundred counters);
+    default cache per dataset adds up over a hundred counters);
     filtered data keep one chunk cached, or each append would recompress the chunk.
     h5py's ``rdcc_nbytes=0`` keyword is ignored (0 is falsy), hence the property list
     (shared: HDF5 copies it into each dataset it opens, nothing changes it).
@@ -157,7 +157,7 @@ def _chunk_cache(chunk_bytes: int, filtered: bool):
 
 
 def _plain_chunked(parent, name, dtype, shape, maxshape, chunks, fillvalue, dapl) -> h5py.Dataset:
-    """What ``create_dataset`` makes without filters, through the low-level API (3x faster:
+    """What ``create_dataset`` makes without filters, through the low-level API (faster:
     short scans create many of these, see objects.py)."""
     dcpl = h5p.create(h5p.DATASET_CREATE)
     dcpl.set_chunk(chunks)
@@ -173,11 +173,10 @@ def _plain_chunked(parent, name, dtype, shape, maxshape, chunks, fillvalue, dapl
 class _OpenSlots:
     """How many growing datasets of this process may stay open between appends.
 
-    HDF5 keeps ~20 kB of state per open chunked dataset whatever its chunk cache
-    (4000 open 0D datasets: +77 MB, where 4000 closed ones cost their ~6 MB of
-    metadata cache): a scan of thousands of counters would hold hundreds of MB open.
-    A dataset that finds no free slot is closed after each append and reopened by
-    path at the next one (~15 us). The first ``limit`` take the slots, the others
+    HDF5 keeps state per open chunked dataset whatever its chunk cache (many times what
+    a closed one costs in the metadata cache): a scan of thousands of counters would
+    hold hundreds of MB open. A dataset that finds no free slot is closed after each
+    append and reopened by path at the next one (cheap). The first ``limit`` take the slots, the others
     rotate: with a cyclic access pattern that keeps ``limit`` of them open, where
     an LRU would reopen every one.
     """

@@ -453,10 +453,10 @@ BOUND_CACHE_ABOVE = 4000
 def bound_metadata_cache(fid) -> bool:
     """Flush and trim when the cache holds more than ``BOUND_CACHE_ABOVE`` entries.
 
-    Without evictions every object a scan touches stays cached until a flush, at ~3 kB
-    of memory each (decoded headers, B-tree nodes): a 4000-channel start tree is ~26,000
-    entries, and the first append of each channel adds its chunk index, ~90 MB before
-    the periodic flush comes. Called by the io layer while it works (``arrays``); the
+    Without evictions every object a scan touches stays cached until a flush (decoded
+    headers, B-tree nodes): a start tree of thousands of channels is tens of thousands of
+    entries, and the first append of each channel adds its chunk index, a lot of memory
+    before the periodic flush comes. Called by the io layer while it works (``arrays``); the
     flush writes a state that is consistent as any periodic one (a start tree still under
     its staging name, channels appended up to different points). True if it flushed.
     """
@@ -472,9 +472,8 @@ def trim_metadata_cache(h5: h5py.File) -> None:
 
     With evictions off the cache keeps every object the file has seen since it was
     opened, and HDF5's flush walks all of them: a file kept open by back-to-back scans
-    or a long sequence got slower to flush with every scan (0.35 ms with 50 entries in
-    the file, 4.3 ms with 400; 200 short scans spent more time flushing than writing)
-    and grew in memory. Evictions are allowed for one read of the root group, which
+    or a long sequence got slower to flush with every scan (short scans came to spend
+    more time flushing than writing) and grew in memory. Evictions are allowed for one read of the root group, which
     makes HDF5 shrink the cache to ``TRIM_CACHE_TO``; clean entries are dropped
     without writing anything, so the file on disk still changes only when we flush.
     """

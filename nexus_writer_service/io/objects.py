@@ -114,8 +114,8 @@ def selection_extent(sel) -> tuple[int, ...]:
 def new_virtual(parent: h5py.Group, name: str, dtype: np.dtype, shape: tuple, sources, fill) -> h5py.Dataset:
     """A virtual dataset; ``sources``: (vspace selection, file, dataset, its shape, selection).
 
-    h5py's ``VirtualSource[...]`` deep-copies the source for every selection: 14 ms for a
-    scan's 100 lima files, more than HDF5's own work.
+    h5py's ``VirtualSource[...]`` deep-copies the source for every selection: for a scan's
+    many lima files, more than HDF5's own work.
     """
     dcpl = h5p.create(h5p.DATASET_CREATE)
     dcpl.set_fill_value(np.array(fill))  # HDF5 converts, as with h5py

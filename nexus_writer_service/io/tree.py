@@ -84,8 +84,8 @@ class TreeWriter:
         #: filters of the growing datasets this writer created (see required_filter_plugins)
         self.filters: set[str] = set()
         #: virtual datasets this writer created, by path: their ``@target`` is set through this
-        #: handle (HDF5 2.0 takes ~5 ms per strided mapping to open a VDS again: 0.5 s for a
-        #: Lima2 detector's 100 receiver files)
+        #: handle (HDF5 2.0 takes time per strided mapping to open a VDS again, which a
+        #: Lima2 detector's many receiver files multiply)
         self._virtuals: dict[str, h5py.Dataset] = {}
         #: (group, length of its path + 1) of the top-level group being written
         self._top: tuple | None = None

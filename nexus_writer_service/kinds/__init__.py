@@ -15,7 +15,7 @@ import logging
 from importlib.metadata import entry_points
 
 from ..descriptions import ScanDescription, StreamDescription
-from .base import Context, FileFacts, FileQuery, Outcome, StreamKind
+from .base import Context, FileFacts, FileQuery, KindTraits, Outcome, StreamKind
 
 _logger = logging.getLogger(__name__)
 
@@ -64,26 +64,16 @@ def by_name(name: str) -> type[StreamKind]:
 
 
 def classify(desc: ScanDescription) -> ScanDescription:
-    """``desc`` with every stream's ``kind`` decided."""
-    streams = [s if s.kind else dataclasses.replace(s, kind=kind_of(s).name) for s in desc.streams]
-    return dataclasses.replace(desc, streams=streams)
+    """``desc`` with every stream's kind decided and its traits attached (plain data:
+    the mapping, the service and the scan writer read them, never this registry)."""
+    return dataclasses.replace(desc, streams=[_classified(s) for s in desc.streams])
 
 
-def appends(kind: str) -> bool:
-    """True for kinds whose events are the points (appended to growing datasets)."""
-    return _flag(kind, "appends")
-
-
-def live_group(kind: str) -> bool:
-    """True for kinds whose live views need their channel's group from the start."""
-    return _flag(kind, "live_group")
-
-
-def _flag(kind: str, name: str) -> bool:
-    try:
-        return bool(getattr(by_name(kind), name))
-    except KeyError:
-        return False
+def _classified(stream: StreamDescription) -> StreamDescription:
+    if stream.kind and stream.traits is not None:
+        return stream
+    kind = handler(stream)
+    return dataclasses.replace(stream, kind=kind.name, traits=kind.traits())
 
 
 def handler(stream: StreamDescription) -> StreamKind:
@@ -94,5 +84,5 @@ def handler(stream: StreamDescription) -> StreamKind:
 # the kinds shipped with the writer (each registers itself)
 from . import numeric, hdf5_fallback, lima, lima2, mosca, json_events, sequence, unsupported  # noqa: E402,F401
 
-__all__ = ["register", "kind_of", "by_name", "classify", "handler", "appends",
-           "StreamKind", "Context", "Outcome", "FileQuery", "FileFacts"]
+__all__ = ["register", "kind_of", "by_name", "classify", "handler",
+           "StreamKind", "Context", "Outcome", "FileQuery", "FileFacts", "KindTraits"]

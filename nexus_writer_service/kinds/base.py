@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..descriptions import FileFacts, FileQuery, StreamDescription  # noqa: F401 (part of the interface)
+from ..descriptions import FileFacts, FileQuery, KindTraits, StreamDescription  # noqa: F401 (part of the interface)
 
 
 @dataclass
@@ -71,6 +71,8 @@ class StreamKind:
     has_channel: ClassVar[bool] = True
     #: role of its channel ("lima": frames in detector files; None: from BLISS's naming)
     role: ClassVar[str | None] = None
+    #: its events announce child scans (``child_scans``), whose entries the parent links
+    child_scans_announced: ClassVar[bool] = False
 
     @classmethod
     def accepts(cls, stream: StreamDescription) -> bool:
@@ -78,6 +80,18 @@ class StreamKind:
 
     def __init__(self, stream: StreamDescription):
         self.stream = stream
+
+    def traits(self) -> KindTraits:
+        """What the mapping, the service and the scan writer need of this kind, as plain
+        data (they never import the kinds): its class attributes and the stream's own
+        announced place and reason for not being saved."""
+        return KindTraits(name=self.name, role=self.role, appends=self.appends, live_group=self.live_group,
+                          has_channel=self.has_channel, child_scans=self.child_scans_announced,
+                          data_path=self.announced_path(), unsaved_reason=self.unsaved_reason())
+
+    def announced_path(self) -> str | None:
+        """The place in the file BLISS announced for this stream (``data_path``), if any."""
+        return None
 
     # -- while the scan runs ------------------------------------------------
     def on_events(self, events, lost: int = 0) -> None:
@@ -113,3 +127,7 @@ class StreamKind:
     def unsaved_reason(self) -> str | None:
         """Why this stream is not in the file (``None``: it is)."""
         return None
+
+    def child_scans(self) -> list[tuple[str, int]]:
+        """(scan key, scan number) of the child scans announced so far, in order."""
+        return []

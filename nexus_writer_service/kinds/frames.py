@@ -25,9 +25,9 @@ from ..h5map import (
 
 from ..fillvalues import fill_value
 from ..vds_mapping import VdsMapping
-from ..mapping.channels import ChannelPlan
-from ..mapping.nexus import Group, attr_value, field, group, link
-from ..mapping.plots import mesh_shape
+from ..channelplan import ChannelPlan
+from ..nxnodes import attr_value, field, group, link
+from ..scangrid import mesh_shape
 
 
 @dataclass
@@ -202,7 +202,3 @@ def frame_nodes(entry: str, ch: ChannelPlan, frames: Frames, file_dir: str, info
     else:
         signal = link(target)
     return nodes, (ch.short_name, signal)
-
-
-def image_plot(name: str, signal) -> Group:
-    return group("NXdata", {name: signal}, signal=name, interpretation="image")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from ..descriptions import StreamDescription
-from ..mapping.nexus import field, link
+from ..nxnodes import field, link
 from . import register
 from .base import Context, Outcome, StreamKind
 

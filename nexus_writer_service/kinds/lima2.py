@@ -33,10 +33,10 @@ from ..h5map import ExternalLink, SpaceSelection, VirtualDataset, VirtualSource
 from ..descriptions import FileQuery, StreamDescription
 from ..vds_mapping import VdsMapping
 from ..fillvalues import fill_value
-from ..mapping.nexus import attr_value, field
+from ..nxnodes import attr_value, field
 from . import register
 from .base import Context, Outcome, StreamKind
-from ..mapping.plots import mesh_shape
+from ..scangrid import mesh_shape
 from .frames import Frames, frame_nodes, relative
 
 

@@ -19,7 +19,7 @@ from ..descriptions import FileQuery, StreamDescription
 from ..vds_mapping import VdsMapping
 from . import register
 from .base import Context, Outcome, StreamKind
-from ..mapping.nexus import link
+from ..nxnodes import link
 from .frames import Frames, frame_nodes, runs_vds
 
 

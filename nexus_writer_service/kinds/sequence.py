@@ -1,7 +1,7 @@
 """Scan sequences: the parent's stream announces each child scan (its Redis key).
 
 The children are scans of their own, written by their own scan writers; the parent
-links their entries (``writer/scan.py`` resolves where each child went).
+links their entries (the scan writer asks ``child_scans`` and resolves where each went).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ class ScanSequence(StreamKind):
     name = "scan_sequence"
     priority = 20
     has_channel = False
+    child_scans_announced = True
 
     @classmethod
     def accepts(cls, stream: StreamDescription) -> bool:
@@ -36,6 +37,9 @@ class ScanSequence(StreamKind):
                 except (TypeError, ValueError):
                     number = 0
                 self.children.append((str(event["key"]), number))
+
+    def child_scans(self) -> list[tuple[str, int]]:
+        return list(self.children)
 
     def finish(self, ctx: Context) -> Outcome:
         # children are scans of their own, not points of this one: nothing counted as written

@@ -18,8 +18,9 @@ import numpy as np
 from ..metadata.config import BeamlineConfig, TechniqueConfig
 from ..metadata.config.units import _units_registry
 from . import plots
-from .channels import ChannelPlan, mca_energy_calibration
-from .nexus import Dataset, Group, field, group, link, nx_class
+from ..channelplan import ChannelPlan
+from .channels import mca_energy_calibration
+from ..nxnodes import Dataset, Group, field, group, link, nx_class
 
 #: definitions whose content is filled in here
 SUPPORTED = ("NXfluo", "NXxas", "NXscan")

@@ -11,9 +11,9 @@ from .. import compression
 from ..metadata.config import BeamlineConfig, TechniqueConfig
 from ..metadata.config.tree import to_nxdict
 from . import plots
-from .channels import ChannelPlan
+from ..channelplan import ChannelPlan
 from .metadata import is_empty, nxdict_to_group
-from .nexus import Group, conform, field, group
+from ..nxnodes import Group, conform, field, group
 
 
 def instrument(cfg: BeamlineConfig) -> Group | None:

@@ -11,13 +11,11 @@ unless it is unsafe or outside the scan's entries.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field as dc_field
 from typing import Mapping
 
-
-from ..descriptions import ScanDescription, StreamDescription
-from ..fillvalues import fill_value
-from .nexus import PRIMARY_FIELDS, is_safe_relative_path, safe_name, unique_name
+from ..channelplan import SPECTRUM_ROLES, SPECTRUM_UNITS, ChannelPlan
+from ..descriptions import KindTraits, ScanDescription, StreamDescription
+from ..nxnodes import PRIMARY_FIELDS, is_safe_relative_path, safe_name, unique_name
 
 _MCA_STAT = re.compile(
     r"^(spectrum|realtime|trigger_livetime|energy_livetime|triggers|events|icr|ocr|deadtime)_det(\w+)$"
@@ -73,76 +71,6 @@ def mca_energy_calibration(ch: "ChannelPlan", detectors: Mapping | None) -> tupl
         if det is not None and getattr(det, "energy_calibration", None):
             return tuple(float(c) for c in det.energy_calibration)
     return None
-
-
-#: roles of spectra (MCA): their data are counts unless BLISS or the beamline says otherwise
-SPECTRUM_ROLES = ("spectrum", "spectrum_files")
-SPECTRUM_UNITS = "counts"
-
-
-@dataclass
-class ChannelPlan:
-    stream: str
-    entry: str
-    #: group below ``instrument`` and field in it
-    group: str
-    field: str
-    nx_class: str
-    short_name: str
-    role: str  # "axis", "timer", "counter", "spectrum", "image", "lima" (frames in detector
-    #            files), "spectrum_files" (spectra in detector files), "events" (JSON documents)
-    dtype: str
-    point_shape: tuple
-    #: the stream's kind (``kinds``): how its data reach the file
-    kind: str = "numeric"
-    units: str | None = None
-    display_name: str = ""
-    #: where BLISS's data_path was refused, why
-    note: str | None = None
-    #: static fields of its group from the beamline configuration (type, description)
-    device_fields: dict = dc_field(default_factory=dict)
-    #: the group BLISS's data_path names when the configuration renamed it: a link keeps
-    #: the path valid for readers that fall back to the file (blissdata hdf5-fallback)
-    bliss_group: str | None = None
-
-    @property
-    def path(self) -> str:
-        return f"instrument/{self.group}/{self.field}"
-
-    @property
-    def ndim(self) -> int:
-        return len(self.point_shape)
-
-    @property
-    def ragged(self) -> bool:
-        return -1 in self.point_shape
-
-    @property
-    def fill_value(self):
-        return fill_value(self.dtype)
-
-    @property
-    def interpretation(self) -> str | None:
-        return {1: "spectrum", 2: "image"}.get(self.ndim)
-
-    @property
-    def is_spectrum(self) -> bool:
-        return self.role in SPECTRUM_ROLES
-
-    @property
-    def long_name(self) -> str | None:
-        """What viewers label a spectrum with (h5web and silx take ``@long_name`` over the
-        name): its measurement name and units, ``fluo_det0 (counts)``."""
-        if self.is_spectrum and self.short_name:
-            return f"{self.short_name} ({self.units})" if self.units else self.short_name
-        return None
-
-    @property
-    def attributes(self) -> dict:
-        """The attributes of the channel's dataset (and of views of it): units,
-        interpretation, long name, those it has."""
-        values = {"units": self.units, "interpretation": self.interpretation, "long_name": self.long_name}
-        return {k: v for k, v in values.items() if v is not None}
 
 
 def entry_names(desc: ScanDescription) -> list[tuple[str, str]]:
@@ -253,15 +181,13 @@ def plan_channels(desc: ScanDescription, detectors: Mapping | None = None
     groups_taken: dict[str, set] = {}
     fields_taken: dict[tuple[str, str], set] = {}
     order = {ch: i for i, ch in enumerate(masters)}
-    from .. import kinds  # here: kinds use this module's ChannelPlan
-
-    handlers = {s.name: kinds.handler(s) for s in desc.streams}
+    traits = {s.name: _traits(s) for s in desc.streams}
     lima_dets = frozenset(s.name.rpartition(":")[0].partition(":")[0] for s in desc.streams
-                          if handlers[s.name].role == "lima")
+                          if traits[s.name].role == "lima")
     for stream in sorted(desc.streams, key=lambda s: order.get(s.name, len(order))):
-        handler = handlers[stream.name]
-        if not handler.has_channel:
-            reason = handler.unsaved_reason()
+        kind = traits[stream.name]
+        if not kind.has_channel:
+            reason = kind.unsaved_reason
             if reason:
                 skipped[stream.name] = reason
             continue
@@ -270,11 +196,10 @@ def plan_channels(desc: ScanDescription, detectors: Mapping | None = None
             continue
         master, is_master = masters.get(stream.name, (None, False))
         entry = entries.get(master, first_entry)
-        group, fld, nx_class, role = _derive(stream.name, stream, info, is_master, lima_dets, handler.role)
+        group, fld, nx_class, role = _derive(stream.name, stream, info, is_master, lima_dets, kind.role)
         group, fld = safe_name(group), safe_name(fld)
         note = None
-        announced = getattr(handler, "announced_path", None)
-        data_path = announced() if announced else None
+        data_path = kind.data_path
         if data_path:
             head, _, rel = str(data_path).partition("/")
             parts = rel.split("/")
@@ -307,10 +232,18 @@ def plan_channels(desc: ScanDescription, detectors: Mapping | None = None
             short_name="", role=role, dtype=stream.dtype or "float64",
             point_shape=tuple(stream.shape), units=units,
             display_name=chinfo.get("display_name") or stream.name.rpartition(":")[2], note=note,
-            device_fields=static, bliss_group=bliss_group, kind=handler.name,
+            device_fields=static, bliss_group=bliss_group, traits=kind,
         ))
     _assign_short_names(plans)
     return plans, skipped
+
+
+def _traits(stream: StreamDescription) -> KindTraits:
+    """The stream's kind's traits: the mapping places streams by them alone."""
+    if stream.traits is None:
+        raise ValueError(f"stream {stream.name!r} has no kind: the description must go through "
+                         f"kinds.classify before it is mapped")
+    return stream.traits
 
 
 def _assign_short_names(plans: list[ChannelPlan]) -> None:

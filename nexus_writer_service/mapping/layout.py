@@ -15,24 +15,13 @@ from datetime import datetime, timezone
 from .. import __version__
 from ..metadata.config import BeamlineConfig
 from . import appdefs, beamline, metadata, plots
-from .channels import ChannelPlan, entry_names, plan_channels
+from ..channelplan import ChannelPlan
+from .channels import entry_names, plan_channels
 from ..descriptions import ScanDescription
-from .nexus import Group, field, get, group, insert, link, merge, nx_class, stream_field
+from ..nxnodes import Group, field, get, group, insert, link, merge, nx_class, stream_field
 
 from ..records import NOTE, NOTE_GROUP
 from ..states import FAILED, WRITING
-
-
-def _appends(kind: str) -> bool:
-    from .. import kinds  # here: kinds use the mapping's plans
-
-    return kinds.appends(kind)
-
-
-def _live_group(kind: str) -> bool:
-    from .. import kinds
-
-    return kinds.live_group(kind)
 
 
 @dataclass
@@ -65,12 +54,12 @@ class ScanPlan:
     @property
     def streamed(self) -> list[ChannelPlan]:
         """Channels whose points come through Redis, appended as they arrive."""
-        return [c for c in self.channels if _appends(c.kind)]
+        return [c for c in self.channels if c.appends]
 
     @property
     def referenced(self) -> list[ChannelPlan]:
         """Channels whose kind adds its own nodes (detector files, JSON documents)."""
-        return [c for c in self.channels if not _appends(c.kind)]
+        return [c for c in self.channels if not c.appends]
 
 
 def plan_scan(desc: ScanDescription, config: BeamlineConfig | None = None) -> ScanPlan:
@@ -81,7 +70,7 @@ def plan_scan(desc: ScanDescription, config: BeamlineConfig | None = None) -> Sc
         by_name[ch.entry].channels.append(ch)
     warnings = [f"{c.stream}: {c.note}" for c in channels if c.note]
     warnings += [f"stream {name!r} not written: {why}" for name, why in skipped.items()]
-    subscans = [s.name for s in desc.streams if s.kind == "scan_sequence"]
+    subscans = [s.name for s in desc.streams if s.traits is not None and s.traits.child_scans]
     if len(entries) > 1:
         entries = [e for e in entries if e.channels] or entries[:1]
     return ScanPlan(entries, subscans, skipped, warnings)
@@ -109,8 +98,8 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
         }),
     })
     for ch in entry.channels:
-        if not _appends(ch.kind):  # its kind adds its nodes (live and final)
-            if _live_group(ch.kind):  # its views grow in the group while the detector saves
+        if not ch.appends:  # its kind adds its nodes (live and final)
+            if ch.traits.live_group:  # its views grow in the group while the detector saves
                 root.children["instrument"].children.setdefault(ch.group, group(ch.nx_class))
             continue
         grp = root.children["instrument"].children.get(ch.group)
@@ -144,7 +133,7 @@ def maybe_empty(entry: EntryPlan) -> list[str]:
     then ``measurement`` and ``instrument`` (a scan without channels). Everything else is
     made with its content."""
     live = sorted({f"instrument/{ch.group}" for ch in entry.channels
-                   if not _appends(ch.kind) and _live_group(ch.kind)})
+                   if not ch.appends and ch.traits.live_group})
     return [*live, "measurement", "instrument"]
 
 

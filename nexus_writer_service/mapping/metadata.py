@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from silx.io.dictdump import nexus_to_h5_dict
 
-from .nexus import MAX_NAME, Group, conform, field, group, link, safe_name, unique_name
+from ..nxnodes import MAX_NAME, Group, conform, field, group, link, safe_name, unique_name
 
 #: scan_meta categories that are not user metadata groups
 _NOT_USER_CATEGORIES = {"positioners", "nexuswriter", "instrument"}

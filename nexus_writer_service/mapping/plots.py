@@ -22,10 +22,13 @@ from __future__ import annotations
 import numpy as np
 from ..h5map import SpaceSelection, VirtualDataset, VirtualSource
 
+from dataclasses import dataclass
 from typing import Mapping
 
-from .channels import ChannelPlan, mca_energy_calibration
-from .nexus import PRIMARY_FIELDS, Group, field, group, link, unique_name
+from ..channelplan import ChannelPlan
+from ..scangrid import mesh_shape
+from .channels import mca_energy_calibration
+from ..nxnodes import PRIMARY_FIELDS, Group, field, group, link, unique_name
 
 
 #: Up to this many points, 1D views map one source per point. HDF5 needs only one,
@@ -67,13 +70,6 @@ def _trimmed(ch: ChannelPlan, entry: str, n: int, length: int):
     if not zeros:
         sources = _split(sources)
     return _vds(target, ch.dtype, shape, sources, **ch.attributes)
-
-
-def mesh_shape(info: dict) -> tuple[int, int] | None:
-    n1, n2 = info.get("npoints1"), info.get("npoints2")
-    if info.get("data_dim") == 2 and isinstance(n1, int) and isinstance(n2, int) and n1 > 0 and n2 > 0:
-        return n2, n1  # slow, fast
-    return None
 
 
 def _mesh_axes(info: dict, channels: list[ChannelPlan]) -> tuple[ChannelPlan, ChannelPlan] | None:
@@ -133,15 +129,32 @@ def _with_data(channels: list[ChannelPlan], lengths: dict) -> list[ChannelPlan]:
     return [c for c in channels if lengths.get(c.stream, 0) > 0]
 
 
-def plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str, int],
-          detectors: Mapping | None = None, needs_plugin: frozenset = frozenset()) -> tuple[dict, str | None]:
-    """NXdata groups for one entry and the name of the default one (None: nothing to plot).
+@dataclass(frozen=True)
+class DefaultSignals:
+    """What an entry plots first (``plotselect``), chosen by ``default_signals``: the one
+    rule for the file's default plot and for the status page's live plot."""
 
-    ``detectors``: the beamline configuration's detectors (for MCA energy calibrations).
-    ``needs_plugin``: streams whose dataset only a reader with a filter plugin decodes.
-    """
-    counters = _with_data([c for c in channels if c.role == "counter" and c.ndim == 0], lengths)
-    spectra = _with_data([c for c in channels if c.is_spectrum and c.ndim == 1], lengths)
+    #: 0D counters plotted, the signal first (empty: no 0D plot)
+    counters: list
+    #: the curve's x axis (None: the point index, or a mesh plotted in its 2D shape)
+    x: ChannelPlan | None
+    #: a mesh's (fast, slow) axes when it is plotted in its real 2D shape
+    mesh_axes: tuple | None
+    #: 1D spectra with data (plotted in ``spectra``)
+    spectra: list
+    #: every reader decodes the spectra (no filter plugin needed)
+    portable_spectra: bool
+
+
+def default_signals(info: dict, channels: list[ChannelPlan], lengths: dict[str, int] | None = None,
+                    needs_plugin: frozenset = frozenset()) -> DefaultSignals:
+    """The default plot's signals and axis. ``lengths`` None: a running scan, every
+    channel counts as having data (the status page plots it while it grows)."""
+    def with_data(chs):
+        return chs if lengths is None else _with_data(chs, lengths)
+
+    counters = with_data([c for c in channels if c.role == "counter" and c.ndim == 0])
+    spectra = with_data([c for c in channels if c.is_spectrum and c.ndim == 1])
     # a detector's own value (diode, counter) makes the plot; the sub-fields of a
     # detector (MCA statistics, lima ROIs) do not: then the spectra are the plot, unless
     # readers without the filter plugin could not open them
@@ -151,14 +164,26 @@ def plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str
         counters = primary
     else:  # sub-fields only (MCA statistics, ROIs): what counts first (events, not real time)
         counters = sorted(counters, key=lambda c: c.units != "counts")
+    mesh_axes = _mesh_axes(info, channels) if mesh_shape(info) else None
+    x = None if mesh_axes else _x_axis(info, channels)
+    return DefaultSignals(counters, x, mesh_axes, spectra, portable_spectra)
+
+
+def plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str, int],
+          detectors: Mapping | None = None, needs_plugin: frozenset = frozenset()) -> tuple[dict, str | None]:
+    """NXdata groups for one entry and the name of the default one (None: nothing to plot).
+
+    ``detectors``: the beamline configuration's detectors (for MCA energy calibrations).
+    ``needs_plugin``: streams whose dataset only a reader with a filter plugin decodes.
+    """
+    chosen = default_signals(info, channels, lengths, needs_plugin)
+    counters, spectra, portable_spectra = chosen.counters, chosen.spectra, chosen.portable_spectra
     out: dict = {}
-    mesh = mesh_shape(info)
-    mesh_axes = _mesh_axes(info, channels) if mesh else None
     if counters:
-        if mesh and mesh_axes:
-            nxdata = _mesh_plot(entry, mesh, mesh_axes, counters, lengths)
+        if chosen.mesh_axes:
+            nxdata = _mesh_plot(entry, mesh_shape(info), chosen.mesh_axes, counters, lengths)
         else:
-            nxdata = _curve_plot(entry, _x_axis(info, channels), counters, lengths, detectors)
+            nxdata = _curve_plot(entry, chosen.x, counters, lengths, detectors)
         if nxdata is not None:
             out["plotselect"] = nxdata
     if spectra:

@@ -39,6 +39,11 @@ import logging
 import os
 import time
 
+from .config import ConfigError
+from .config.schema import validate
+from .config.yamlsource import parse, read
+from .status import writer_status
+
 CATEGORY = "nexuswriter"
 #: the session YAML key naming the beamline configuration file
 CONFIG_KEY = "nexus_writer_config"
@@ -85,10 +90,6 @@ def register_all_metadata_generators(config: str | None = None) -> None:
 
 def _load_session_config(path: str | None) -> dict:
     """The validated configuration, raw; {} (and one error line logged) when invalid."""
-    from .config import ConfigError
-    from .config.schema import validate
-    from .config.yamlsource import parse, read
-
     try:
         if path is not None:
             doc = read(path)
@@ -133,8 +134,6 @@ def check_writer_alive(scan) -> dict:
     session = info.get("session_name") or ""
     if time.monotonic() - _alive_seen.get(session, -_ALIVE_CACHE_S) < _ALIVE_CACHE_S:
         return {}
-    from .status import writer_status
-
     try:
         alive = writer_status(session or None, count=0).alive
     except Exception as exc:  # never stop a scan for this

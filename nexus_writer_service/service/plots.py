@@ -3,9 +3,9 @@
 A scan's plot is its default signal, the one its file plots first (``plotselect``):
 the first 0D counter of the acquisition chain (a detector's own value before its
 sub-fields), against the scanned motor, or the timer, or the point index (meshes:
-the index, a line through a 2D raster would zig-zag). The choice is made by the
-same channel planning the writer uses (``mapping.channels``), from the scan's
-description in Redis.
+the index, a line through a 2D raster would zig-zag). The choice is the file's own
+rule (``mapping.plots.default_signals``) over the writer's channel planning, from the
+scan's description in Redis.
 
 A running scan shows its last ``LIVE_POINTS`` points, read again at each refresh of
 the page; a finished scan its whole curve, decimated to at most ``MAX_POINTS`` (a
@@ -19,10 +19,14 @@ import html
 import math
 import threading
 from collections import OrderedDict
+from typing import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..descriptions import ScanDescription
+from ..mapping.channels import plan_channels
+from ..mapping.plots import default_signals
 from ..states import FINAL_STATES
 
 #: points drawn at most (a finished scan is decimated to this)
@@ -55,34 +59,19 @@ class Plot:
     note: str | None = None
 
 
-def choose(desc) -> tuple[str | None, str | None, str, str | None]:
-    """(signal stream, x stream or None, signal label, x label) of a scan's default plot."""
-    from .. import kinds
-    from ..mapping.channels import plan_channels
-    from ..mapping.nexus import PRIMARY_FIELDS
-    from ..mapping.plots import mesh_shape
-
-    desc = kinds.classify(desc)
+def choose(desc: ScanDescription) -> tuple[str | None, str | None, str, str | None]:
+    """(signal stream, x stream or None, signal label, x label) of a scan's default plot:
+    the file's own rule (``mapping.plots.default_signals``) over the channels the writer
+    plans, from a classified description (``kinds.classify``, given by the app)."""
     channels, _ = plan_channels(desc)
-    scalars = [c for c in channels if c.ndim == 0 and c.kind in ("numeric", "hdf5_fallback")]
-    by_stream = {c.stream: c for c in scalars}
-    counters = [c for c in scalars if c.role == "counter"]
-    by_counter = {c.stream: c for c in counters}
-    wanted_y = wanted_x = None
-    for plot in desc.info.get("plots") or []:  # BLISS's plot items: curves (x, y), scatters (x, y, value)
-        for item in (plot.get("items") or []) if isinstance(plot, dict) else []:
-            if isinstance(item, dict):
-                ys = [item.get(k) for k in ("y", "value") if isinstance(item.get(k), str)]
-                wanted_y = wanted_y or next((y for y in ys if y in by_counter), None)
-                wanted_x = wanted_x or (item.get("x") if item.get("x") in by_stream else None)
-    primary = [c for c in counters if c.field in PRIMARY_FIELDS]
-    signal = by_counter.get(wanted_y) or (primary or counters or [None])[0]
-    if signal is None:
+    chosen = default_signals(desc.info, channels)
+    if not chosen.counters:
         return None, None, "", None
-    x = None
-    if mesh_shape(desc.info) is None:
-        x = by_stream.get(wanted_x) or next(
-            (c for role in ("axis", "timer") for c in scalars if c.role == role), None)
+    signal, x = chosen.counters[0], chosen.x
+    if not signal.appends:  # a kind that writes its own values: nothing to read from Redis as points
+        return None, None, "", None
+    if x is not None and not (x.ndim == 0 and x.appends):
+        x = None  # only points read from Redis are drawn: then against the index
     label = lambda c: c.display_name or c.stream  # noqa: E731
     return signal.stream, x.stream if x else None, label(signal), label(x) if x else None
 
@@ -116,8 +105,12 @@ class PlotSource:
     the plot's ``note``.
     """
 
-    def __init__(self, reader, live_points: int = LIVE_POINTS, max_points: int = MAX_POINTS):
+    def __init__(self, reader, classify: Callable[[ScanDescription], ScanDescription],
+                 live_points: int = LIVE_POINTS, max_points: int = MAX_POINTS):
         self.reader = reader
+        #: the stream kinds' classification (``kinds.classify``): given by the app, so that
+        #: the service plans channels from traits without importing the kinds' registry
+        self.classify = classify
         self.live_points = live_points
         self.max_points = max_points
         self._done: OrderedDict[str, dict] = OrderedDict()
@@ -153,7 +146,7 @@ class PlotSource:
                 return Plot(note=str(exc))
             if desc is None:
                 return Plot(live=True, note="waiting for the scan's streams")
-            self._choice[key] = choose(desc)
+            self._choice[key] = choose(self.classify(desc))
         signal, xname, label, xlabel = self._choice[key]
         if signal is None:
             return Plot(live=not final, note="no 0D signal to plot")

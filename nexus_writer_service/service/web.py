@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import json
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -169,8 +170,6 @@ class PageServer(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         """A client that went away (a browser reloading) is no error to print."""
-        import sys
-
         if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, TimeoutError)):
             return
         super().handle_error(request, client_address)

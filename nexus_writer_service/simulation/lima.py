@@ -69,7 +69,7 @@ def write_files(det: LimaDetector, images: np.ndarray, template: str, file_offse
                 meas.attrs["NX_class"] = "NXcollection"
                 meas["data"] = h5py.SoftLink(f"/entry_0000/instrument/{det.name}/data")
         else:
-            import fabio.edfimage
+            import fabio.edfimage  # fabio: the test extra, needed for EDF detectors only
 
             edf = fabio.edfimage.EdfImage(data=chunk[0])
             for frame in chunk[1:]:

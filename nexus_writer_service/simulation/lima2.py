@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 
 import h5py
+import hdf5plugin
 import numpy as np
 
 from ..transport.blissdata_api import NumericStreamEncoder, StreamDefinition
@@ -146,8 +147,6 @@ def owners(det: Lima2Detector, nframes: int) -> np.ndarray:
 def _compression(det: Lima2Detector) -> dict:
     if det.compression == "none":
         return {}
-    import hdf5plugin
-
     return dict(hdf5plugin.Bitshuffle(nelems=0, cname="lz4"))
 
 

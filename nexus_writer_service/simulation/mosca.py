@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import h5py
+import hdf5plugin
 import numpy as np
 
 from ..transport.blissdata_api import JsonStreamEncoder, StreamDefinition
@@ -115,8 +116,6 @@ def statistics(det: MoscaDetector, counts: np.ndarray) -> dict[str, np.ndarray]:
 
 def write_spectra_files(det: MoscaDetector, npoints: int, folder: str) -> list[str]:
     """MOSCA's files for points [0, npoints) of every detector, made file by file."""
-    import hdf5plugin
-
     os.makedirs(folder, exist_ok=True)
     paths = []
     for index, start in enumerate(range(0, npoints, det.points_per_file)):

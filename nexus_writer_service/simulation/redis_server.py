@@ -19,6 +19,8 @@ from pathlib import Path
 
 import redis
 
+from ..transport.blissdata_api import DataStore
+
 
 def _package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
@@ -91,8 +93,6 @@ class RedisServer:
                     raise RuntimeError("redis-server did not answer in time")
                 time.sleep(0.02)
         if self._init_blissdata and not redis.Redis(unix_socket_path=str(self.socket)).dbsize():
-            from ..transport.blissdata_api import DataStore
-
             DataStore(self.url, init_db=True)
         return self
 

@@ -180,7 +180,7 @@ def disk_space_message(path: str | None, threshold_mb: float, what: str) -> str:
 
 def _user() -> str:
     try:
-        import pwd
+        import pwd  # Unix only
 
         return pwd.getpwuid(os.geteuid()).pw_name
     except (ImportError, KeyError):

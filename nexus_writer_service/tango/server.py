@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
 import tango
 from tango.server import run
 
+from . import hosting
 from .bliss_writer import BlissWriter
 from .nexus_writer import NexusWriter
 
@@ -131,9 +134,6 @@ def _stop_on_signals(on_ready: Callable[[], None] | None):
     handler again (the caller's, else one that does nothing), which only notes the signal on a
     pipe (``signal.set_wakeup_fd``: whichever thread receives it); a thread reading the pipe
     asks Tango to shut the server down (``DServer.kill``), and ``run`` returns."""
-    import signal
-    import threading
-
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     saved: dict = {}
@@ -187,10 +187,6 @@ def serve_supervised(instance: str, supervisor, stop, server: str = SERVER, peri
     set: None, or why the server did not start.
 
     The devices' Start/Stop act on the supervised writers (``hosting``)."""
-    import threading
-
-    from . import hosting
-
     def supervise() -> None:
         while not stop.wait(period):
             supervisor.poll()

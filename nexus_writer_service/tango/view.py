@@ -13,6 +13,7 @@ from collections import OrderedDict
 
 from ..io.path_policy import PathPolicy
 from ..states import FAILED, FINAL_STATES, INCOMPLETE
+from ..transport.blissdata_api import beacon_data
 from ..transport.connection import connect, resolve_redis_url
 from ..transport.identity import ScanIdentity, newest_scan_key, scan_identity
 from ..transport.status import StatusReader
@@ -34,8 +35,6 @@ def redis_url_for(redis_url: str = "", beacon_host: str = "") -> str:
     if ctl is not None and ctl.redis_url:
         return ctl.redis_url
     if beacon_host:
-        from ..transport.blissdata_api import beacon_data
-
         host, _, port = beacon_host.rpartition(":")
         return beacon_data(host=host or "localhost", port=int(port)).get_redis_data_db()
     return resolve_redis_url(None)

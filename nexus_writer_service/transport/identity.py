@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from redis.commands.search.query import Query
+
 from .blissdata_api import SCAN_INDEX, DataStore, ScanLoadError, redis_client
 
 
@@ -37,8 +39,6 @@ def newest_scan_key(ds: DataStore, session: str, number: int, name: str) -> str 
     reply shapes are read here. blissdata keys end with a ULID, so their order is
     their creation order.
     """
-    from redis.commands.search.query import Query
-
     query = (f"@id_session:{{{session.translate(_ESCAPE)}}} @id_name:{{{name.translate(_ESCAPE)}}} "
              f"@id_number:[{int(number)} {int(number)}]")
     reply = redis_client(ds).ft(SCAN_INDEX).search(Query(query).paging(0, 1000).no_content())

@@ -99,7 +99,7 @@ def _learn_entry_bytes(events, entries) -> None:
     """Remember the largest payload of this stream's recent entries (``BoundedCursorGroup``).
 
     How many points a publisher puts in one entry is known only from the entries
-    themselves: 1 for BLISS's counters at slow rates, 1000 for a benchmark's batches.
+    themselves: one for BLISS's counters at slow rates, a thousand for a fast publisher's batches.
     """
     sizes = [len(e.batch.payload) for e in entries if not e.is_seal and e.batch is not None]
     if sizes:
@@ -116,7 +116,6 @@ class ScanSource:
         #: ``scan`` was read after CLOSED was seen: its document and streams are final
         self._final = False
         self._cursors: CursorGroup | None = None
-        self._subscan_cursor = None
 
     # -- state -------------------------------------------------------------
     def load(self, timeout: float = 10.0, period: float = 0.02) -> None:
@@ -144,7 +143,7 @@ class ScanSource:
     def _info_is_current(self) -> bool:
         """True if the scan document in Redis has the ``info`` and streams loaded.
 
-        One JSON read (~0.2 ms) instead of a second ``load_scan`` (~1 ms, redis-om),
+        One JSON read instead of a second ``load_scan`` (redis-om, several times slower),
         which hundreds of short scans notice. After PREPARED only ``info`` and the
         state change, and any doubt (another layout, a value read back differently)
         reloads.
@@ -302,8 +301,7 @@ class BoundedCursorGroup(CursorGroup):
 
     blissdata asks Redis for up to 100 entries of every stream in one call: with
     spectra published in batches that is hundreds of MB in one reply, plus its decoded
-    copy (issue 14 item 12: 4 x 4096 uint32 spectra sent 1000 points at a time, a
-    first read of ~512 MB). Here the entries asked per call follow from each stream's
+    copy. Here the entries asked per call follow from each stream's
     entry size, learned from the entries read (``_learn_entry_bytes``):
 
     - a stream not read yet whose points are large (>= ``LARGE_POINT`` bytes) may hold
@@ -322,9 +320,9 @@ class BoundedCursorGroup(CursorGroup):
     is missing, reading is blissdata's own.
     """
 
-    #: 16 MB: with 32 MB replies S1's peak RSS grew with the scan's length (217 MB at 200k
-    #: points, 177 at 50k: the allocator keeps what replies of that size leave behind);
-    #: with 16 MB it is flat (165 / 162 MB) at the same CPU time
+    #: 16 MB: with larger replies the peak memory grew with the scan's length (the allocator
+    #: keeps what replies of that size leave behind); with 16 MB it stays flat at the same CPU
+    #: time (doc/benchmarks.md)
     READ_BYTES = 16 << 20
     #: blissdata asks 100: small entries (one event or point each: statuses, progress ticks,
     #: 1-point sends) then cost a round trip per 100; the byte budget bounds the reply anyway
@@ -333,9 +331,9 @@ class BoundedCursorGroup(CursorGroup):
     LARGE_POINT = 1024
     #: points per entry assumed for small points until an entry was read
     GUESS_POINTS = 1024
-    #: what one entry costs beyond its payload once parsed (ID, field dict, StreamEntry: ~1 kB
-    #: of Python objects): 4000 counters sending 20 points per entry are 34,000 entries of 160
-    #: bytes in one 16 MB read, ~40 MB of objects, unless counted
+    #: what one entry costs beyond its payload once parsed (ID, field dict, StreamEntry: Python
+    #: objects): thousands of counters sending small entries would otherwise fill one read
+    #: with many times its byte budget in objects
     ENTRY_OVERHEAD = 1024
 
     def __init__(self, streams):

@@ -27,10 +27,15 @@ import threading
 import time
 import uuid
 
+import numpy as np
 import redis
 
 from ..records import read_record
 from ..states import FINAL_STATES
+from .blissdata_api import IndexNoMoreThereError, ScanLoadError
+from .blissdata_api import Stream as RawStream
+from .raw_scan import RawDataStore
+from .scans import ScanSource
 
 PREFIX = "nexus_writer"
 HEARTBEAT_PERIOD = 2.0
@@ -356,8 +361,6 @@ class PlotReader:
 
     def _store(self):
         if self._ds is None:  # lazily: Redis may be away when the service starts
-            from .raw_scan import RawDataStore
-
             self._ds = RawDataStore(self._url)
         return self._ds
 
@@ -366,9 +369,6 @@ class PlotReader:
 
         Raises ``LookupError`` for a key that is no scan (anyone may write a state record).
         """
-        from .blissdata_api import ScanLoadError
-        from .scans import ScanSource
-
         if scan_key in self._loaded:
             return self._loaded[scan_key][1]
         source = ScanSource(self._store(), scan_key)
@@ -395,11 +395,6 @@ class PlotReader:
         sampled evenly (a finished scan: its plot is made once). Raises ``LookupError``
         when Redis no longer holds the points (trimmed or expired).
         """
-        import numpy as np
-
-        from .blissdata_api import IndexNoMoreThereError
-        from .blissdata_api import Stream as RawStream
-
         if scan_key not in self._loaded and self.description(scan_key) is None:
             return np.arange(0), {n: np.arange(0.0) for n in names}
         scan = self._loaded[scan_key][0]

@@ -17,7 +17,7 @@ from ..io import retry
 from ..io.files import FileRegistry
 from ..io.tree import TreeWriter
 from ..descriptions import ScanDescription
-from ..mapping.nexus import safe_name
+from ..nxnodes import safe_name
 
 
 @dataclass(frozen=True)

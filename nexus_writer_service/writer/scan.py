@@ -32,7 +32,7 @@ from ..mapping.layout import ScanPlan
 from ..metadata.config import BeamlineConfig, ConfigError, merged
 from ..metadata.config import from_dict as config_from_dict
 from ..states import FAILED, FINAL_STATES, INCOMPLETE, SKIPPED, SUCCEEDED, WRITING
-from ..mapping.nexus import group, link
+from ..nxnodes import group, link
 from dataclasses import replace
 from datetime import datetime, timezone
 from ..transport.blissdata_api import EndOfStream
@@ -798,7 +798,7 @@ class ScanWriter:
         src = self.source
         children = {}
         deadline = time.monotonic() + self.config.child_wait
-        refs = [ref for name in self._plan.subscan_streams for ref in self._kinds[name].children]
+        refs = [ref for name in self._plan.subscan_streams for ref in self._kinds[name].child_scans()]
         for key, number in refs:
             path, number = src.child_path(key)
             entry = f"{number}.1"

@@ -1,6 +1,6 @@
 """How a session's scans share the process: a few threads, fewer working at once.
 
-Two limits, for two different costs (issue 14 items 11 and 12):
+Two limits, for two different costs:
 
 - **Threads** (``ScanPool``, ``max_scan_threads``): a scan's life is one blocking call
   (``ScanWriter.run``), so each scan in progress holds a thread. Scans wait in a FIFO

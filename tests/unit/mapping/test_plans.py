@@ -5,19 +5,13 @@ from __future__ import annotations
 import pytest
 from nexus_writer_service.h5map import Group, SoftLink, Stream, VirtualDataset
 
-from nexus_writer_service.descriptions import ScanDescription, StreamDescription, describe_stream
+from nexus_writer_service.descriptions import StreamDescription
 from nexus_writer_service.kinds import classify
 from nexus_writer_service.mapping.layout import final_tree, plan_scan, start_tree
-from nexus_writer_service.mapping.nexus import NAME_RE, is_safe_relative_path, safe_name
+from nexus_writer_service.nxnodes import NAME_RE, is_safe_relative_path, safe_name
 from nexus_writer_service.simulation.recording import load_recording
 from nexus_writer_service.simulation.synthetic import multi_top_master
-
-
-def describe(rec, info=None) -> ScanDescription:
-    """As the transport describes a scan: from each stream's info and encoding."""
-    streams = [describe_stream(s.name, s.info, s.encoding) for s in rec.streams]
-    return classify(ScanDescription("esrf:scan:x", rec.identity["name"], rec.number, "s",
-                                    info or rec.info_prepared, streams, rec.identity["path"]))
+from describing import describe
 
 
 @pytest.mark.parametrize("fixture, stream, path, short", [
@@ -74,7 +68,7 @@ def test_start_tree_holds_stream_datasets_and_measurement_links():
     assert tree.attributes["NX_class"].root == "NXentry"
     robx = tree.children["instrument"].children["robx"]
     assert robx.attributes["NX_class"].root == "NXpositioner"
-    assert isinstance(robx.children["value"].value, Stream)
+    assert robx.children["value"].value == Stream(stream="axis:robx")
     assert robx.children["value"].attributes["units"].root == "mm"
     diode = tree.children["instrument"].children["diode1"]
     assert diode.children["data"] == SoftLink(target_path="/24.1/instrument/diode1/signal")
@@ -91,8 +85,8 @@ def test_mesh_plot_is_a_2d_view_of_the_flat_data():
     assert tree.attributes["default"] == "plotselect"
     assert list(plot.attributes["axes"].root) == ["roby", "robx"]
     signal = plot.children[str(plot.attributes["signal"].root)]
-    assert isinstance(signal, VirtualDataset)
-    assert signal.shape == [3, 4]
+    assert (type(signal), signal.dtype, signal.shape) == (VirtualDataset, "<f8", [3, 4])
+    assert {vs.src_dataset for vs in signal.virtual_sources} == {"/28.1/instrument/diode1/signal"}
     rows = [(vs.vspace.start, vs.vspace.count, vs.src_space.start, vs.src_space.count)
             for vs in signal.virtual_sources]
     assert rows == [([0, 0], [1, 4], [0], [4]), ([1, 0], [1, 4], [4], [4]), ([2, 0], [1, 4], [8], [4])]
@@ -119,9 +113,11 @@ def test_unequal_lengths_are_trimmed_in_the_plot_only():
     lengths["simulation_diode_sampling_controller:diode2"] = 3
     tree = final_tree(desc, plan.entries[0], rec.info_final, lengths, "SUCCEEDED", [])
     plot = tree.children["plotselect"]
-    assert isinstance(plot.children["diode2"], SoftLink)
-    assert isinstance(plot.children["diode1"], VirtualDataset)
-    assert plot.children["diode1"].shape == [3]
+    assert plot.children["diode2"] == SoftLink(target_path=f"/{plan.entries[0].name}/instrument/diode2/signal")
+    diode1 = plot.children["diode1"]
+    assert (type(diode1), diode1.dtype, diode1.shape) == (VirtualDataset, "<f8", [3])
+    assert [(vs.src_dataset, vs.src_space.start, vs.src_space.count) for vs in diode1.virtual_sources] == [
+        (f"/{plan.entries[0].name}/instrument/diode1/signal", [i], [1]) for i in range(3)]
 
 
 def test_user_metadata_categories_follow_nexus_dict_conventions():
@@ -160,7 +156,7 @@ def test_streams_of_unknown_kind_are_reported_not_dropped_silently():
     desc = describe(rec)
     desc.streams.append(StreamDescription("cam:image", "lima", "<u2", (10, 10), {"plugin": "lima"}, "json", "lima"))
     desc.streams.append(StreamDescription("weird", "unsupported", info={"plugin": "weird"}, encoding="json", plugin="weird"))
-    plan = plan_scan(desc)
+    plan = plan_scan(classify(desc))
     assert set(plan.skipped) == {"weird"}
     assert sum("not written" in w for w in plan.warnings) == 1
     lima = plan.channel("cam:image")  # lima frames are referenced, not streamed
@@ -172,7 +168,7 @@ def test_ragged_channel_plan():
     rec = load_recording("03_ascan")
     desc = describe(rec)
     desc.streams.append(StreamDescription("mca:spectrum_var", "numeric", "<f4", (-1,), {}))
-    ch = plan_scan(desc).channel("mca:spectrum_var")
+    ch = plan_scan(classify(desc)).channel("mca:spectrum_var")
     assert ch.ragged and ch.interpretation == "spectrum"
     assert ch.fill_value != ch.fill_value  # NaN for floats
 
@@ -194,12 +190,14 @@ def test_start_tree_of_every_fixture_is_valid_h5map():
                 if ch not in plan.streamed:
                     continue
                 node = tree.children["instrument"].children[ch.group].children[ch.field]
-                assert isinstance(node.value, Stream) and node.value.stream == ch.stream, (name, ch)
+                assert node.value == Stream(stream=ch.stream), (name, ch)
                 link = tree.children["measurement"].children[ch.short_name]
-                assert isinstance(link, SoftLink) and link.target_path == f"/{entry.name}/{ch.path}"
+                assert link == SoftLink(target_path=f"/{entry.name}/{ch.path}"), (name, ch)
             # every numeric stream of the scan has its growing dataset in some entry
             streamed = {c.stream for c in plan.streamed}
-            assert streamed == {s.name for s in desc.streams if s.kind in ("numeric", "hdf5_fallback")}
+            assert streamed == {s.name for s in desc.streams if s.traits.appends}
+            assert [s.kind in ("numeric", "hdf5_fallback") for s in desc.streams] == [
+                s.traits.appends for s in desc.streams]
 
 
 def test_lima_roi_and_bpm_counters_go_under_the_detector():
@@ -208,7 +206,7 @@ def test_lima_roi_and_bpm_counters_go_under_the_detector():
     desc.streams.append(StreamDescription("cam:image", "lima", "<u2", (10, 10), {"plugin": "lima"}, "json", "lima"))
     desc.streams.append(StreamDescription("cam:roi_counters:roi1_sum", "numeric", "<f8", (), {}))
     desc.streams.append(StreamDescription("cam:bpm:x", "numeric", "<f8", (), {}))
-    plan = plan_scan(desc)
+    plan = plan_scan(classify(desc))
     assert plan.channel("cam:roi_counters:roi1_sum").path == "instrument/cam/roi1_sum"
     assert plan.channel("cam:bpm:x").path == "instrument/cam/bpm_x"
     assert plan.channel("cam:roi_counters:roi1_sum").short_name == "cam_roi1_sum"
@@ -284,7 +282,7 @@ def test_device_metadata_beside_the_data_which_wins():
     made one, None is dropped, and a key named like a field the writer makes (lima's
     ``data``) leaves that field to the writer."""
     from nexus_writer_service.kinds import Outcome
-    from nexus_writer_service.mapping.nexus import field, group
+    from nexus_writer_service.nxnodes import field, group
     from nexus_writer_service.simulation.lima import LimaDetector, add_lima
 
     rec = add_lima(load_recording("03_ascan"), LimaDetector(), "/nonexistent/scan0024")
