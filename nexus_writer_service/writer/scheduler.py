@@ -19,9 +19,12 @@ Two limits, for two different costs (issue 14 items 11 and 12):
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from typing import Callable
+
+_logger = logging.getLogger(__name__)
 
 
 class Slot:
@@ -114,6 +117,8 @@ class ScanPool:
                 self._running += 1
             try:
                 self._run(item)
+            except Exception:  # the worker goes on with the next item (and stays counted)
+                _logger.exception("%s: an item failed", self._name)
             finally:
                 with self._cond:
                     self._running -= 1
