@@ -12,6 +12,7 @@ from .. import kinds
 from ..descriptions import ScanDescription
 from ..h5map import ExternalLink
 from ..io import entries
+from ..kinds.sequence import ScanSequence
 from ..io.files import FileHandle
 from ..io.tree import TreeWriter
 from ..mapping import layout
@@ -40,7 +41,7 @@ def subscan_links(source: ScanSource, plan: ScanPlan, handlers: dict[str, kinds.
     ``child_wait`` in all (children still running are written by other threads)."""
     children: dict = {}
     deadline = time.monotonic() + child_wait
-    refs = [ref for name in plan.subscan_streams for ref in handlers[name].children]
+    refs = [ref for name in plan.subscan_streams for ref in _children(handlers[name])]
     for key, number in refs:
         path, number = source.child_path(key)
         entry = f"{number}.1"
@@ -59,6 +60,11 @@ def subscan_links(source: ScanSource, plan: ScanPlan, handlers: dict[str, kinds.
             target = rel if not rel.startswith("..") else path
             children[entry] = ExternalLink(target_file=target, target_path=f"/{entry}")
     return group("NXcollection", children)
+
+
+def _children(kind: kinds.StreamKind) -> list[tuple[str, int]]:
+    """The children a sequence's stream announced (key, number)."""
+    return kind.children if isinstance(kind, ScanSequence) else []
 
 
 def _has(handle: FileHandle, entry: str) -> bool:

@@ -447,8 +447,9 @@ class ScanWriter:
         if change is not None and change.kind != "moved":
             raise FileChangedError(file.path, change)
         if change is not None:
-            facts = replace(facts, moved=(file.path, change.message, change.new_path))
-            self.state.file = change.new_path
+            new_path = change.new_path or file.path  # (a moved file's handle knows where it went)
+            facts = replace(facts, moved=(file.path, change.message, new_path))
+            self.state.file = new_path
         status = judge(facts)
         subscans = None
         if plan.subscan_streams:
