@@ -22,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, get_type_hints
 
-from pydantic import ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .states import PENDING
 
@@ -63,7 +63,7 @@ class ScanRecord:
 STORE_FIELDS = {"session": str, "updated": float}
 
 
-def _stored_model():
+def _stored_model() -> type[BaseModel]:
     """The pydantic model of a stored record, from ``ScanRecord``'s fields (one definition)
     and the store's; strict: a number that is text, a bool that is a count, are wrong types
     (a float field takes an int: JSON writes 1.0 as 1)."""
@@ -132,9 +132,10 @@ def read_record(raw: str | bytes | dict | None) -> dict | None:
     else:
         _say("ignored (its values cannot be read)", raw)
         return None
+    out = record.model_dump()
     if dropped:
-        _say(f"{record.key}: values of the wrong type dropped ({', '.join(dropped)})", raw)
-    return record.model_dump()
+        _say(f"{out['key']}: values of the wrong type dropped ({', '.join(dropped)})", raw)
+    return out
 
 
 _DROPPED = object()

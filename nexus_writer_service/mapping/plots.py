@@ -22,10 +22,10 @@ from __future__ import annotations
 import numpy as np
 from ..h5map import SpaceSelection, VirtualDataset, VirtualSource
 
-from typing import Mapping
+from typing import Any, Collection, Mapping
 
 from .channels import ChannelPlan, mca_energy_calibration
-from .nexus import PRIMARY_FIELDS, Group, field, group, link, unique_name
+from .nexus import PRIMARY_FIELDS, Group, attr_value, field, group, link, unique_name
 
 
 #: Up to this many points, 1D views map one source per point. HDF5 needs only one,
@@ -111,7 +111,7 @@ def _axis_from_mesh(ch: ChannelPlan, entry: str, n: int, stride: int, length: in
                            src_dataset=f"/{entry}/{ch.path}",
                            src_space=SpaceSelection(start=[0], stride=[stride], count=[n]))
         return VirtualDataset(dtype=np.dtype(ch.dtype).str, shape=[n], virtual_sources=[vs],
-                              attributes={"units": ch.units} if ch.units else {})
+                              attributes={"units": attr_value(ch.units)} if ch.units else {})
     return _vds(f"/{entry}/{ch.path}", ch.dtype, [n], sources, units=ch.units)
 
 
@@ -173,6 +173,7 @@ def plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str
                                auxiliary_signals=[c.short_name for c in same[1:]] or None,
                                axes=["."] + axes, interpretation="spectrum",
                                **{f"{name}_indices": 1 for name in axis_nodes})
+    default: str | None
     if "plotselect" in out:
         default = "plotselect"
     else:  # an entry opens on nothing rather than on data most readers cannot decode
@@ -181,7 +182,7 @@ def plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str
 
 
 def spectrum_axes(spectra: list[ChannelPlan], detectors: Mapping | None,
-                  taken: set[str] = frozenset()) -> tuple[list[str], dict]:
+                  taken: Collection[str] = frozenset()) -> tuple[list[str], dict]:
     """The axis along the spectra (``[name]``) and the datasets to put in their NXdata.
 
     ``channel`` is always there; ``energy`` (keV, from the configured calibration
@@ -199,7 +200,8 @@ def spectrum_axes(spectra: list[ChannelPlan], detectors: Mapping | None,
     calibrations = {mca_energy_calibration(c, detectors) for c in spectra}
     if len(calibrations) == 1 and None not in calibrations:
         (calib,) = calibrations
-        energy = sum(coef * index.astype(float) ** i for i, coef in enumerate(calib))
+        assert calib is not None  # (None is not in the set)
+        energy = sum((coef * index.astype(float) ** i for i, coef in enumerate(calib)), np.zeros(size))
         nodes[energy_name] = field(np.asarray(energy, dtype="float64"), units="keV",
                                    calibration=list(calib))
         return [energy_name], nodes
@@ -217,7 +219,7 @@ def _curve_plot(entry: str, x: ChannelPlan | None, counters: list[ChannelPlan], 
     members = counters + ([x] if x else [])
     n = min(lengths.get(c.stream, 0) for c in members)
     children = {c.short_name: _trimmed(c, entry, n, lengths.get(c.stream, 0)) for c in members}
-    attrs = dict(signal=counters[0].short_name,
+    attrs: dict[str, Any] = dict(signal=counters[0].short_name,
                  auxiliary_signals=[c.short_name for c in counters[1:]] or None)
     along: list[str] = ["."] * (counters[0].ndim)
     if counters[0].ndim == 1:  # spectra: an axis along them

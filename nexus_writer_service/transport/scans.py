@@ -341,7 +341,7 @@ class BoundedCursorGroup(CursorGroup):
     #: bytes in one 16 MB read, ~40 MB of objects, unless counted
     ENTRY_OVERHEAD = 1024
 
-    def __init__(self, streams):
+    def __init__(self, streams) -> None:
         super().__init__(streams)
         #: streams dropped because their entries do not decode: why (reported by the next read)
         self.undecodable: dict[str, str] = {}
