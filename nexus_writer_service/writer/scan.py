@@ -149,6 +149,7 @@ class ScanWriter:
             if self.state.status in FINAL_STATES and self.state.ended is None:
                 self.state.ended = time.time()
             self._close_file()
+            self._appender = None  # (its kinds and datasets: the session keeps the record only)
             self._publish()
             self.source.close()
         return self.state
