@@ -85,7 +85,7 @@ def check(name: str) -> str:
 
 def required_plugins(names) -> list[str]:
     """The filter plugins a reader needs for data written with these presets (sorted, unique)."""
-    return sorted({preset(n).plugin for n in names} - {None})
+    return sorted({plugin for n in names if (plugin := preset(n).plugin) is not None})
 
 
 __all__ = ["Preset", "PRESETS", "DEFAULT", "DEFLATE_LEVEL", "BLISS_SCHEMES", "preset", "canonical", "check",

@@ -136,7 +136,7 @@ class Stream(BaseModel):
         raise TypeError("Stream model is just a reference, can't use decode()")
 
 
-def _data_item_type(v: Any) -> str:
+def _data_item_type(v: Any) -> str | None:
     if isinstance(v, dict):
         return v.get("type")
     if issubclass(type(v), BaseModel):

@@ -72,8 +72,9 @@ def _validated(kind: type, value) -> InlineRaw:
 def _item(value: Any):
     """Names, classes, units and counts recur in every entry of every scan: each is
     validated by h5map once (a validated item is taken as it is, without validating again)."""
-    if type(value) in (str, int, bool):
-        return _validated(type(value), value)
+    kind: type = type(value)
+    if kind in (str, int, bool):
+        return _validated(kind, value)
     return value
 
 
@@ -81,8 +82,13 @@ def _attr(value: Any):
     if isinstance(value, (list, tuple)):
         return np.asarray([str(v) for v in value]) if value else np.asarray([""])
     if isinstance(value, float) and not np.isfinite(value):
-        return Inline(dtype="float64", value=value)
+        return _float(value)
     return _item(value)
+
+
+def _float(value: float) -> Inline:
+    """A float h5map keeps as it is (NaN, inf): validated into its inline value model."""
+    return Inline.model_validate({"dtype": "float64", "value": value})
 
 
 def attr_value(value: Any):
@@ -94,9 +100,9 @@ def field(value: Any, **attrs: Any) -> Dataset:
     """A static dataset; None becomes NaN, NaN/inf are kept (h5map refuses them raw)."""
     attributes = {k: _attr(v) for k, v in attrs.items() if v is not None}
     if value is None:
-        value = Inline(dtype="float64", value=float("nan"))
+        value = _float(float("nan"))
     elif isinstance(value, float) and not np.isfinite(value):
-        value = Inline(dtype="float64", value=value)
+        value = _float(value)
     elif isinstance(value, (list, tuple, np.ndarray)):
         arr = np.asarray(value)
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
@@ -136,7 +142,7 @@ def insert(root: Group, path: str, node, nx_class: str = "NXcollection") -> None
 
 
 def get(root: Group, path: str):
-    node = root
+    node: Any = root  # (the path leads through groups to any kind of item)
     for part in path.split("/"):
         node = node.children[part]
     return node

@@ -7,18 +7,26 @@
   the mapping (``mapping/layout.py``) and read back by a restarted writer
   (``io/notes.py``) to know whose entry it is and whether it is finished.
 
-Readers get every field, with its type, whatever a writer of another version stored:
-missing fields take their default, a value of the wrong type is dropped.
+Readers get every field, with its type, whatever a writer of another version stored: the
+stored record is validated by pydantic (``StoredRecord``, strict types); missing fields
+take their default, a value of the wrong type is dropped (an item of a list or mapping
+alone), fields it does not know are ignored, and a record that is no JSON object or has
+no string ``key`` is no record (None). Each is said once in the log, never raised.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+import logging
+from collections import OrderedDict
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .states import PENDING
 
+_logger = logging.getLogger(__name__)
 
 @dataclass
 class ScanRecord:
@@ -54,9 +62,42 @@ class ScanRecord:
 #: fields the store adds when it publishes a record
 STORE_FIELDS = {"session": str, "updated": float}
 
-_TYPES = {"key": str, "name": str, "number": int, "status": str, "file": str, "entries": list,
-          "written": dict, "warnings": list, "error": str, "expected": int, "end_reason": str,
-          "published": int, "started": float, "ended": float, **STORE_FIELDS}
+
+def _stored_model() -> type[BaseModel]:
+    """The pydantic model of a stored record, from ``ScanRecord``'s fields (one definition)
+    and the store's; strict: a number that is text, a bool that is a count, are wrong types
+    (a float field takes an int: JSON writes 1.0 as 1)."""
+    hints = get_type_hints(ScanRecord)
+    spec: dict[str, Any] = {}
+    for f in fields(ScanRecord):
+        if f.default is not MISSING:
+            spec[f.name] = (hints[f.name], f.default)
+        elif f.default_factory is not MISSING:
+            spec[f.name] = (hints[f.name], Field(default_factory=f.default_factory))
+        else:
+            spec[f.name] = (hints[f.name], ...)
+    spec.update({name: (kind | None, None) for name, kind in STORE_FIELDS.items()})
+    return create_model("StoredRecord", __config__=ConfigDict(strict=True), **spec)
+
+
+#: the scan record as stored in Redis: the store adds who published it and when
+StoredRecord = _stored_model()
+_FIELDS = frozenset(StoredRecord.model_fields)
+#: a bad record is said once (readers poll the same records every second)
+_SAID: OrderedDict = OrderedDict()
+_SAY_AT_MOST = 1000
+#: passes of dropping wrong values (each drops every one pydantic reports)
+_PASSES = 4
+
+
+def _say(what: str, raw: Any) -> None:
+    text = f"scan record {what}: {str(raw)[:200]!r}"
+    if text in _SAID:
+        return
+    _SAID[text] = None
+    while len(_SAID) > _SAY_AT_MOST:
+        _SAID.popitem(last=False)
+    _logger.warning(text)
 
 
 def read_record(raw: str | bytes | dict | None) -> dict | None:
@@ -66,26 +107,50 @@ def read_record(raw: str | bytes | dict | None) -> dict | None:
     try:
         data = json.loads(raw) if isinstance(raw, (str, bytes, bytearray)) else dict(raw)
     except (ValueError, TypeError):
+        _say("ignored (not JSON)", raw)
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("key"), str):
+    if not isinstance(data, dict):
+        _say("ignored (not a JSON object)", raw)
         return None
-    out: dict[str, Any] = {}
-    defaults = {f.name: (f.default_factory() if callable(f.default_factory) else f.default)  # type: ignore[misc]
-                for f in fields(ScanRecord) if f.name != "key"}
-    defaults.update({name: None for name in STORE_FIELDS})
-    for name, default in {"key": None, **defaults}.items():
-        value = data.get(name, default)
-        kind = _TYPES[name]
-        if value is not None and not isinstance(value, kind) and not (kind is float and isinstance(value, int)):
-            value = default
-        if kind is int and isinstance(value, bool):
-            value = default
-        out[name] = value
-    out["written"] = {str(k): int(v) for k, v in out["written"].items()
-                      if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    out["entries"] = [str(e) for e in out["entries"]]
-    out["warnings"] = [str(w) for w in out["warnings"]]
+    known = {name: value for name, value in data.items() if name in _FIELDS}
+    dropped: list[str] = []
+    for _ in range(_PASSES):
+        try:
+            record = StoredRecord.model_validate(known)
+            break
+        except ValidationError as exc:
+            problems = [error["loc"] for error in exc.errors()]
+        if any(not loc or loc[0] == "key" for loc in problems):
+            _say("ignored (no string key: not a record of this writer)", raw)
+            return None
+        for loc in problems:
+            dropped.append(".".join(str(part) for part in loc))
+            _drop(known, loc)
+        for name, value in known.items():  # list items dropped at once: later indexes held
+            if isinstance(value, list):
+                known[name] = [item for item in value if item is not _DROPPED]
+    else:
+        _say("ignored (its values cannot be read)", raw)
+        return None
+    out = record.model_dump()
+    if dropped:
+        _say(f"{out['key']}: values of the wrong type dropped ({', '.join(dropped)})", raw)
     return out
+
+
+_DROPPED = object()
+
+
+def _drop(data: dict, loc: tuple) -> None:
+    """The wrong value at ``loc``: the item of a list or mapping, else the whole field."""
+    name = loc[0]
+    value = data.get(name)
+    if len(loc) > 1 and isinstance(value, dict) and loc[1] in value:
+        data[name] = {k: v for k, v in value.items() if k != loc[1]}
+    elif len(loc) > 1 and isinstance(value, list) and isinstance(loc[1], int) and loc[1] < len(value):
+        data[name] = value[:loc[1]] + [_DROPPED] + value[loc[1] + 1:]
+    else:
+        data.pop(name, None)
 
 
 def points(record: dict) -> int:

@@ -49,7 +49,7 @@ class VdsMapping:
             (other.src_file, other.src_dataset, other.src_shape, other.frame_shape) and \
             np.array_equal(self.frames, other.frames) and np.array_equal(self.src_frames, other.src_frames)
 
-    __hash__ = None  # numpy arrays inside: not hashable
+    __hash__ = None  # type: ignore[assignment]  # numpy arrays inside: not hashable
 
     @classmethod
     def run(cls, first: int, count: int, src_file: str, src_dataset: str, src_first: int,

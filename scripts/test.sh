@@ -25,7 +25,7 @@ BLISS_ENV_TESTS=(
     tests/test_bad_input.py tests/test_hostile_files.py tests/test_crash_recovery.py tests/test_content.py
     tests/test_scan_metadata.py tests/test_writer_options.py tests/test_default_entry.py
     tests/test_data_policy.py tests/test_mca_content.py tests/test_lima.py tests/test_kinds_end_to_end.py
-    tests/test_tango_device.py tests/test_storage_faults.py tests/unit
+    tests/test_tango_device.py tests/test_storage_faults.py tests/unit tests/integration
 )
 
 if [ "$NXW_REAL_BLISS" = 1 ]; then
@@ -37,6 +37,8 @@ echo "== lint: ruff (pyproject.toml [tool.ruff])"
 .venv/bin/python -m ruff check nexus_writer_service tests benchmarks scripts session_scripts || status=$?
 echo "== lint: the layers' import contracts (pyproject.toml [tool.importlinter])"
 .venv/bin/lint-imports || status=$?
+echo "== types: mypy on the core layers (pyproject.toml [tool.mypy])"
+.venv/bin/python -m mypy || status=$?
 
 echo "== run 1/2: every test, .venv ($(.venv/bin/python -c 'import importlib.metadata as m; print("blissdata", m.version("blissdata"), "numpy", m.version("numpy"))'))"
 .venv/bin/python -m pytest tests "$@" || status=$?

@@ -155,6 +155,7 @@ def test_file_work_is_done_only_by_scans_holding_a_slot(make_harness, monkeypatc
 
     from nexus_writer_service.io.files import FileHandle
     from nexus_writer_service.writer.scan import ScanWriter
+    from nexus_writer_service.writer.streaming import Appender, ReadLoop
 
     writers, lock = {}, threading.Lock()
     working, peak, unslotted = set(), [0], []
@@ -186,8 +187,8 @@ def test_file_work_is_done_only_by_scans_holding_a_slot(make_harness, monkeypatc
             writers.pop(threading.get_ident(), None)
 
     monkeypatch.setattr(ScanWriter, "run", run_registered)
-    monkeypatch.setattr(ScanWriter, "_append", watched(ScanWriter._append, "append"))
-    monkeypatch.setattr(ScanWriter, "_write_live", watched(ScanWriter._write_live, "live views"))
+    monkeypatch.setattr(Appender, "append", watched(Appender.append, "append"))
+    monkeypatch.setattr(ReadLoop, "write_live", watched(ReadLoop.write_live, "live views"))
     monkeypatch.setattr(FileHandle, "flush", watched(FileHandle.flush, "flush"))
 
     harness = make_harness(max_active_scans=2, stall_timeout=600, flush_period=0.1)

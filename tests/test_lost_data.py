@@ -185,7 +185,7 @@ def test_points_lost_before_a_resume_stay_lost(harness, redis_server, tmp_path):
     thread = threading.Thread(target=first.run)
     thread.start()
     deadline = time.monotonic() + 20
-    while getattr(first._arrays.get(DIODE1), "length", 0) < 4 and time.monotonic() < deadline:
+    while getattr(first._file and first._file.arrays.get(DIODE1), "length", 0) < 4 and time.monotonic() < deadline:
         time.sleep(0.05)  # (the 3 lost points and point 3 are in its dataset)
     time.sleep(0.5)  # flushed
     taken.set()

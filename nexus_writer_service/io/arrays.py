@@ -28,6 +28,7 @@ import threading
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import h5py
 import numpy as np
@@ -68,7 +69,8 @@ class StorageOptions:
         chunk = (writer_options or {}).get("chunk_options") if isinstance(writer_options, dict) else None
         if not isinstance(chunk, dict):
             return cls(), []
-        values, problems = {}, []
+        values: dict[str, Any] = {}
+        problems: list[str] = []
         for key in ("chunk_nbytes", "compression_limit_nbytes", "chunk_split"):
             value = chunk.get(key)
             if value is None:
@@ -239,7 +241,7 @@ def encode_chunk(chunk: np.ndarray, shuffle: bool, level: int) -> bytes:
     raw = np.ascontiguousarray(chunk)
     if shuffle and raw.dtype.itemsize > 1:
         raw = np.ascontiguousarray(raw.reshape(-1).view(np.uint8).reshape(-1, raw.dtype.itemsize).T)
-    return zlib.compress(raw.reshape(-1).view(np.uint8), level)
+    return zlib.compress(raw.reshape(-1).view(np.uint8).data, level)
 
 
 def _deflate_pipeline(dcpl, point_shape: tuple, chunks: tuple | None, dtype) -> tuple[bool, int] | None:
@@ -406,9 +408,9 @@ class GrowingDataset:
             dcpl.get_fill_value(fill)
             self._deflater = _Deflater(dset.chunks[0], tuple(dset.chunks[1:]), self.dtype, fill[0], *pipeline,
                                        length=self.length)
-        if resumed:
+        if cache_bytes is None:
             cache_bytes = int(np.prod(dset.chunks or (1,))) * self.dtype.itemsize
-        self._cache_bytes = cache_bytes
+        self._cache_bytes: int = cache_bytes
         if anchor is None:
             anchor = (h5py.h5i.get_file_id(dset.id), h5py.h5i.get_name(dset.id))
         self._anchor, self._path = anchor[0], (anchor[1].encode() if isinstance(anchor[1], str) else anchor[1])
@@ -527,12 +529,12 @@ class GrowingDataset:
         if n == 0:
             return 0
         start = self.length
-        shape = list(self._shape)
-        shape[0] = start + n
+        grown = list(self._shape)
+        grown[0] = start + n
         for i, d in enumerate(batch.shape[1:], 1):
-            if shape[i] < d:  # only ragged dimensions can grow
-                shape[i] = d
-        shape = tuple(shape)
+            if grown[i] < d:  # only ragged dimensions can grow
+                grown[i] = d
+        shape = tuple(grown)
         batch = np.ascontiguousarray(batch, dtype=self.dtype)
         dsid = self._open()
         try:

@@ -59,15 +59,15 @@ def _frames(f, file_size: int) -> list | None:
         pixels = int(np.prod(dims)) * np.dtype(kind).itemsize if kind and dims else None
         compression = header.get("COMPRESSION", "").upper()
         raw = compression in ("", "NONE") or compression.startswith("NO")
-        block = header.get("SIZE", header.get("EDF_BINARYSIZE"))  # fabio's order
-        if block is not None:
-            block = int(block)
+        size = header.get("SIZE", header.get("EDF_BINARYSIZE"))  # fabio's order
+        if size is not None:
+            block = int(size)
         elif raw and pixels is not None:
             block = pixels
         else:
             return None  # where the next frame starts is not known
         little = header.get("BYTEORDER", "LowByteFirst") == "LowByteFirst"
-        if raw and little and pixels is not None and pixels <= block and start + pixels <= file_size:
+        if raw and little and kind and pixels is not None and pixels <= block and start + pixels <= file_size:
             out.append((start, pixels, np.dtype("<" + kind).str))
         else:
             out.append(None)

@@ -21,6 +21,7 @@ import struct
 import subprocess
 import sys
 import time
+from typing import Any
 
 import h5py
 
@@ -71,7 +72,7 @@ def check(path: str, timeout: float = SETTLE_TIMEOUT) -> dict:
     (the file opened anew each time; only the entries that failed are read again, each
     a short read between two flushes of a writer)."""
     deadline = time.monotonic() + timeout
-    again = dict(timeout=timeout, period=0.2, rule=lambda e: isinstance(e, _Unsettled))
+    again: dict[str, Any] = dict(timeout=timeout, period=0.2, rule=lambda e: isinstance(e, _Unsettled))
     try:
         report, errors = retry.call(_opened, path, **again)
     except _Unsettled as unsettled:
@@ -194,7 +195,8 @@ def copy_finished(src_path: str, dst_path: str, names: list[str], final_states) 
     return kept
 
 
-def _run(*args: str, timeout: float) -> dict | list:
+def _run(*args: str, timeout: float) -> Any:
+    """What the child prints (JSON): its shape is the command's (``check``: a dict)."""
     proc = subprocess.run([sys.executable, "-m", __name__, *args], capture_output=True, text=True,
                           timeout=timeout)
     if proc.returncode != 0:

@@ -14,6 +14,7 @@ import ctypes
 import errno
 import os
 import shutil
+from typing import Callable
 from dataclasses import dataclass
 
 #: bytes per MB, as in the device properties
@@ -110,10 +111,12 @@ def storage_errno(exc: BaseException) -> int | None:
 # changing its size, and HDF5's writes there can no longer fail for want of space.
 
 _FALLOC_FL_KEEP_SIZE = 1
+_fallocate: Callable[..., int] | None
 try:
     _libc = ctypes.CDLL(None, use_errno=True)
-    _fallocate = _libc.fallocate
-    _fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
+    _fallocate_c = _libc.fallocate
+    _fallocate_c.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
+    _fallocate = _fallocate_c
 except (OSError, AttributeError):  # not Linux/glibc: nothing is reserved
     _fallocate = None
 

@@ -119,8 +119,8 @@ class TreeWriter:
             if self.resume and isinstance(node, Dataset) and isinstance(node.value, Stream):
                 dset = parent[name]
                 if isinstance(dset, h5py.Dataset) and dset.chunks is not None:
-                    array = self.streams[node.value.stream] = GrowingDataset(dset, self.specs[node.value.stream])
-                    array.park()
+                    resumed = self.streams[node.value.stream] = GrowingDataset(dset, self.specs[node.value.stream])
+                    resumed.park()
                     return
             if path not in replace:
                 return  # never overwrite: a node already written stays
@@ -139,7 +139,7 @@ class TreeWriter:
             _set_attrs(dset, node.attributes, new=True)
         elif isinstance(node, Dataset):
             fresh = True  # no attribute yet
-            array = None
+            array: GrowingDataset | None = None
             if isinstance(node.value, Stream):
                 spec = self.specs[node.value.stream]
                 anchor = (self._top[0], path[self._top[1]:]) if self._top else None

@@ -341,10 +341,14 @@ class _Sel:
                 return None
         elif len(dims):
             # every block spans every other dimension whole (first 0, last its size - 1)
-            lo_min, hi_max, lo_max, hi_min = self.blocks if self.blocks is not None else (None,) * 4
-            if lo_min is None or (lo_min != 0).any() or (lo_max != 0).any() \
+            if self.blocks is None:
+                return None
+            lo_min, hi_max, lo_max, hi_min = self.blocks
+            if (lo_min != 0).any() or (lo_max != 0).any() \
                     or (hi_max != dims - 1).any() or (hi_min != dims - 1).any():
                 return None
+        if self.first is None:
+            return None
         if shape[0] >= 0 and len(self.first) and int(self.first.max()) >= shape[0]:
             return None
         return self.first

@@ -20,7 +20,7 @@ from ..metadata.config.units import _units_registry
 from . import plots
 from ..channelplan import ChannelPlan
 from .channels import mca_energy_calibration
-from ..nxnodes import Dataset, Group, field, group, link, nx_class
+from ..nxnodes import Dataset, Group, SoftLink, field, group, link, nx_class
 
 #: definitions whose content is filled in here
 SUPPORTED = ("NXfluo", "NXxas", "NXscan")
@@ -37,9 +37,9 @@ def _value(node):
     return getattr(value, "root", value)
 
 
-def _child(grp: Group | None, cls: str) -> tuple[str, Group] | tuple[None, None]:
-    for name, node in (grp.children.items() if grp is not None else ()):
-        if nx_class(node) == cls:
+def _child(grp: object, cls: str) -> tuple[str, Group] | tuple[None, None]:
+    for name, node in (grp.children.items() if isinstance(grp, Group) else ()):
+        if isinstance(node, Group) and nx_class(node) == cls:
             return name, node
     return None, None
 
@@ -87,7 +87,7 @@ def _is_a(units: str | None, like: str) -> bool:
         return False
 
 
-def _source(root: Group, entry: str, probe: bool) -> Group:
+def _source(root: Group, entry: str, probe: bool) -> SoftLink:
     name, src = _child(root.children.get("instrument"), "NXsource")
     if src is None:
         raise Missing("no NXsource in instrument (configure instrument.source: type, name, probe)")
@@ -187,6 +187,7 @@ def _xas(root, entry, name, tech, info, by_name, lengths, cfg) -> dict:
 
 def _scan(root, entry, name, tech, info, by_name, lengths, cfg) -> dict:
     det = _channel(by_name, tech.detector, "detector")
+    axis: ChannelPlan | None
     if tech.axis:
         axis = _channel(by_name, tech.axis, "axis")
     else:

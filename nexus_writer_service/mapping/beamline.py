@@ -88,7 +88,7 @@ def entry_plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: di
         elif tech:
             warnings.append(f"plot {plot_name!r} of technique {name!r} not made: its channels have no data")
     default = next((p for p in (tech.plots if tech else []) if p in out), None)
-    if tech:
+    if tech and name:
         children = {"title": field(name)}
         if tech.definition:
             children["definition"] = field(tech.definition)

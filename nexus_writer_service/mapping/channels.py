@@ -195,7 +195,7 @@ def plan_channels(desc: ScanDescription, detectors: Mapping | None = None
         if chinfo.get("no_saving"):  # BLISS says this channel is not saved: not ours to write
             continue
         master, is_master = masters.get(stream.name, (None, False))
-        entry = entries.get(master, first_entry)
+        entry = entries.get(master, first_entry) if master is not None else first_entry
         group, fld, nx_class, role = _derive(stream.name, stream, info, is_master, lima_dets, kind.role)
         group, fld = safe_name(group), safe_name(fld)
         note = None
@@ -208,7 +208,8 @@ def plan_channels(desc: ScanDescription, detectors: Mapping | None = None
                 entry, group, fld = head, parts[1], parts[2]
             else:
                 note = f"announced data_path {data_path!r} is not usable; written elsewhere"
-        units, static, bliss_group = chinfo.get("unit"), {}, None
+        units, bliss_group = chinfo.get("unit"), None
+        static: dict = {}
         ctrl = stream.name.rpartition(":")[0].partition(":")[0]
         key, cfg = _configured(detectors, stream.name, ctrl, chinfo.get("display_name") or "", group)
         if cfg is not None:
@@ -217,7 +218,7 @@ def plan_channels(desc: ScanDescription, detectors: Mapping | None = None
                 bliss_group = group  # BLISS's data_path still leads there (a link)
             group = safe_name(named)
         if units is None and role == "counter":  # BLISS's and the beamline's units win
-            units = MCA_UNITS.get(mca_statistic(stream.name, info))
+            units = MCA_UNITS.get(mca_statistic(stream.name, info) or "")
         elif units is None and role in SPECTRUM_ROLES:
             units = SPECTRUM_UNITS
         taken = groups_taken.setdefault(entry, set())

@@ -18,7 +18,7 @@ from . import appdefs, beamline, metadata, plots
 from ..channelplan import ChannelPlan
 from .channels import entry_names, plan_channels
 from ..descriptions import ScanDescription
-from ..nxnodes import Group, field, get, group, insert, link, merge, nx_class, stream_field
+from ..nxnodes import Dataset, Group, field, get, group, insert, link, merge, nx_class, stream_field
 
 from ..records import NOTE, NOTE_GROUP
 from ..states import FAILED, WRITING
@@ -83,13 +83,14 @@ def _title(info: dict, desc: ScanDescription) -> str:
 def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
     """The entry as soon as the scan is prepared: every channel dataset, empty."""
     info = desc.info
+    instrument, measurement = group("NXinstrument"), group("NXcollection")
     root = group("NXentry", {
         "title": field(_title(info, desc)),
         "start_time": field(str(info.get("start_time") or _now())),
         # ESRF's writer makes it with the entry: count_time is known from the start
         **metadata.scan_parameters(info),
-        "instrument": group("NXinstrument"),
-        "measurement": group("NXcollection"),
+        "instrument": instrument,
+        "measurement": measurement,
         NOTE_GROUP: group("NXnote", {
             **_note_identity(),
             NOTE.status: field(WRITING),
@@ -100,29 +101,29 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
     for ch in entry.channels:
         if not ch.appends:  # its kind adds its nodes (live and final)
             if ch.traits.live_group:  # its views grow in the group while the detector saves
-                root.children["instrument"].children.setdefault(ch.group, group(ch.nx_class))
+                instrument.children.setdefault(ch.group, group(ch.nx_class))
             continue
-        grp = root.children["instrument"].children.get(ch.group)
-        if grp is None:
+        grp = instrument.children.get(ch.group)
+        if not isinstance(grp, Group):  # (only channels' groups are in it)
             grp = group(ch.nx_class)
-            root.children["instrument"].children[ch.group] = grp
+            instrument.children[ch.group] = grp
         grp.children[ch.field] = stream_field(ch.stream, **ch.attributes)
         for name, value in ch.device_fields.items():
             grp.children.setdefault(name, field(value))
-        root.children["measurement"].children[ch.short_name] = link(f"/{entry.name}/{ch.path}")
+        measurement.children[ch.short_name] = link(f"/{entry.name}/{ch.path}")
         if ch.bliss_group:
             # where BLISS's data_path points (readers falling back to the file look there):
             # a plain group holding a link to the field, not a link to the renamed group,
             # which nexusformat cannot follow inside a linked entry (sequences' subscans)
-            alias = root.children["instrument"].children.setdefault(ch.bliss_group, group("NXcollection"))
+            alias = instrument.children.setdefault(ch.bliss_group, group("NXcollection"))
             if isinstance(alias, Group):
                 alias.children.setdefault(ch.field, link(f"/{entry.name}/{ch.path}"))
     # ESRF tools read instrument/<detector>/data: link the primary field there
-    for gname, grp in root.children["instrument"].children.items():
-        if isinstance(grp, Group) and nx_class(grp) != "NXcollection" and "data" not in grp.children:
+    for gname, item in instrument.children.items():
+        if isinstance(item, Group) and nx_class(item) != "NXcollection" and "data" not in item.children:
             for primary in ("signal", "spectrum", "image"):
-                if primary in grp.children:
-                    grp.children["data"] = link(f"/{entry.name}/instrument/{gname}/{primary}")
+                if primary in item.children:
+                    item.children["data"] = link(f"/{entry.name}/instrument/{gname}/{primary}")
                     break
     return root
 
@@ -167,8 +168,9 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
     # what BLISS says about each detector (lima's acq_parameters...): beside its data,
     # which win (the kinds' nodes below replace a metadata key of the same name)
     for name, grp in metadata.device_metadata(info, entry.channels, meta_warnings).items():
-        if name in instrument.children and isinstance(instrument.children[name], Group):
-            merge(instrument.children[name], grp)
+        known = instrument.children.get(name)
+        if isinstance(known, Group):
+            merge(known, grp)
         else:
             instrument.children.setdefault(name, grp)
     root.children["instrument"] = instrument
@@ -179,17 +181,17 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
     icat_sample, icat_other = metadata.dataset_metadata(info)
     if icat_sample is not None:
         if "sample" in root.children:
-            merge(root.children["sample"], icat_sample)
+            merge(_group(root, "sample"), icat_sample)
         else:
             root.children["sample"] = icat_sample
     extras = {"dataset_metadata": icat_other, "user_scan_info": metadata.user_scan_info(info, meta_warnings)}
-    for name, grp in extras.items():
-        if grp is not None:
-            root.children.setdefault(name, grp)
+    for name, extra_group in extras.items():
+        if extra_group is not None:
+            root.children.setdefault(name, extra_group)
     sample_defaults = beamline.sample(config)
     if sample_defaults is not None:
         if "sample" in root.children:
-            merge(root.children["sample"], sample_defaults)
+            merge(_group(root, "sample"), sample_defaults)
         else:
             root.children["sample"] = sample_defaults
     root.children.update(metadata.notes(info))
@@ -225,9 +227,18 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
     if default is None and "images" in root.children:
         default = "images"
     if default:
-        root.attributes["default"] = default
+        # (a plain str: callers read it back as the NXdata's name; io writes it as h5map's items)
+        root.attributes["default"] = default  # type: ignore[assignment]
     root.children[NOTE_GROUP] = writer_note(entry, lengths, status, warnings)
     return root
+
+
+def _group(parent: Group, name: str) -> Group:
+    """A child that is a group by construction (the metadata's ``sample`` is made one)."""
+    child = parent.children[name]
+    if not isinstance(child, Group):
+        raise TypeError(f"{name} is a {type(child).__name__}, not a group")
+    return child
 
 
 def failed_tree(info: dict, error: str | None) -> Group:
@@ -235,7 +246,7 @@ def failed_tree(info: dict, error: str | None) -> Group:
     note = {**_note_identity(), NOTE.status: field(FAILED), NOTE.date: field(_now())}
     if error:
         note[NOTE.error] = field(error)
-    children = {NOTE_GROUP: group("NXnote", note)}
+    children: dict[str, Group | Dataset] = {NOTE_GROUP: group("NXnote", note)}
     if info.get("title"):
         children["title"] = field(str(info["title"]))
     if info.get("start_time"):

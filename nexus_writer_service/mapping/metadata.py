@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from silx.io.dictdump import nexus_to_h5_dict
 
-from ..nxnodes import MAX_NAME, Group, conform, field, group, link, safe_name, unique_name
+from ..nxnodes import MAX_NAME, Dataset, Group, SoftLink, attr_value, conform, field, group, link, safe_name, unique_name
 
 #: scan_meta categories that are not user metadata groups
 _NOT_USER_CATEGORIES = {"positioners", "nexuswriter", "instrument"}
@@ -151,7 +151,8 @@ def positioners(info: dict, scanned: dict[str, str], only: list[str] | None = No
             })
     start = recorded(pos.get("positioners_start")) or {}
     if start or scanned:
-        children = {safe_name(m): field(_scalar(v), units=units.get(m)) for m, v in start.items()}
+        children: dict[str, Dataset | SoftLink] = {
+            safe_name(m): field(_scalar(v), units=units.get(m)) for m, v in start.items()}
         for motor, target in scanned.items():
             children[safe_name(motor)] = link(target)
         out["positioners"] = group("NXcollection", children)
@@ -372,7 +373,7 @@ def dataset_metadata(info: dict) -> tuple[Group | None, Group | None]:
             continue
         path = icat_path(key)
         fits, nexus_value = _as_nexus(path, _icat_value(key, value)) if path else (False, None)
-        if not fits:
+        if not fits or path is None:
             others[unique_name(safe_name(key), set(others))] = field(_scalar(value), icat_field=key)
             continue
         parts = path.split("/")
@@ -424,5 +425,5 @@ def user_scan_info(info: dict, warnings: list | None = None) -> Group | None:
     if not keys:
         return None
     grp = nxdict_to_group({k: info[k] for k in keys}, "NXcollection", warnings)
-    grp.attributes["NX_class"] = "NXcollection"  # a user's '@NX_class' key does not change what it is
+    grp.attributes["NX_class"] = attr_value("NXcollection")  # a user's '@NX_class' key does not change what it is
     return None if is_empty(grp) else grp

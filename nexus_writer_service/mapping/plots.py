@@ -23,12 +23,12 @@ import numpy as np
 from ..h5map import SpaceSelection, VirtualDataset, VirtualSource
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Collection, Mapping
 
 from ..channelplan import ChannelPlan
 from ..scangrid import mesh_shape
 from .channels import mca_energy_calibration
-from ..nxnodes import PRIMARY_FIELDS, Group, field, group, link, unique_name
+from ..nxnodes import PRIMARY_FIELDS, Group, attr_value, field, group, link, unique_name
 
 
 #: Up to this many points, 1D views map one source per point. HDF5 needs only one,
@@ -107,7 +107,7 @@ def _axis_from_mesh(ch: ChannelPlan, entry: str, n: int, stride: int, length: in
                            src_dataset=f"/{entry}/{ch.path}",
                            src_space=SpaceSelection(start=[0], stride=[stride], count=[n]))
         return VirtualDataset(dtype=np.dtype(ch.dtype).str, shape=[n], virtual_sources=[vs],
-                              attributes={"units": ch.units} if ch.units else {})
+                              attributes={"units": attr_value(ch.units)} if ch.units else {})
     return _vds(f"/{entry}/{ch.path}", ch.dtype, [n], sources, units=ch.units)
 
 
@@ -179,9 +179,10 @@ def plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str
     chosen = default_signals(info, channels, lengths, needs_plugin)
     counters, spectra, portable_spectra = chosen.counters, chosen.spectra, chosen.portable_spectra
     out: dict = {}
+    mesh = mesh_shape(info)
     if counters:
-        if chosen.mesh_axes:
-            nxdata = _mesh_plot(entry, mesh_shape(info), chosen.mesh_axes, counters, lengths)
+        if chosen.mesh_axes and mesh:
+            nxdata = _mesh_plot(entry, mesh, chosen.mesh_axes, counters, lengths)
         else:
             nxdata = _curve_plot(entry, chosen.x, counters, lengths, detectors)
         if nxdata is not None:
@@ -198,6 +199,7 @@ def plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str
                                auxiliary_signals=[c.short_name for c in same[1:]] or None,
                                axes=["."] + axes, interpretation="spectrum",
                                **{f"{name}_indices": 1 for name in axis_nodes})
+    default: str | None
     if "plotselect" in out:
         default = "plotselect"
     else:  # an entry opens on nothing rather than on data most readers cannot decode
@@ -206,7 +208,7 @@ def plots(entry: str, info: dict, channels: list[ChannelPlan], lengths: dict[str
 
 
 def spectrum_axes(spectra: list[ChannelPlan], detectors: Mapping | None,
-                  taken: set[str] = frozenset()) -> tuple[list[str], dict]:
+                  taken: Collection[str] = frozenset()) -> tuple[list[str], dict]:
     """The axis along the spectra (``[name]``) and the datasets to put in their NXdata.
 
     ``channel`` is always there; ``energy`` (keV, from the configured calibration
@@ -224,7 +226,8 @@ def spectrum_axes(spectra: list[ChannelPlan], detectors: Mapping | None,
     calibrations = {mca_energy_calibration(c, detectors) for c in spectra}
     if len(calibrations) == 1 and None not in calibrations:
         (calib,) = calibrations
-        energy = sum(coef * index.astype(float) ** i for i, coef in enumerate(calib))
+        assert calib is not None  # (None is not in the set)
+        energy = sum((coef * index.astype(float) ** i for i, coef in enumerate(calib)), np.zeros(size))
         nodes[energy_name] = field(np.asarray(energy, dtype="float64"), units="keV",
                                    calibration=list(calib))
         return [energy_name], nodes
@@ -242,7 +245,7 @@ def _curve_plot(entry: str, x: ChannelPlan | None, counters: list[ChannelPlan], 
     members = counters + ([x] if x else [])
     n = min(lengths.get(c.stream, 0) for c in members)
     children = {c.short_name: _trimmed(c, entry, n, lengths.get(c.stream, 0)) for c in members}
-    attrs = dict(signal=counters[0].short_name,
+    attrs: dict[str, Any] = dict(signal=counters[0].short_name,
                  auxiliary_signals=[c.short_name for c in counters[1:]] or None)
     along: list[str] = ["."] * (counters[0].ndim)
     if counters[0].ndim == 1:  # spectra: an axis along them

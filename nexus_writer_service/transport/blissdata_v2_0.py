@@ -8,7 +8,8 @@ while it is made fails the scan's load: the writer never makes plugin classes).
 
 from blissdata.redis_engine.encoding.json import JsonStreamEncoder
 from blissdata.redis_engine.encoding.numeric import NumericStreamEncoder
-from blissdata.redis_engine.event_stream import EventStream, StreamEntry
+# (blissdata 2.0.x's names: the type checker sees the newer blissdata of the test environment)
+from blissdata.redis_engine.event_stream import EventStream, StreamEntry  # type: ignore[attr-defined]
 from blissdata.redis_engine.exceptions import (
     EndOfStream,
     IndexNoMoreThereError,

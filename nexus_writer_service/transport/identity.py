@@ -10,6 +10,7 @@ with blissdata's own search over identities.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from redis.commands.search.query import Query
 
@@ -41,9 +42,10 @@ def newest_scan_key(ds: DataStore, session: str, number: int, name: str) -> str 
     """
     query = (f"@id_session:{{{session.translate(_ESCAPE)}}} @id_name:{{{name.translate(_ESCAPE)}}} "
              f"@id_number:[{int(number)} {int(number)}]")
-    reply = redis_client(ds).ft(SCAN_INDEX).search(Query(query).paging(0, 1000).no_content())
+    #: its shape depends on the protocol and on redis-py's version (read below)
+    reply: Any = redis_client(ds).ft(SCAN_INDEX).search(Query(query).paging(0, 1000).no_content())
     if isinstance(reply, dict):  # RESP3
-        results = reply.get(b"results", reply.get("results", []))
+        results = reply.get(b"results") or reply.get("results") or []
         keys = [_text(r.get(b"id", r.get("id"))) for r in results]
     elif hasattr(reply, "docs"):  # redis-py's parsed RESP2 Result
         keys = [_text(d.id) for d in reply.docs]

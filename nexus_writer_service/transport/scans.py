@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import redis
@@ -110,12 +111,14 @@ class ScanSource:
     def __init__(self, data_store: DataStore, key: str, loaded=None):
         self.ds = data_store
         self.key = key
-        self.scan = None
+        #: blissdata's Scan once loaded (``load``); its attributes differ between blissdata
+        #: generations (``blissdata_api``), so it is not typed here
+        self.scan: Any = None
         #: a load the caller (the listener) just made: the first load() starts from it
         self._loaded = loaded
         #: ``scan`` was read after CLOSED was seen: its document and streams are final
         self._final = False
-        self._cursors: CursorGroup | None = None
+        self._cursors: BoundedCursorGroup | None = None
 
     # -- state -------------------------------------------------------------
     def load(self, timeout: float = 10.0, period: float = 0.02) -> None:
@@ -336,7 +339,7 @@ class BoundedCursorGroup(CursorGroup):
     #: with many times its byte budget in objects
     ENTRY_OVERHEAD = 1024
 
-    def __init__(self, streams):
+    def __init__(self, streams) -> None:
         super().__init__(streams)
         #: streams dropped because their entries do not decode: why (reported by the next read)
         self.undecodable: dict[str, str] = {}
@@ -374,7 +377,8 @@ class BoundedCursorGroup(CursorGroup):
         if not active:
             return []
         sealed = {k: c for k, c in active.items() if c._ll_eos}
-        known, unknown = [], []
+        known: list[tuple[str, Any, int]] = []
+        unknown: list[tuple[str, Any, int]] = []
         for key, cursor in active.items():
             if key not in sealed:
                 n, sure = self._entry_bytes(cursor)
@@ -382,7 +386,9 @@ class BoundedCursorGroup(CursorGroup):
         total = sum(n for _, _, n in known)
         if not unknown and total <= self.READ_BYTES:
             return [(dict(active), self._count(total))]
-        groups, group, used = [], {}, 0
+        groups: list[tuple[dict, int]] = []
+        group: dict = {}
+        used = 0
         for key, cursor, n in known:  # one entry of each fits READ_BYTES, a group at a time
             if group and used + n > self.READ_BYTES:
                 groups.append((group, self._count(used)))

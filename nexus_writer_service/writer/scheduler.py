@@ -19,9 +19,12 @@ Two limits, for two different costs:
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
-from typing import Callable
+from typing import Callable, Generic, TypeVar
+
+_logger = logging.getLogger(__name__)
 
 
 class Slot:
@@ -58,20 +61,24 @@ class Slots:
         return Slot(self._sem)
 
 
-class ScanPool:
+#: what the pool runs (the session's scan writers)
+Item = TypeVar("Item")
+
+
+class ScanPool(Generic[Item]):
     """Runs ``run(item)`` for each submitted item, FIFO, on at most ``max_threads`` threads.
 
     A worker thread takes the next item when it is done with one, and exits after
     ``idle_exit`` seconds without work (a quiet session holds no scan threads).
     """
 
-    def __init__(self, run: Callable[[object], None], max_threads: int, name: str = "scan",
+    def __init__(self, run: Callable[[Item], None], max_threads: int, name: str = "scan",
                  idle_exit: float = 5.0):
         self._run = run
         self.max_threads = max(1, max_threads)
         self._name = name
         self._idle_exit = idle_exit
-        self._queue: deque = deque()
+        self._queue: deque[Item] = deque()
         self._cond = threading.Condition()
         self._workers = 0
         self._idle = 0
@@ -89,7 +96,7 @@ class ScanPool:
         with self._cond:
             return len(self._queue)
 
-    def submit(self, item: object) -> None:
+    def submit(self, item: Item) -> None:
         with self._cond:
             self._queue.append(item)
             if self._idle == 0 and self._workers < self.max_threads:
@@ -114,6 +121,8 @@ class ScanPool:
                 self._running += 1
             try:
                 self._run(item)
+            except Exception:  # the worker goes on with the next item (and stays counted)
+                _logger.exception("%s: an item failed", self._name)
             finally:
                 with self._cond:
                     self._running -= 1

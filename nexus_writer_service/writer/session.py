@@ -48,6 +48,8 @@ class SessionWriter:
         self.config = config or WriterConfig()
         check_template(self.config.default_path_template, self.config.base_path)
         self.log = logger
+        #: (made below, once the writer can be told its claim is lost)
+        self.status: StatusPublisher
         self.files = FileRegistry(lock_timeout=self.config.lock_timeout,
                                   on_open=lambda path: self.status.file_opening(path),
                                   on_close=lambda path: self.status.file_closed(path),
@@ -228,7 +230,7 @@ class SessionWriter:
                                      self.session, path, refused)
                     continue
             # scans that failed writing it (disk full): their entries say FAILED in the rebuilt file
-            failed = [(s.get("entries") or [], {}, s.get("error") or "") for s in states.values()
+            failed: list[tuple[list, dict, str]] = [(s.get("entries") or [], {}, s.get("error") or "") for s in states.values()
                       if s.get("file") == path and s.get("status") == FAILED and s.get("entries")]
             try:
                 kept = salvage(path, self.log, reserve_mb=self.config.required_disk_space)

@@ -19,6 +19,7 @@ import os
 import time
 from datetime import datetime, timezone
 from dataclasses import dataclass
+from typing import Any, Callable
 
 from ..io import entries
 from ..io.files import FileHandle, FileLocked, FileRegistry
@@ -67,10 +68,10 @@ class Waiter:
     rule: SpaceRule
     limit: float
     period: float
-    warn: callable
-    pause: callable = lambda: None
-    resume: callable = lambda: None
-    available: callable = lambda: True
+    warn: Callable[[str], None]
+    pause: Callable[[], None] = lambda: None
+    resume: Callable[[], None] = lambda: None
+    available: Callable[[], bool] = lambda: True
 
     def _wait(self, what: str, still, started: float, reason: str | None = None) -> bool:
         """Wait while ``still()`` returns a reason (``reason``: the first, already known);
@@ -131,7 +132,8 @@ class Waiter:
                     margin = 0.0
                 continue
             except FileLocked as locked:
-                state = {"error": locked}
+                #: the last refusal, and the handle once it is free
+                state: dict[str, Any] = {"error": locked}
 
                 def why(error: FileLocked) -> str:
                     who = f" by {', '.join(error.holders)}" if error.holders else ""
