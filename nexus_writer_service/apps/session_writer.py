@@ -75,6 +75,9 @@ def setup_logging(level: str, logfile: str | None = None) -> None:
     root.propagate = False
 
 
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args.log, args.logfile)
@@ -113,10 +116,16 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # a restart in place blocks them across the exec (below): what came meanwhile is delivered now
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     try:
         writer.run()
     except SessionTaken:
         return EXIT_SESSION_TAKEN  # said in the log by the writer, one line
+    # from here a stop request waits (pending) instead of killing a process that is starting
+    # again without its handlers: the mask and the pending signals survive the exec, and the
+    # new process takes them once its handlers are in place (then stops at once)
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     if writer.restart_reason and not signalled:  # told to stop meanwhile: stop (the next start resumes)
         # HDF5's state cannot be trusted after a write it could not do (ids it could not
         # close point at freed memory; the next link moved in any file crashes): the same
@@ -131,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         os.execv(sys.executable, [sys.executable, "-m", "nexus_writer_service.apps.session_writer",
                                   *(sys.argv[1:] if argv is None else argv)])
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     if writer.files.quarantined:
         # HDF5 crashes when it tears down files whose writes failed: leave without it
         log.warning("[%s] %d file(s) could not be written completely: %s", args.session,
