@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from ..h5map import ExternalLink
+from ..h5map import ExternalLink, Group
 
 from .. import kinds
 from ..compression import preset as filter_preset
@@ -25,8 +25,8 @@ from ..io import entries, inspect
 from ..io.arrays import ArraySpec, StorageOptions
 from ..io.files import FileChangedError, FileHandle, FileRegistry, set_publisher
 from ..io.space import MB, no_space_message, storage_errno
-from ..io.tree import TreeWriter
-from ..mapping import beamline, layout
+from ..io.tree import TreeWriter, set_attributes
+from ..mapping import beamline, h5maps, layout
 from ..mapping.scaninfo import clean as clean_info
 from ..mapping.layout import ScanPlan
 from ..metadata.config import BeamlineConfig, ConfigError, merged
@@ -149,6 +149,12 @@ class ScanWriter:
         self._needs_plugin: frozenset = frozenset()
         #: warnings of the completeness verdict already said (``_judge``)
         self._judged = 0
+        #: BLISS's map of our file at PREPARING (``h5maps``), and the tree written at the start
+        self._start_map: Group | None = None
+        self._plan_path = ""
+        self._written: Group | None = None
+        #: conflicts with BLISS's map already said
+        self._conflicts: list[str] = []
         self.state.entries = []
 
     def _pause(self) -> None:
@@ -354,6 +360,7 @@ class ScanWriter:
         self.state.file = path
         self._beamline = self._beamline_config(desc.info)
         plan = self._plan = layout.plan_scan(desc, self._beamline)
+        self._start_map = self._file_map(desc.info, path)
         # the scan's own handlers, not the planner's: those answered questions about the
         # descriptions (pure mapping); these hold what the scan's events tell while it runs
         self._kinds = {s.name: kinds.handler(s) for s in desc.streams}
@@ -405,13 +412,18 @@ class ScanWriter:
             existing = [e.name for e in plan.entries if entries.has(h5, e.name)]
             resume = bool(existing) and self._own_unfinished(h5, existing, desc.key, path)
             writer = TreeWriter(specs, resume=resume)
+            root = self._with_map({e.name: layout.start_tree(desc, e) for e in plan.entries}, self._start_map,
+                                  final=False)
+            self._written = root
             for entry in plan.entries:
-                tree = layout.start_tree(desc, entry)
+                tree = root.children[entry.name]
                 if entries.has(h5, entry.name):  # resumed: complete what is missing
                     writer.write(h5, entry.name, tree)
                 else:
                     entries.create(h5, entry.name, lambda parent, name: writer.write(parent, name, tree))
                 self.state.entries.append(entry.name)
+            if root.attributes:  # BLISS's map's for the file's root
+                set_attributes(h5, root.attributes)
             writer.finish_links()
             self._handle.writing.update(self.state.entries)
             self._arrays = writer.streams
@@ -730,18 +742,29 @@ class ScanWriter:
             plotted = None
             #: entry -> its end_time node, written after everything else
             ends = {}
+            trees = {}
             for entry in plan.entries:
-                tree = layout.final_tree(desc, entry, info, lengths, status, self.state.warnings,
-                                         self._beamline, outcomes, self._needs_plugin)
+                tree = trees[entry.name] = layout.final_tree(desc, entry, info, lengths, status, self.state.warnings,
+                                                             self._beamline, outcomes, self._needs_plugin)
                 if subscans is not None and subscans.children and entry is plan.entries[0]:
                     tree.children["subscans"] = subscans  # a sequence without children has none
+            # BLISS's map at the end (the one of PREPARING if the end has none): what it
+            # changed since the start is written over what was
+            end_map = self._file_map(info, self._plan_path) if "h5maps" in info else self._start_map
+            root = self._with_map(trees, end_map, final=True)
+            rewritten = h5maps.changed(self._written, end_map) if end_map is not None and self._written else set()
+            for entry in plan.entries:
+                tree = root.children[entry.name]
                 if "end_time" in tree.children:
                     ends[entry.name] = tree.children.pop("end_time")
                 writer.write(h5, entry.name, tree,
-                             replace=frozenset({f"{entry.name}/{NOTE_GROUP}/{NOTE.status}", *self._live_paths}))
+                             replace=frozenset({f"{entry.name}/{NOTE_GROUP}/{NOTE.status}", *self._live_paths,
+                                                *rewritten}))
                 if plotted is None and _worth_plotting(tree):
                     plotted = entry.name
             writer.finish_links()
+            if root.attributes:
+                set_attributes(h5, root.attributes)
             for entry in plan.entries:  # groups made at the start for data that never came
                 entries.prune_empty(h5, entry.name, layout.maybe_empty(entry))
             # the file opens on the last scan with something to show, never on an empty entry
@@ -758,6 +781,38 @@ class ScanWriter:
         end = info.get("end_reason", "?")
         log = self.log.info if status == SUCCEEDED else self.log.warning
         log("%s: %s (%d points, end_reason %s)", ", ".join(self.state.entries), status, npoints, end)
+
+    def _file_map(self, info: dict, path: str) -> Group | None:
+        """BLISS's map of our file in ``info`` (``h5maps``), or None; problems are warnings."""
+        self._plan_path = path
+        the_map, problems, notes = h5maps.file_map(info, path)
+        for note in notes:
+            self.log.debug(note)
+        for problem in problems:
+            if problem not in self.state.warnings:
+                self._warn(problem)
+        return the_map
+
+    def _with_map(self, trees: dict[str, Group], the_map: Group | None, final: bool) -> Group:
+        """The file's root holding our entries' ``trees``, BLISS's map merged in (``h5maps``):
+        what the map left out or overrode is said once."""
+        root = Group()
+        root.children.update(trees)
+        if the_map is None:
+            return root
+        plan = self._plan
+        streams = {c.stream: f"/{c.entry}/{c.path}" for c in plan.channels}
+        folder = os.path.dirname(self._plan_path)
+        merged = h5maps.merge(root, the_map, streams, {c.stream for c in plan.streamed},
+                              lambda name: os.path.exists(os.path.join(folder, name)), final)
+        for warning in merged.warnings:
+            if warning not in self.state.warnings:
+                self._warn(warning)
+        new = [c for c in merged.conflicts if c not in self._conflicts]
+        if new:
+            self._conflicts += new
+            self._warn(h5maps.conflict_warning(new))
+        return merged.tree
 
     def _judge(self, facts: Facts) -> str:
         """The verdict on what is known so far (``verdict``): its warnings not yet said are
