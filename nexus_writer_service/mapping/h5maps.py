@@ -202,12 +202,19 @@ def _overlay(theirs, mine, path: str, conflicts: list[str]):
             other = theirs.children.get(name)
             theirs.children[name] = child if other is None else _overlay(other, child, f"{path}/{name}", conflicts)
         return theirs
+    if isinstance(theirs, SoftLink) and isinstance(mine, SoftLink) and \
+            _resolved(theirs.target_path, path) == _resolved(mine.target_path, path):
+        return theirs  # the same destination, relative (BLISS's) or absolute (ours)
     if isinstance(theirs, Dataset) and isinstance(mine, Dataset) and same(theirs.value, mine.value):
         _merge_attrs(theirs, mine, path, conflicts)
         return theirs
     if not same_node(theirs, mine):
         conflicts.append(f"{path}: {_describe(theirs)} (ours: {_describe(mine)})")
     return theirs
+
+
+def _resolved(target: str, link_path: str) -> str:
+    return target if target.startswith("/") else posixpath.normpath(posixpath.join(posixpath.dirname(link_path), target))
 
 
 def _merge_attrs(theirs, mine, path: str, conflicts: list[str]) -> None:

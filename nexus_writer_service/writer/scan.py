@@ -809,9 +809,12 @@ class ScanWriter:
             if warning not in self.state.warnings:
                 self._warn(warning)
         new = [c for c in merged.conflicts if c not in self._conflicts]
-        if new:
+        if new:  # one warning per scan: the end's conflicts join the start's
+            said = h5maps.conflict_warning(self._conflicts) if self._conflicts else None
             self._conflicts += new
-            self._warn(h5maps.conflict_warning(new))
+            if said in self.state.warnings:
+                self.state.warnings.remove(said)
+            self._warn(h5maps.conflict_warning(self._conflicts))
         return merged.tree
 
     def _judge(self, facts: Facts) -> str:
