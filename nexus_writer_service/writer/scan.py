@@ -152,7 +152,7 @@ class ScanWriter:
         #: BLISS's map of our file at PREPARING (``h5maps``), and the tree written at the start
         self._start_map: Group | None = None
         self._plan_path = ""
-        self._written: Group | None = None
+        self._start_tree: Group | None = None
         #: conflicts with BLISS's map already said
         self._conflicts: list[str] = []
         self.state.entries = []
@@ -414,7 +414,7 @@ class ScanWriter:
             writer = TreeWriter(specs, resume=resume)
             root = self._with_map({e.name: layout.start_tree(desc, e) for e in plan.entries}, self._start_map,
                                   final=False)
-            self._written = root
+            self._start_tree = root
             for entry in plan.entries:
                 tree = root.children[entry.name]
                 if entries.has(h5, entry.name):  # resumed: complete what is missing
@@ -752,7 +752,7 @@ class ScanWriter:
             # changed since the start is written over what was
             end_map = self._file_map(info, self._plan_path) if "h5maps" in info else self._start_map
             root = self._with_map(trees, end_map, final=True)
-            rewritten = h5maps.changed(self._written, end_map) if end_map is not None and self._written else set()
+            rewritten = h5maps.changed(self._start_tree, end_map) if end_map is not None and self._start_tree else set()
             for entry in plan.entries:
                 tree = root.children[entry.name]
                 if "end_time" in tree.children:
