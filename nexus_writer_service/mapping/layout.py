@@ -20,7 +20,7 @@ from ..descriptions import ScanDescription
 from .nexus import Group, field, get, group, insert, link, merge, nx_class, stream_field
 
 from ..records import NOTE, NOTE_GROUP
-from ..states import FAILED, WRITING
+from ..states import FAILED, RUNNING
 
 
 def _appends(kind: str) -> bool:
@@ -103,7 +103,7 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
         "measurement": group("NXcollection"),
         NOTE_GROUP: group("NXnote", {
             **_note_identity(),
-            NOTE.status: field(WRITING),
+            NOTE.status: field(RUNNING),  # readers' word for WRITING (states.in_file)
             # which Redis scan this entry is: a restarted writer resumes only its own entries
             NOTE.scan_key: field(desc.key),
         }),
