@@ -50,7 +50,7 @@ def _extras(tmp, entry: str, final: bool) -> dict:
                 "virtual_sources": [{"vspace": sel, "src_file": src, "src_dataset": "/data", "src_space": sel}]}
 
     return {
-        "extras/": group(NX_class="NXcollection", origin="h5maps test"),
+        "extras/": group(NX_class="NXcollection", origin="h5maps test" if final else "h5maps test (prepared)"),
         "extras/typed": dataset({"type": "inline", "dtype": "int16", "value": [1, 2, 3]}, units="mm"),
         "extras/b64": dataset({"type": "inline_b64", "dtype": "<f4", "shape": [2], "value": "AACAPwAAAEA="}),
         "extras/text": dataset(["a", "b"]),
@@ -70,9 +70,22 @@ def _map(rec, fixture, tmp, final: bool) -> dict:
     root = entry_map(rec, fixture, final)
     for rel, node in _extras(tmp, entry, final).items():
         put(root["children"][entry], rel, node)
+    # the end map changes what the start's said: a group's attribute (above), a dataset
+    # (extras/changing) and the attributes of the stream datasets (their data stay)
+    _mark_streams(root, "end" if final else "prepared")
     # the deliberate conflict: the map's title differs from scan_info's
     put(root["children"][entry], "title", dataset(f"map: {rec.info_final['title']}"))
     return {rec.identity["path"]: root, str(tmp / "elsewhere.h5"): group()}
+
+
+def _mark_streams(node: dict, phase: str) -> None:
+    for child in node.get("children", {}).values():
+        if not isinstance(child, dict):  # a dataset given by its value alone
+            continue
+        if child["type"] == "group":
+            _mark_streams(child, phase)
+        elif child["type"] == "dataset" and isinstance(child["value"], dict) and child["value"].get("type") == "stream":
+            child["attributes"]["phase"] = phase
 
 
 def _decoded(item):
@@ -178,6 +191,8 @@ def test_h5maps_written_ours_beside(harness, tmp_path, fixture):
         assert e["writer/status"][()].decode() == "SUCCEEDED"
         assert e["writer"].attrs["NX_class"] == "NXnote"
         check_default_plot(f, entry, rec)
+        # the warnings in the file's note too
+        assert [w.decode() for w in e["writer/warnings"][()] if w.startswith(b"h5maps:")] == h5map_warnings
         for stream in rec.streams:
             if stream.is_numeric:
                 assert sum(int(p[()]) for p in e["writer/points"].values()

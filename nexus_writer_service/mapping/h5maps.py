@@ -111,7 +111,7 @@ def merge(ours: Group, the_map: Group, streams: dict[str, str], appended: set[st
         ours.children[name] = _overlay(entry, ours.children[name], f"/{name}", out.conflicts)
     for k, v in the_map.attributes.items():
         if k in ours.attributes and not same(ours.attributes[k], v):
-            out.conflicts.append(f"/@{k}")
+            out.conflicts.append(f"/@{k}: {_text(v)!r} (ours: {_text(ours.attributes[k])!r})")
         ours.attributes[k] = v
     return out
 

@@ -151,7 +151,8 @@ class ScanWriter:
         self._judged = 0
         #: BLISS's map of our file at PREPARING (``h5maps``), and the tree written at the start
         self._start_map: Group | None = None
-        self._plan_path = ""
+        #: the file BLISS's maps are looked up for (where the scan's entries are)
+        self._map_path = ""
         self._start_tree: Group | None = None
         #: conflicts with BLISS's map already said
         self._conflicts: list[str] = []
@@ -360,7 +361,8 @@ class ScanWriter:
         self.state.file = path
         self._beamline = self._beamline_config(desc.info)
         plan = self._plan = layout.plan_scan(desc, self._beamline)
-        self._start_map = self._file_map(desc.info, path)
+        self._map_path = path
+        self._start_map = self._file_map(desc.info)
         # the scan's own handlers, not the planner's: those answered questions about the
         # descriptions (pure mapping); these hold what the scan's events tell while it runs
         self._kinds = {s.name: kinds.handler(s) for s in desc.streams}
@@ -748,13 +750,15 @@ class ScanWriter:
                                                              self._beamline, outcomes, self._needs_plugin)
                 if subscans is not None and subscans.children and entry is plan.entries[0]:
                     tree.children["subscans"] = subscans  # a sequence without children has none
-            # BLISS's map at the end (the one of PREPARING if the end has none): what it
-            # changed since the start is written over what was
-            end_map = self._file_map(info, self._plan_path) if "h5maps" in info else self._start_map
+            # BLISS's map at the end (the one of PREPARING if the end has none, or a broken
+            # one): what it changed since the start is written over what was
+            end_map = (self._file_map(info) if "h5maps" in info else None) or self._start_map
             root = self._with_map(trees, end_map, final=True)
-            rewritten = h5maps.changed(self._start_tree, end_map) if end_map is not None and self._start_tree else set()
+            rewritten = h5maps.changed(self._start_tree, end_map) if end_map and self._start_tree else set()
             for entry in plan.entries:
                 tree = root.children[entry.name]
+                if end_map is not None:  # with what the map made us say
+                    tree.children[NOTE_GROUP] = layout.writer_note(entry, lengths, status, self.state.warnings)
                 if "end_time" in tree.children:
                     ends[entry.name] = tree.children.pop("end_time")
                 writer.write(h5, entry.name, tree,
@@ -782,10 +786,9 @@ class ScanWriter:
         log = self.log.info if status == SUCCEEDED else self.log.warning
         log("%s: %s (%d points, end_reason %s)", ", ".join(self.state.entries), status, npoints, end)
 
-    def _file_map(self, info: dict, path: str) -> Group | None:
+    def _file_map(self, info: dict) -> Group | None:
         """BLISS's map of our file in ``info`` (``h5maps``), or None; problems are warnings."""
-        self._plan_path = path
-        the_map, problems, notes = h5maps.file_map(info, path)
+        the_map, problems, notes = h5maps.file_map(info, self._map_path)
         for note in notes:
             self.log.debug(note)
         for problem in problems:
@@ -802,7 +805,7 @@ class ScanWriter:
             return root
         plan = self._plan
         streams = {c.stream: f"/{c.entry}/{c.path}" for c in plan.channels}
-        folder = os.path.dirname(self._plan_path)
+        folder = os.path.dirname(self._map_path)
         merged = h5maps.merge(root, the_map, streams, {c.stream for c in plan.streamed},
                               lambda name: os.path.exists(os.path.join(folder, name)), final)
         for warning in merged.warnings:
