@@ -33,6 +33,8 @@ def _short(text: str) -> str:
     """As the warning cuts values (a warning is no place for essays)."""
     return text if len(text) <= 60 else text[:57] + "..."
 
+DIODE = "simulation_diode_sampling_controller:diode{}"
+
 FIXTURES = [n for n in fixture_names() if reference_layout(n)[1] is not None and "sequence" not in n]
 
 
@@ -215,3 +217,36 @@ def test_broken_map_leaves_our_layout(harness):
     with read_file(state.file) as f:
         assert "x" not in f[f"{rec.number}.1"]
         assert f[f"{rec.number}.1/writer/status"][()].decode() == "SUCCEEDED"
+
+
+def test_streams_where_the_map_places_them(harness):
+    """A stream the map puts elsewhere than we would: our dataset goes there, our old path
+    links to it, our links follow; a stream placed twice: one dataset and a link."""
+    rec = harness.recording("03_ascan")
+    entry = f"{rec.number}.1"
+    the_map = group()
+    diode1 = dataset({"type": "stream", "stream": DIODE.format(1)}, units="V")
+    put(the_map, f"{entry}/", group(NX_class="NXentry"))
+    put(the_map, f"{entry}/instrument/diode1/counts", diode1)
+    put(the_map, f"{entry}/again/diode2", dataset({"type": "stream", "stream": DIODE.format(2)}))
+    put(the_map, f"{entry}/again/diode2_copy", dataset({"type": "stream", "stream": DIODE.format(2)}))
+    rec.info_prepared["h5maps"] = rec.info_final["h5maps"] = {rec.identity["path"]: the_map}
+    state = harness.state(harness.publish(rec))
+    assert state.status == "SUCCEEDED", state
+    assert [w for w in state.warnings if "h5maps" in w] == []
+    counts = f"/{entry}/instrument/diode1/counts"
+    with read_file(state.file) as f:
+        e = f[entry]
+        assert isinstance(e.get("instrument/diode1/counts", getlink=True), h5py.HardLink)
+        np.testing.assert_array_equal(f[counts][()], rec.stream(DIODE.format(1)).data)
+        assert f[counts].attrs["units"] == "V"
+        assert f[counts].attrs["target"] == counts
+        for path in ("instrument/diode1/signal", "instrument/diode1/data", "measurement/diode1"):
+            link = e.get(path, getlink=True)
+            assert isinstance(link, h5py.SoftLink) and link.path == counts, path
+        again = f"/{entry}/again/diode2"
+        assert isinstance(e.get("again/diode2", getlink=True), h5py.HardLink)
+        np.testing.assert_array_equal(f[again][()], rec.stream(DIODE.format(2)).data)
+        assert e.get("again/diode2_copy", getlink=True).path == again
+        assert int(e["writer/points/diode1"][()]) == len(rec.stream(DIODE.format(1)).data)
+        check_default_plot(f, entry, rec)
