@@ -25,7 +25,7 @@ BLISS_ENV_TESTS=(
     tests/test_bad_input.py tests/test_hostile_files.py tests/test_crash_recovery.py tests/test_content.py
     tests/test_scan_metadata.py tests/test_writer_options.py tests/test_default_entry.py
     tests/test_data_policy.py tests/test_mca_content.py tests/test_lima.py tests/test_kinds_end_to_end.py
-    tests/test_tango_device.py tests/test_storage_faults.py tests/unit tests/integration
+    tests/test_tango_device.py tests/test_storage_faults.py tests/test_h5maps_end_to_end.py tests/unit tests/integration
 )
 
 if [ "$NXW_REAL_BLISS" = 1 ]; then

@@ -4,6 +4,9 @@
   ``HDF5_PLUGIN_PATH`` unset and no filter plugin where HDF5 looks by default: every
   dataset read whole, a digest of its values per dataset (compared with ``digests``, the
   same files read here, where hdf5plugin may be loaded).
+- ``ewoksdata_scan``: ewoksdata's ``iter_bliss_scan_data`` (blissdata's dynamic HDF5
+  reader below it) of an entry, every counter of ``measurement`` and every detector's frames
+  (``instrument/<detector>/data``, 3-D), point by point equal to the file.
 - ``check_default_plot``: silx's ``get_default`` of the root and of the entry is a valid
   NXdata with the signal, axes and shape the scan implies, and nexusformat's
   ``plottable_data`` is that same NXdata.
@@ -133,4 +136,27 @@ def root_default_plot(path: str) -> str | None:
     return silx_path
 
 
-__all__ = ["read_without_plugins", "digests", "default_plot", "root_default_plot"]
+def ewoksdata_scan(path: str, entry: str) -> tuple[list[str], list[str], int]:
+    """(counters, detectors with frames, points) that ewoksdata's ``iter_bliss_scan_data``
+    returned for ``entry``, each point asserted equal to the file's datasets."""
+    from ewoksdata.data.bliss import iter_bliss_scan_data
+
+    with h5py.File(path, "r", locking=False) as f:
+        measurement, instrument = f[entry]["measurement"], f[entry]["instrument"]
+        counters = {n: measurement[n][()] for n in measurement
+                    if isinstance(measurement[n], h5py.Dataset) and measurement[n].ndim in (1, 2)}
+        frames = {n: g["data"][()] for n, g in instrument.items()
+                  if isinstance(g, h5py.Group) and isinstance(g.get("data"), h5py.Dataset) and g["data"].ndim == 3}
+    number, _, sub = entry.partition(".")
+    points = list(iter_bliss_scan_data(path, int(number), subscan=int(sub), lima_names=sorted(frames),
+                                       counter_names=sorted(counters), retry_timeout=10, retry_period=0.1))
+    expected = min(len(v) for v in {**counters, **frames}.values())
+    assert len(points) == expected, (entry, len(points), expected)
+    for name, values in {**counters, **frames}.items():
+        got = np.asarray([p[name] for p in points])
+        assert got.shape == values[:expected].shape, (entry, name, got.shape)
+        assert np.array_equal(got, values[:expected], equal_nan=values.dtype.kind == "f"), (entry, name)
+    return sorted(counters), sorted(frames), expected
+
+
+__all__ = ["read_without_plugins", "digests", "default_plot", "root_default_plot", "ewoksdata_scan"]

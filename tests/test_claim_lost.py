@@ -63,7 +63,7 @@ def test_a_writer_that_lost_its_claim_stops_appending_and_the_new_one_finishes(r
         assert record["status"] == "WRITING" and record["written"][DIODE1] == 2, record
         with read_file(rec.identity["path"]) as f:  # A closed it: it opens
             assert len(f["71.1/measurement/diode1"]) == 2
-            assert f["71.1/writer/status"][()] == b"WRITING"
+            assert f["71.1/writer/status"][()] == b"RUNNING"
         lines = [r.getMessage() for r in caplog.records if LEFT in r.getMessage()]
         assert len(lines) == 1 and "[71 ascan]" in lines[0] and "2 points" in lines[0], lines
         assert "unfinished, resumed by the next start" not in caplog.text

@@ -11,7 +11,7 @@ import h5py
 import pytest
 
 from nxvalidation import empty_groups, nexus_errors
-from readers import default_plot, digests, read_without_plugins, root_default_plot
+from readers import default_plot, digests, ewoksdata_scan, read_without_plugins, root_default_plot
 
 #: entry -> (default NXdata, signal, axes, shape): what each demo scan opens on. The example
 #: configuration's transmission curve (it against the scanned motor) where both diodes were
@@ -111,3 +111,45 @@ def test_plain_h5py_without_plugins_reads_the_demo_files(demo):
             filters = set()
             src.visititems(lambda n, o: filters.update(o._filters) if isinstance(o, h5py.Dataset) else None)
             assert "32008" in filters or "bitshuffle" in " ".join(filters), (source, filters)
+
+
+_TIMER = ["elapsed_time", "epoch"]
+_MCA_STATS = ["elapsed_time", "event_count_rate", "events", "fractional_dead_time", "live_time",
+              "trigger_count_rate", "trigger_live_time", "triggers"]
+
+
+def _mca(det: str, rois: tuple = ()) -> list[str]:
+    return [det, *(f"{det}_{s}" for s in sorted([*_MCA_STATS, *rois]))]
+
+
+#: entry -> (counters, detectors with frames, points) ewoksdata's iter_bliss_scan_data returns:
+#: every counter of measurement (spectra included), Lima2's frames, every point
+DEMO_EWOKS = {
+    "data.h5::23.1": ([*_TIMER, "i0", "it"], [], 1),
+    "data.h5::24.1": ([*_TIMER, "i0", "it", "robx"], [], 6),
+    "data.h5::25.1": ([*_TIMER, "i0", "it", "robx", "roby"], [], 5),
+    "data.h5::28.1": ([*_TIMER, "i0", "it", "robx", "roby"], [], 12),
+    "data.h5::31.1": ([*_TIMER, *(n for i in range(4) for n in _mca(f"fluo_det{i}")), "i0"], [], 5),
+    "data.h5::33.1": ([*_TIMER, "i0", "it"], [], 5),
+    "data.h5::37.1": ([*_TIMER, "i0", "it", "robx"], [], 4),
+    "data.h5::39.1": ([*_TIMER, "i0", "it", "robx"], [], 5),
+    "data.h5::43.1": ([*_TIMER, "i0"], [], 10),
+    "data.h5::44.1": (["seq_counter"], [], 2),
+    "data.h5::45.1": ([*_TIMER, "i0"], [], 3),
+    "data.h5::46.1": ([*_TIMER, "it", "robx"], [], 3),
+    "data.h5::101.1": ([*_TIMER, "i0", "it", "robx"], ["lima2_simulator"], 6),
+    "data.h5::102.1": ([*_TIMER, "i0", "it", *(n for i in range(2) for n in _mca(f"mosca_simulator_det0{i}",
+                                                                                ("roi1",)))], [], 5),
+    "demo_session_nexus.h5::51.1": ([*_TIMER, "i0", "it", "robx"], [], 6),
+    "demo_session_nexus.h5::52.1": ([*_TIMER, "i0", "robx", "roby"], [], 6),
+}
+
+
+def test_ewoksdata_reads_every_demo_entry_as_the_file_holds_it(demo):
+    out, _ = demo
+    seen = {}
+    for name, plots in DEMO_PLOTS.items():
+        (path,) = out.rglob(name)
+        for entry in plots:
+            seen[f"{name}::{entry}"] = ewoksdata_scan(str(path), entry)
+    assert seen == DEMO_EWOKS

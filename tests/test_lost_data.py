@@ -193,7 +193,7 @@ def test_points_lost_before_a_resume_stay_lost(harness, redis_server, tmp_path):
     with read_file(first.state.file) as f:
         dset = f["65.1/measurement/diode1"]
         assert dset.shape == (4,) and int(dset.attrs["missing_points"]) == gap
-        assert f["65.1/writer/status"][()] == b"WRITING"
+        assert f["65.1/writer/status"][()] == b"RUNNING"
 
     pub.send_data(start_at=4)
     pub.end()

@@ -8,6 +8,7 @@ the writer's defaults, then read as scientists read them:
   (counters against the scanned motor, meshes in 2D, time scans against elapsed time,
   spectra against the MCA channel or the calibrated energy), values as published;
 - nexusformat / NeXpy (``plottable_data``): the same NXdata;
+- ewoksdata's ``iter_bliss_scan_data``: every counter, every point, equal to the file;
 - plain h5py without hdf5plugin and with no filter plugin reachable: every dataset
   read, values equal to what h5py with every filter reads.
 
@@ -24,7 +25,7 @@ import pytest
 from conftest import read_file
 from nexus_writer_service.simulation.recording import fixture_names
 from nxvalidation import empty_groups, nexus_errors
-from readers import default_plot, digests, read_without_plugins, root_default_plot
+from readers import default_plot, digests, ewoksdata_scan, read_without_plugins, root_default_plot
 
 SEQUENCE = ["26_sequence", "27_sequence_child1", "28_sequence_child2"]
 DIODE = "simulation_diode_sampling_controller:diode{}"
@@ -101,6 +102,10 @@ def test_every_fixture_opens_on_its_plot_in_silx_nexusformat_and_plain_h5py(harn
     for name, state in written.items():
         (entry,) = state.entries
         _check(state.file, entry, recs[name], IMPLIED[name])
+        # ewoksdata (blissdata's dynamic reader): every counter of the scan, every point
+        counters, frames, points = ewoksdata_scan(state.file, entry)
+        assert (len(counters), frames) == (len([s for s in recs[name].streams if s.is_numeric]), []), name
+        assert points == int(np.prod(IMPLIED[name][2])), name
     files = sorted({s.file for s in written.values()})
     assert len(files) == 3  # the session's data.h5, sampleA's (ss template), the 'null' writer's
     for path in files:

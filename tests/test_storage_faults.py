@@ -488,7 +488,7 @@ def test_disk_filling_before_the_final_tree_waits_and_finishes(redis_server, sma
         writer.wait_for("nothing is written until there is room; the data wait in Redis", 30)
         with read_file(path) as f:
             assert "end_time" not in f[f"{rec.number}.1"]  # the final tree waits whole
-            assert f[f"{rec.number}.1/writer/status"][()] == b"WRITING"
+            assert f[f"{rec.number}.1/writer/status"][()] == b"RUNNING"
         os.remove(filler)
         state = reader.wait(pub.key, 60)
         assert state["status"] == "SUCCEEDED", (state["error"], state["warnings"])

@@ -22,6 +22,7 @@ from ..simulation.mosca import MoscaDetector, add_mosca
 from ..simulation.recording import load_recording, relocate
 from ..simulation.redis_server import RedisServer
 from ..simulation.replay import publish, publish_sequence
+from ..states import from_file
 from ..transport.blissdata_api import DataStore
 
 SESSION = "demo_session"
@@ -100,7 +101,7 @@ def summary(base: Path) -> list[tuple]:
                 if entry is None or "title" not in entry:  # being created right now
                     continue
                 status = entry.get("writer/status")
-                status = status[()].decode() if status is not None else "?"
+                status = from_file(status[()].decode()) if status is not None else "?"
                 reason = entry["end_reason"][()].decode() if "end_reason" in entry else "-"
                 points = entry.get("writer/points")
                 npts = max((int(d[()]) for d in points.values()), default=0) if points else 0

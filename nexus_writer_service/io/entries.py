@@ -12,6 +12,7 @@ import os
 import h5py
 
 from ..records import NOTE, NOTE_GROUP
+from ..states import in_file
 
 
 def has(h5: h5py.File, entry: str) -> bool:
@@ -62,7 +63,7 @@ def set_status(h5: h5py.File, entries: list[str], status: str, error: str | None
         if isinstance(grp, h5py.Group):
             if NOTE.status in grp:
                 del grp[NOTE.status]
-            grp[NOTE.status] = status
+            grp[NOTE.status] = in_file(status)
             if error and NOTE.error not in grp:
                 grp[NOTE.error] = error
             if end_time and "end_time" not in h5[entry]:

@@ -14,6 +14,7 @@ the file says which plugins its data need, in the root attribute
 from __future__ import annotations
 
 import logging
+import posixpath
 
 import h5py
 import numpy as np
@@ -71,6 +72,11 @@ def _set_attrs(obj, attributes: dict, new: bool = False) -> None:
             obj.attrs[name] = value
 
 
+def set_attributes(obj, attributes: dict) -> None:
+    """Write plan attributes on an existing object (the file's root), replacing any there."""
+    _set_attrs(obj, attributes)
+
+
 class TreeWriter:
     """Writes plan trees below an h5py group; collects streams and links."""
 
@@ -104,7 +110,10 @@ class TreeWriter:
                 if not isinstance(grp, h5py.Group):
                     self.warnings.append(f"{grp.name} exists and is not a group: kept as it is")
                     return
-                _set_attrs(grp, {k: v for k, v in node.attributes.items() if k not in grp.attrs or k == "default"})
+                # ``replace`` on a group: its attributes are rewritten (BLISS's end map over its start map)
+                rewrite = path in replace
+                _set_attrs(grp, {k: v for k, v in node.attributes.items()
+                                 if rewrite or k not in grp.attrs or k == "default"})
             top = not _path
             if top:  # growing datasets below reopen from this group (it may be moved, see arrays)
                 self._top = (grp.id, len(path) + 1)
@@ -124,6 +133,10 @@ class TreeWriter:
                     return
             if path not in replace:
                 return  # never overwrite: a node already written stays
+            if isinstance(node, Dataset) and isinstance(node.value, Stream):
+                if isinstance(parent[name], h5py.Dataset):  # its data stay: only its attributes change
+                    _set_attrs(parent[name], node.attributes)
+                return
             del parent[name]
         if isinstance(node, SoftLink):
             self._links.append((parent, name, node.target_path))
@@ -205,7 +218,9 @@ class TreeWriter:
         """Create the soft links once their destinations exist, with ``@target``."""
         for parent, name, target in self._links:
             new_soft_link(parent, name, target)
-            self._target(parent.file, target)
+            # a relative target (BLISS's maps have some) is resolved from the link's group
+            self._target(parent.file, target if target.startswith("/") else
+                         posixpath.normpath(posixpath.join(parent.name, target)))
         self._links = []
         self._virtuals = {}
 

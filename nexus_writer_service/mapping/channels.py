@@ -131,7 +131,10 @@ def _derive(name: str, stream: StreamDescription, info: dict, is_master: bool,
     if ctrl == "axis":
         return display, "value", "NXpositioner", "axis"
     if ctrl == "timer" or (is_master and chinfo.get("unit") == "s"):
-        return display, "value" if is_master else "data", "NXdetector", "timer"
+        # the top master's timer is what the scan steps (ESRF: an NXpositioner, in positioners)
+        if is_master:
+            return display, "value", "NXpositioner", "timer"
+        return display, "data", "NXdetector", "timer"
     m = _MCA_STAT.match(short)
     if m and (is_mca or m.group(1) == "spectrum"):
         kind, element = m.groups()
@@ -145,6 +148,22 @@ def _derive(name: str, stream: StreamDescription, info: dict, is_master: bool,
         return f"{det}_sum", short, "NXdetector", "counter"
     role = {0: "counter", 1: "spectrum"}.get(ndim, "image")
     return display, "data", "NXdetector", role
+
+
+#: what ESRF's writer writes of BLISS's ``nexuswriter.devices[channel].device_info`` in the
+#: channel's detector group (a counter's ``type`` samplingcounter and ``mode`` MEAN...)
+DEVICE_INFO_FIELDS = ("type", "mode")
+
+
+def _device_info(info: dict, channel: str, nx_class: str) -> dict:
+    if nx_class != "NXdetector":
+        return {}
+    devices = (info.get("nexuswriter") or {}).get("devices")
+    device = devices.get(channel) if isinstance(devices, dict) else None
+    dinfo = device.get("device_info") if isinstance(device, dict) else None
+    if not isinstance(dinfo, dict):
+        return {}
+    return {k: dinfo[k] for k in DEVICE_INFO_FIELDS if isinstance(dinfo.get(k), str) and dinfo[k]}
 
 
 def _configured(detectors: Mapping, stream: str, ctrl: str, display: str, grp: str):
@@ -209,11 +228,12 @@ def plan_channels(desc: ScanDescription, detectors: Mapping | None = None
             else:
                 note = f"announced data_path {data_path!r} is not usable; written elsewhere"
         units, bliss_group = chinfo.get("unit"), None
-        static: dict = {}
+        static: dict = _device_info(info, stream.name, nx_class)
         ctrl = stream.name.rpartition(":")[0].partition(":")[0]
         key, cfg = _configured(detectors, stream.name, ctrl, chinfo.get("display_name") or "", group)
         if cfg is not None:
-            named, units, static = _apply_detector(cfg, key, ctrl, group, units)
+            named, units, configured = _apply_detector(cfg, key, ctrl, group, units)
+            static = {**static, **configured}  # the beamline's type wins
             if data_path and named != group and not note:
                 bliss_group = group  # BLISS's data_path still leads there (a link)
             group = safe_name(named)

@@ -21,7 +21,7 @@ from ..descriptions import ScanDescription
 from ..nxnodes import Dataset, Group, field, get, group, insert, link, merge, nx_class, stream_field
 
 from ..records import NOTE, NOTE_GROUP
-from ..states import FAILED, WRITING
+from ..states import FAILED, RUNNING
 
 
 @dataclass
@@ -93,7 +93,7 @@ def start_tree(desc: ScanDescription, entry: EntryPlan) -> Group:
         "measurement": measurement,
         NOTE_GROUP: group("NXnote", {
             **_note_identity(),
-            NOTE.status: field(WRITING),
+            NOTE.status: field(RUNNING),  # readers' word for WRITING (states.in_file)
             # which Redis scan this entry is: a restarted writer resumes only its own entries
             NOTE.scan_key: field(desc.key),
         }),
@@ -157,7 +157,9 @@ def final_tree(desc: ScanDescription, entry: EntryPlan, final_info: dict, length
     if info.get("end_reason"):
         root.children["end_reason"] = field(str(info["end_reason"]))
     instrument = group("NXinstrument", metadata.instrument_name(info))
-    scanned = {c.display_name: f"/{entry.name}/{c.path}" for c in entry.channels if c.role == "axis"}
+    # the scanned motors, and the timer when it is the top master (ESRF: in positioners too)
+    scanned = {c.display_name: f"/{entry.name}/{c.path}" for c in entry.channels
+               if c.role == "axis" or (c.role == "timer" and c.nx_class == "NXpositioner")}
     instrument.children.update(metadata.positioners(info, scanned, config.positioners))
     # the scan's own metadata first: in a merge, what is already there wins
     # problems with the scan's metadata (keys HDF5 cannot take as they are): said once

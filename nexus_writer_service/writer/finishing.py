@@ -10,16 +10,17 @@ from typing import Callable
 
 from .. import kinds
 from ..descriptions import ScanDescription
-from ..h5map import ExternalLink
+from ..h5map import ExternalLink, Group
 from ..io import entries
 from ..io.files import FileHandle
-from ..io.tree import TreeWriter
+from ..io.tree import TreeWriter, set_attributes
 from ..mapping import layout
 from ..mapping.layout import ScanPlan
 from ..nxnodes import group, link
 from ..metadata.config import BeamlineConfig
 from ..records import NOTE, NOTE_GROUP
 from ..transport.scans import ScanSource
+from .blissmap import BlissMap
 
 #: notified whenever a scan of this process has created its entries: a sequence waiting
 #: for its children's entries wakes then (it still looks again every second, for entries
@@ -69,26 +70,35 @@ def _has(handle: FileHandle, entry: str) -> bool:
 def write_final_tree(handle: FileHandle, plan: ScanPlan, desc: ScanDescription, info: dict,
                      lengths: dict[str, int], status: str, warnings: list[str],
                      beamline: BeamlineConfig | None, outcomes: dict[str, kinds.Outcome],
-                     needs_plugin: frozenset, subscans, live_paths: set[str]) -> list[str]:
-    """Every entry's final tree (under the handle's lock, the caller flushes); the tree
-    writer's warnings are returned."""
+                     needs_plugin: frozenset, subscans, live_paths: set[str], bliss_map: BlissMap) -> list[str]:
+    """Every entry's final tree, BLISS's map of the file merged in (under the handle's lock,
+    the caller flushes); the tree writer's warnings are returned."""
     h5 = handle.h5
     writer = TreeWriter()
     plotted = None
     #: entry -> its end_time node, written after everything else
     ends = {}
+    trees: dict[str, Group] = {}
     for entry in plan.entries:
-        tree = layout.final_tree(desc, entry, info, lengths, status, warnings,
-                                 beamline, outcomes, needs_plugin)
+        built = trees[entry.name] = layout.final_tree(desc, entry, info, lengths, status, warnings,
+                                                     beamline, outcomes, needs_plugin)
         if subscans is not None and subscans.children and entry is plan.entries[0]:
-            tree.children["subscans"] = subscans  # a sequence without children has none
+            built.children["subscans"] = subscans  # a sequence without children has none
+    root, rewritten, mapped = bliss_map.final_root(trees, info)
+    for entry in plan.entries:
+        tree = root.children[entry.name]
+        assert isinstance(tree, Group)  # (the merge never puts anything else in an entry's place)
+        if mapped:  # with what the map made us say
+            tree.children[NOTE_GROUP] = layout.writer_note(entry, lengths, status, warnings)
         if "end_time" in tree.children:
             ends[entry.name] = tree.children.pop("end_time")
         writer.write(h5, entry.name, tree,
-                     replace=frozenset({f"{entry.name}/{NOTE_GROUP}/{NOTE.status}", *live_paths}))
+                     replace=frozenset({f"{entry.name}/{NOTE_GROUP}/{NOTE.status}", *live_paths, *rewritten}))
         if plotted is None and _worth_plotting(tree):
             plotted = entry.name
     writer.finish_links()
+    if root.attributes:  # BLISS's map's, for the file's root
+        set_attributes(h5, root.attributes)
     for entry in plan.entries:  # groups made at the start for data that never came
         entries.prune_empty(h5, entry.name, layout.maybe_empty(entry))
     # the file opens on the last scan with something to show, never on an empty entry

@@ -24,7 +24,7 @@ from ..io import entries
 from ..io.arrays import ArraySpec, StorageOptions
 from ..io.files import FileChangedError, FileRegistry, set_publisher
 from ..io.space import no_space_message, storage_errno
-from ..io.tree import TreeWriter
+from ..io.tree import TreeWriter, set_attributes
 from ..mapping import beamline, layout
 from ..mapping.layout import ScanPlan
 from ..mapping.scaninfo import clean as clean_info
@@ -34,6 +34,7 @@ from ..records import ScanRecord
 from ..states import FAILED, FINAL_STATES, INCOMPLETE, SKIPPED, SUCCEEDED, WRITING
 from ..transport.scans import CLOSED, PREPARED, ScanSource
 from . import finishing, kindcalls, recovery, storage
+from .blissmap import BlissMap
 from .config import WriterConfig
 from .masterfiles import MasterLink, master_links, update_master_files
 from .paths import scan_file, target_file
@@ -277,6 +278,7 @@ class ScanWriter:
         self.state.file = path
         config = self._beamline_config(desc.info)
         plan = self._plan = layout.plan_scan(desc, config)
+        bliss_map = BlissMap(path, plan, desc.info, self.state.warnings, self._warn, self.log)
         # the scan's own handlers, not the planner's: those answered questions about the
         # descriptions (pure mapping); these hold what the scan's events tell while it runs
         handlers = {s.name: kinds.handler(s) for s in desc.streams}
@@ -284,7 +286,7 @@ class ScanWriter:
         for w in plan.warnings:
             self.log.warning(w)
         self._check_claim()
-        needs_plugin = self._create(path, plan, desc, config, handlers)
+        needs_plugin = self._create(path, plan, desc, config, handlers, bliss_map)
         self._link_master_files(desc, dataset_file, path)
         where = " (no file named by BLISS: default template)" if from_template else ""
         self.log.info("writing %s in %s%s", ", ".join(self.state.entries), path, where)
@@ -292,7 +294,7 @@ class ScanWriter:
         self.state.started = time.time()
         self._publish()
         end = self._stream(plan, desc)
-        self._finish(end, config, needs_plugin)
+        self._finish(end, config, needs_plugin, bliss_map)
 
     def _prepared(self) -> ScanDescription:
         """The scan loaded, PREPARED (its streams exist), described and classified."""
@@ -326,7 +328,7 @@ class ScanWriter:
         return config_from_dict(self.config.beamline, self.config.beamline_source or "writer configuration")
 
     def _create(self, path: str, plan: ScanPlan, desc: ScanDescription, config: BeamlineConfig,
-                handlers: dict[str, kinds.StreamKind]) -> frozenset:
+                handlers: dict[str, kinds.StreamKind], bliss_map: BlissMap) -> frozenset:
         """Open the file, create the entries (or complete this scan's, left unfinished);
         the streams whose dataset only readers with a filter plugin decode are returned."""
         handle = self._storage.open_when_free(self.files, path, self.log, self.config.required_disk_space)
@@ -352,13 +354,16 @@ class ScanWriter:
             existing = [e.name for e in plan.entries if entries.has(h5, e.name)]
             resume = bool(existing) and recovery.own_unfinished(h5, existing, desc.key, path)
             writer = TreeWriter(specs, resume=resume)
+            root = bliss_map.start_root({e.name: layout.start_tree(desc, e) for e in plan.entries})
             for entry in plan.entries:
-                tree = layout.start_tree(desc, entry)
+                tree = root.children[entry.name]
                 if entries.has(h5, entry.name):  # resumed: complete what is missing
                     writer.write(h5, entry.name, tree)
                 else:
                     entries.create(h5, entry.name, lambda parent, name: writer.write(parent, name, tree))
                 self.state.entries.append(entry.name)
+            if root.attributes:  # BLISS's map's for the file's root
+                set_attributes(h5, root.attributes)
             writer.finish_links()
             handle.writing.update(self.state.entries)
             file.arrays = writer.streams
@@ -395,7 +400,7 @@ class ScanWriter:
                         self.log, controls, self.state.file or self._file.path)
         return loop.run()
 
-    def _finish(self, end: StreamEnd, config: BeamlineConfig, needs_plugin: frozenset) -> None:
+    def _finish(self, end: StreamEnd, config: BeamlineConfig, needs_plugin: frozenset, bliss_map: BlissMap) -> None:
         src, desc, plan, file, appender = self.source, self._desc, self._plan, self._file, self._appender
         assert desc is not None and plan is not None and file is not None and appender is not None
         if not src.closed:
@@ -463,7 +468,7 @@ class ScanWriter:
             file.sync()  # every point in the file before the entry is finished
             self._note_warnings(finishing.write_final_tree(
                 file.handle, plan, desc, info, lengths, status, self.state.warnings, config, outcomes,
-                needs_plugin, subscans, file.live_paths))
+                needs_plugin, subscans, file.live_paths, bliss_map))
         file.handle.flush()
         self.state.status = status
         npoints = max(lengths.values(), default=0)
