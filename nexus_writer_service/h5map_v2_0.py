@@ -5,7 +5,7 @@ as pydantic models (``blissdata.h5map``); our plans are such trees (``nexus_writ
 picks blissdata's models where they exist). BLISS 2.2 runs blissdata 2.0.x: these are the same
 models, written here for the part of the schema the writer uses (no ``Compound``), with the same
 field names, JSON form, coercions and refusals, and without numpydantic (not in BLISS 2.2's
-environment). tests/test_blissdata_contract.py builds the same trees with both and compares
+environment). tests/integration/test_blissdata_contract.py builds the same trees with both and compares
 them, and validates ours with blissdata's where both are importable.
 """
 

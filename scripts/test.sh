@@ -19,13 +19,12 @@ BLISS_VENV="${BLISS_VENV:-$PWD/.bliss_venv}"
 # recorded scan written and validated, completeness, faults, lost data, crashes, content,
 # detectors' files, the Tango devices.
 BLISS_ENV_TESTS=(
-    tests/test_blissdata_contract.py tests/test_edf_layout.py tests/test_io_objects.py
-    tests/test_session_writer.py tests/test_fixtures_end_to_end.py tests/test_completeness.py
-    tests/test_faults.py tests/test_lost_data.py tests/test_data_loss.py tests/test_claim_lost.py
-    tests/test_bad_input.py tests/test_hostile_files.py tests/test_crash_recovery.py tests/test_content.py
-    tests/test_scan_metadata.py tests/test_writer_options.py tests/test_default_entry.py
-    tests/test_data_policy.py tests/test_mca_content.py tests/test_lima.py tests/test_kinds_end_to_end.py
-    tests/test_tango_device.py tests/test_storage_faults.py tests/test_h5maps_end_to_end.py tests/unit tests/integration
+    tests/unit tests/integration/transport
+    tests/integration/{test_blissdata_contract,test_session_writer,test_fixtures_end_to_end,test_completeness}.py
+    tests/integration/{test_faults,test_lost_data,test_data_loss,test_claim_lost,test_bad_input,test_hostile_files}.py
+    tests/integration/{test_crash_recovery,test_content,test_scan_metadata,test_writer_options,test_default_entry}.py
+    tests/integration/{test_data_policy,test_mca_content,test_lima,test_kinds_end_to_end,test_tango_device}.py
+    tests/integration/{test_storage_faults,test_h5maps_end_to_end}.py
 )
 
 if [ "$NXW_REAL_BLISS" = 1 ]; then

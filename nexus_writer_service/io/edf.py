@@ -9,7 +9,7 @@ the pixels' size; keys are case-insensitive; pixels are ``Dim_1`` x ``Dim_2`` x 
 others are None and stay referenced by URL only. Files using EDF's rarer features (general
 blocks, a binary part in another file) give None: the frames keep their URLs.
 
-tests/test_edf_layout.py compares the answers with fabio's reading of the same files.
+tests/unit/io/test_edf_layout.py compares the answers with fabio's reading of the same files.
 """
 
 from __future__ import annotations

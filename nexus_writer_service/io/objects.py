@@ -7,7 +7,7 @@ property list per call, name checks, and for attributes a temporary attribute
 that is renamed (so that an existing one can be replaced). Measured here
 (h5py 3.16, HDF5 2.0): group 32 -> 15 us, attribute 43 -> 15 us, scalar dataset
 115 -> 41 us. The objects are the same as h5py makes them (types, creation order
-tracking, no time stamps), so readers cannot tell (tests/test_io_objects.py).
+tracking, no time stamps), so readers cannot tell (tests/unit/io/test_io_objects.py).
 
 Only for objects known to be new (the tree writer checked, or created the
 parent itself): HDF5 refuses to create over an existing name, which raises

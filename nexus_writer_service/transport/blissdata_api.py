@@ -23,7 +23,7 @@ plugin packages (``blissdata_lima2``, ``blissdata_mosca``).
 blissdata's public API does not give everything the writer needs (bounded multi-stream reads,
 loading a scan without building plugin classes, decoding one stream's entries alone, a few
 Redis reads blissdata makes privately). ``PRIVATE`` lists every private name we rely on, where,
-and what for; tests/test_blissdata_contract.py checks each one (present, same signature, same
+and what for; tests/integration/test_blissdata_contract.py checks each one (present, same signature, same
 behaviour) against the installed blissdata, so that a release that changes one fails there,
 loudly, instead of in a beamline's files.
 """
@@ -171,7 +171,7 @@ class Private(NamedTuple):
 
 
 #: Every private blissdata name (and private Redis layout) this package relies on: the contract
-#: tests (tests/test_blissdata_contract.py) check every entry against the installed blissdata.
+#: tests (tests/integration/test_blissdata_contract.py) check every entry against the installed blissdata.
 PRIVATE: tuple[Private, ...] = (
     # -- reading streams (transport/scans.py: ScanSource, BoundedCursorGroup) --
     Private("EventStream", "_decode_entries", "method", "transport/scans.py",

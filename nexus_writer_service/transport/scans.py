@@ -319,7 +319,7 @@ class BoundedCursorGroup(CursorGroup):
 
     A drained reply is therefore at most ``READ_BYTES``, or one entry when a single entry
     is larger, the first read included. Relies on blissdata's (private) multi-stream read and cursor
-    internals (``blissdata_api.PRIVATE``, checked by tests/test_blissdata_contract.py); where that
+    internals (``blissdata_api.PRIVATE``, checked by tests/integration/test_blissdata_contract.py); where that
     is missing, reading is blissdata's own.
     """
 

@@ -1,5 +1,5 @@
 """A real BLISS 2.2.1 session with ``SCAN_SAVING.writer = 'nexus'``, driven from stdin
-(tests/test_real_bliss_nexus_mode.py): the session is set up once, then each JSON line
+(tests/system/test_real_bliss_nexus_mode.py): the session is set up once, then each JSON line
 on stdin runs one scan and gets one ``RESULT {...}`` line on stdout.
 
 Runs in the BLISS venv with BEACON_HOST and TANGO_HOST set (see beacon.py)::

@@ -1,4 +1,4 @@
-"""Real BLISS 2.2.1 scans for the end-to-end writer test (tests/test_real_bliss.py).
+"""Real BLISS 2.2.1 scans for the end-to-end writer test (tests/system/test_real_bliss.py).
 
 Runs in the BLISS venv with BEACON_HOST set (see beacon.py: run_bliss_script):
 

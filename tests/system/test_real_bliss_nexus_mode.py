@@ -1,7 +1,7 @@
 """REAL BLISS 2.2.1 with ``SCAN_SAVING.writer = 'nexus'``: BLISS's production mode, through
 our Tango device.
 
-Opt-in like tests/test_real_bliss.py (``NXW_REAL_BLISS=1``). Twice: with ESRF's exact
+Opt-in like tests/system/test_real_bliss.py (``NXW_REAL_BLISS=1``). Twice: with ESRF's exact
 command lines (``RegisterNexusWriter SESSION --domain id99 --instance SESSION --server
 nexuswriter --beacon-host H:P --log=info``, then ``NexusWriterService SESSION --log=info``
 as ESRF's supervisor line), and with our own explicit options (server name, instance,
@@ -28,7 +28,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 REALBLISS = REPO / "tests" / "realbliss"
 SESSION = "test_session"
 BEAMLINE, INSTRUMENT = "id99", "ESRF-ID99"

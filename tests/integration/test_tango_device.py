@@ -31,7 +31,7 @@ from nexus_writer_service.tango import checks, hosting, options  # noqa: E402
 from nexus_writer_service.tango.bliss_writer import BlissWriter  # noqa: E402
 from nexus_writer_service.tango.nexus_writer import NexusWriter  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def wait_for(fn, timeout: float = 10.0, period: float = 0.05):
@@ -322,7 +322,7 @@ def test_states_without_writer_redis_or_session(redis_server):
 
 
 @pytest.mark.skipif(_FORK, reason="pytango 9: the device would run in a forked copy of the supervisor "
-                    "(tests/test_real_bliss_nexus_mode.py covers Start/Stop with pytango 9.5)")
+                    "(tests/system/test_real_bliss_nexus_mode.py covers Start/Stop with pytango 9.5)")
 def test_start_stop_act_on_the_supervised_writer(redis_server, tmp_path):
     """As in ``NexusWriterService INSTANCE``: Stop ends the writer process and keeps it
     stopped, BLISS's next scan sees OFF; Start runs it again."""

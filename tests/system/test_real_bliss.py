@@ -3,7 +3,7 @@
 Opt-in (needs the BLISS venv, built by ``scripts/bliss_env.sh`` in 2-3 minutes the first
 time, about a second afterwards)::
 
-    NXW_REAL_BLISS=1 .venv/bin/python -m pytest tests/test_real_bliss.py -q
+    NXW_REAL_BLISS=1 .venv/bin/python -m pytest tests/system/test_real_bliss.py -q
 
 One Beacon and one of OUR writers (``NexusSessionWriter`` from BLISS's own environment,
 the BLISS venv, as a separate process) serve the module. BLISS runs the scans in library mode (tests/realbliss/
@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 REALBLISS = REPO / "tests" / "realbliss"
 SESSION = "test_session"
 BEAMLINE, INSTRUMENT = "id99", "ESRF-ID99"

@@ -1,8 +1,8 @@
 """The user-facing scripts of session_scripts/ against REAL BLISS 2.2.1.
 
-Opt-in, like tests/test_real_bliss.py (needs the BLISS venv of ``scripts/bliss_env.sh``)::
+Opt-in, like tests/system/test_real_bliss.py (needs the BLISS venv of ``scripts/bliss_env.sh``)::
 
-    NXW_REAL_BLISS=1 .venv/bin/python -m pytest tests/test_session_scripts.py -q
+    NXW_REAL_BLISS=1 .venv/bin/python -m pytest tests/system/test_session_scripts.py -q
 
 One Beacon; while BLISS runs ``some_scans_bliss_as_library.py`` (writer 'null'), two
 listeners follow the session: OUR ``NexusSessionWriter`` (from BLISS's own environment, the
@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 REALBLISS = REPO / "tests" / "realbliss"
 SCRIPTS = REPO / "session_scripts"
 SESSION = "test_session"

@@ -24,7 +24,7 @@ from silx.utils.retry import RetryError
 from nexus_writer_service.apps import demo, show
 from nexus_writer_service.io import retry
 
-LOAD = Path(__file__).with_name("file_under_load.py")
+LOAD = Path(__file__).parents[1] / "file_under_load.py"
 
 #: calls one reader while the load writes the file, until the retry rule has caught
 #: ``min_retries`` half-flushed states and the reader returned 5 times (or the writer is

@@ -27,7 +27,7 @@ from nexus_writer_service.transport.identity import newest_scan_key, scan_identi
 from nexus_writer_service.transport.raw_scan import EventsOnly, RawDataStore
 from nexus_writer_service.transport.scans import LastOnlyStream, ScanSource, scans_since
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DIODE = "simulation_diode_sampling_controller:diode1"
 MOTOR = "axis:robx"
 
