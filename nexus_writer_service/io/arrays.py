@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import h5py
+import hdf5plugin
 import numpy as np
 from h5py import h5d, h5p, h5s, h5t
 
@@ -124,8 +125,6 @@ def _compression_kwargs(name: str | None) -> dict:
         return {}
     filters = presets.PRESETS[name].filters
     if "bitshuffle" in filters:
-        import hdf5plugin  # registers the filter with HDF5
-
         return dict(hdf5plugin.Bitshuffle(cname="lz4" if "lz4" in filters else "none"))
     out: dict = {"shuffle": "shuffle" in filters}
     if "deflate" in filters:

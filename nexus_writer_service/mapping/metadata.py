@@ -14,6 +14,7 @@ import numpy as np
 from silx.io.dictdump import nexus_to_h5_dict
 
 from ..nxnodes import MAX_NAME, Dataset, Group, SoftLink, attr_value, conform, field, group, link, safe_name, unique_name
+from ..scaninfo_schema import SCAN_INFO_KEYS
 
 #: scan_meta categories that are not user metadata groups
 _NOT_USER_CATEGORIES = {"positioners", "nexuswriter", "instrument"}
@@ -402,18 +403,10 @@ BLISS_SCAN_INFO_KEYS = frozenset({
 })
 
 
-def _schema_keys() -> frozenset:
-    import typing
-
-    from blissdata.schemas.scan_info import ScanInfoDict  # (pure pydantic types: see transport/blissdata_api.py)
-
-    return frozenset(typing.get_type_hints(ScanInfoDict))
-
-
 def user_scan_info_keys(info: dict) -> list[str]:
     """The top-level keys a user added with ``scan_info={...}``, in their order: neither
     blissdata's schema, nor BLISS's own, nor a scan_meta category."""
-    known = _schema_keys() | BLISS_SCAN_INFO_KEYS | set(info.get("scan_meta_categories") or [])
+    known = SCAN_INFO_KEYS | BLISS_SCAN_INFO_KEYS | set(info.get("scan_meta_categories") or [])
     return [k for k in info if isinstance(k, str) and k not in known]
 
 

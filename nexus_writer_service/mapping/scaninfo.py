@@ -14,6 +14,8 @@ from numbers import Number
 
 from pydantic import TypeAdapter, ValidationError
 
+from ..scaninfo_schema import ChainDict, ChannelDict
+
 _STRINGS = ("title", "start_time", "end_time", "end_reason", "type", "filename", "name", "user_name")
 _INTS = ("npoints", "npoints1", "npoints2", "data_dim", "scan_nb")
 _DICTS = ("positioners", "nexuswriter", "instrument", "display_extra")
@@ -21,8 +23,6 @@ _DICTS = ("positioners", "nexuswriter", "instrument", "display_extra")
 
 @lru_cache(maxsize=None)
 def _adapters() -> dict:
-    from blissdata.schemas.scan_info import ChainDict, ChannelDict  # (pure types: transport/blissdata_api.py)
-
     # blissdata's DeviceDict mentions numpy arrays, which pydantic cannot validate
     # without a config a foreign TypedDict cannot take: devices are checked by _device_ok
     return {"acquisition_chain": TypeAdapter(ChainDict), "channels": TypeAdapter(ChannelDict)}

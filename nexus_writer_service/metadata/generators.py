@@ -107,6 +107,7 @@ def _load_session_config(path: str | None) -> dict:
 
 def _beacon_config_text() -> tuple[str, str] | None:
     """(text, file name) of the file the session's Beacon YAML names, if any."""
+    # optional: BLISS (this runs inside a BLISS session only)
     from bliss import current_session
     from bliss.config.conductor.client import get_file
     from bliss.config.static import get_config
@@ -151,6 +152,7 @@ def fill_instrument_info(scan) -> dict:
     """Beamline/instrument names, looked up as blisswriter does (same result when both run):
     $BEAMLINE / config root ``beamline`` / session ``scan_saving`` config / SCAN_SAVING.beamline
     for the short name, config root ``instrument`` (else institute-beamline) for the name."""
+    # optional: BLISS (this runs inside a BLISS session only)
     from bliss import current_session
     from bliss.config.static import get_config
 
@@ -174,6 +176,7 @@ def fill_instrument_info(scan) -> dict:
 def fill_devices(scan) -> dict:
     """What kind of device each channel of the scan comes from (BLISS only says which
     acquisition object produced it): keyed like ``scan_info["channels"]``."""
+    # optional: BLISS (this runs inside a BLISS session only)
     from bliss import global_map
 
     channels = scan.scan_info.get("channels") or {}
@@ -235,6 +238,7 @@ def _counter_classes() -> tuple:
 
 
 def _device_of(ctr) -> dict:
+    # optional: BLISS (this runs inside a BLISS session only)
     from bliss.common.counter import SamplingCounter
 
     for cls, device_type, info_type in _counter_classes():
@@ -257,6 +261,7 @@ def fill_filename(scan) -> dict:
     """
     if not scan.scan_info.get("save") or scan.scan_info.get("filename"):
         return {}
+    # optional: BLISS (this runs inside a BLISS session only)
     from bliss.scanning.writer import get_writer_class
 
     writer = scan.writer

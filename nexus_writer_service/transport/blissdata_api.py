@@ -15,9 +15,9 @@ Where the generations differ, each has its module, and this one picks it:
 
 The rest is where it always was (``redis_engine.store``, ``redis_engine.scan``, ``beacon.data``,
 ``streams.lima``) and is re-exported here all the same: no module of this package but this one,
-the two generation modules and ``h5map`` imports blissdata, except ``mapping`` for blissdata's
-scan_info schema (``blissdata.schemas.scan_info``: pydantic types, no Redis, the same file in
-every supported generation; mapping stays free of Redis). The simulators import blissdata's
+the two generation modules and the leaves ``h5map`` and ``scaninfo_schema`` (blissdata's
+scan_info schema, ``blissdata.schemas.scan_info``: pydantic types, no Redis, the same file in
+every supported generation, read by the mapping) imports blissdata. The simulators import blissdata's
 plugin packages (``blissdata_lima2``, ``blissdata_mosca``).
 
 blissdata's public API does not give everything the writer needs (bounded multi-stream reads,
@@ -35,9 +35,11 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import NamedTuple
 
 import redis
+from blissdata.beacon.data import BeaconData
 from blissdata.redis_engine import scan as scan_module
 from blissdata.redis_engine.scan import Scan, ScanState, scan_creation_stream
 from blissdata.redis_engine.store import DataStore
+from blissdata.streams.lima import LimaStream
 
 try:
     VERSION = version("blissdata")
@@ -122,21 +124,9 @@ def describe() -> str:
     return f"blissdata {VERSION} (generation {GENERATION}){note}"
 
 
-def beacon_data(**kwargs):
-    """blissdata's Beacon client (``BeaconData``), imported on first use: it is only needed
-    when the Redis URL is asked from Beacon."""
-    from blissdata.beacon.data import BeaconData
-
+def beacon_data(**kwargs) -> BeaconData:
+    """blissdata's Beacon client: asked for the Redis URL when none is given."""
     return BeaconData(**kwargs)
-
-
-def __getattr__(name: str):
-    # imported on first use: blissdata's lima client is only needed by the lima simulator
-    if name == "LimaStream":
-        from blissdata.streams.lima import LimaStream
-
-        return LimaStream
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- private blissdata, each use through here or listed below --------------------------------
@@ -235,6 +225,7 @@ __all__ = [
     "SUPPORTED", "VERSION", "BaseStream", "BrokenPluginStream", "Cursor", "CursorGroup", "DataStore",
     "EndOfStream", "EventRange", "EventStream", "IndexNoMoreThereError", "JsonStreamEncoder",
     "MissingPluginStream", "NoScanAvailable", "NumericStreamEncoder", "Private", "Scan", "ScanLoadError",
-    "ScanNotFoundError", "ScanState", "Stream", "StreamDefinition", "StreamEntry", "View", "beacon_data",
+    "ScanNotFoundError", "ScanState", "Stream", "StreamDefinition", "StreamEntry", "View", "BeaconData",
+    "LimaStream", "beacon_data",
     "describe", "redis_client", "scan_creation_stream", "scan_module", "supported",
 ]

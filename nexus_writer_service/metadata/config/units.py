@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 import functools
 
+import pint
+
 
 #: units everybody writes that pint spells otherwise
 _UNIT_ALIASES = ("Angstrom = angstrom", "steps = count = step")
@@ -15,8 +17,6 @@ _COMMON_UNITS = ("s", "ms", "us", "mm", "um", "nm", "m", "deg", "mrad", "urad", 
 
 @functools.lru_cache(maxsize=1)
 def _units_registry():
-    import pint  # the field's units library; imported only when units are checked
-
     ureg = pint.UnitRegistry()
     for definition in _UNIT_ALIASES:
         ureg.define(definition)
