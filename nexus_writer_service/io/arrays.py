@@ -200,7 +200,7 @@ class _OpenSlots:
 
 
 #: appends and creations of growing datasets (all files) between two looks at the size of
-#: their file's metadata cache (``files.bound_metadata_cache``; ~1 us a look)
+#: their file's metadata cache (``files.bound_metadata_cache``): a look is cheap, not free
 CACHE_CHECK_EVERY = 128
 _calls = 0
 
@@ -540,8 +540,8 @@ class GrowingDataset:
             if self._deflater is not None:  # it sets the extent as the data reach the file
                 self._deflater.put(dsid, batch)
             elif batch.dtype.kind in PLAIN_KINDS:
-                # h5py's resize() and slicing cost ~100 us per call in Python: with hundreds
-                # of channels per scan that is the writer's time, so the selection is made here
+                # h5py's resize() and slicing are slow in Python: with hundreds of channels
+                # per scan they are the writer's time, so the selection is made here
                 dsid.set_extent(shape)
                 space = dsid.get_space()
                 space.select_hyperslab((start,) + (0,) * (batch.ndim - 1), batch.shape)

@@ -4,9 +4,8 @@ A scan's entry is a few dozen groups, datasets and attributes; for short scans
 (hundreds of 10-point scans back to back) creating them is most of the writer's
 time. h5py's high-level calls do much more than create: a new link creation
 property list per call, name checks, and for attributes a temporary attribute
-that is renamed (so that an existing one can be replaced). Measured here
-(h5py 3.16, HDF5 2.0): group 32 -> 15 us, attribute 43 -> 15 us, scalar dataset
-115 -> 41 us. The objects are the same as h5py makes them (types, creation order
+that is renamed (so that an existing one can be replaced); the low-level calls made here
+take a half to a third of that time (doc/benchmarks.md). The objects are the same as h5py makes them (types, creation order
 tracking, no time stamps), so readers cannot tell (tests/unit/io/test_io_objects.py).
 
 Only for objects known to be new (the tree writer checked, or created the

@@ -61,7 +61,7 @@ def read_virtual_layout(f: h5py.File, name: str,
         for i in range(1, len(parts)):  # an external link on the way leads to another file
             if f.id.links.get_info("/".join(parts[:i]).encode()).type == h5py.h5l.TYPE_EXTERNAL:
                 return None
-        link = f.id.links.get_info(name.encode())  # (H5Oget_info would load the whole header: 8 MB)
+        link = f.id.links.get_info(name.encode())  # (H5Oget_info would load the whole header: megabytes)
         if link.type != h5py.h5l.TYPE_HARD:
             return None
         sizeof_addr, sizeof_size = f.id.get_create_plist().get_sizes()
@@ -186,7 +186,7 @@ class _Reader:
     # -- global heap ------------------------------------------------------
     def _heap_object(self, addr: int, index: int) -> tuple[bytes, int, int]:
         """(the heap collection's bytes, where the object starts and ends in them): the
-        mappings are decoded in place (a 100,000-frame master's are ~3 MB)."""
+        mappings are decoded in place (a long scan's master holds megabytes of them)."""
         head = self.read(addr, 8 + self.l)
         if head[:4] != b"GCOL" or head[4] != 1:
             raise _Unsupported("global heap collection")

@@ -40,7 +40,7 @@ REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 def _describe(name: str, stream) -> StreamDescription:
     """What a stream says of itself in Redis, without its blissdata plugin class
-    (never built here: ``transport.plugins``); the low-level event stream always reads.
+    (never built here: ``transport.raw_scan``); the low-level event stream always reads.
     """
     events = stream.event_stream
     return describe_stream(name, events.info, events.encoding)
@@ -146,7 +146,7 @@ class ScanSource:
     def _info_is_current(self) -> bool:
         """True if the scan document in Redis has the ``info`` and streams loaded.
 
-        One JSON read instead of a second ``load_scan`` (redis-om, several times slower),
+        One JSON read instead of a second ``load_scan`` (redis-om, slower),
         which hundreds of short scans notice. After PREPARED only ``info`` and the
         state change, and any doubt (another layout, a value read back differently)
         reloads.
@@ -323,9 +323,9 @@ class BoundedCursorGroup(CursorGroup):
     is missing, reading is blissdata's own.
     """
 
-    #: 16 MB: with larger replies the peak memory grew with the scan's length (the allocator
-    #: keeps what replies of that size leave behind); with 16 MB it stays flat at the same CPU
-    #: time (doc/benchmarks.md)
+    #: with larger replies the peak memory grew with the scan's length (the allocator keeps
+    #: what replies of that size leave behind); with these it stays flat at the same CPU time
+    #: (doc/benchmarks.md)
     READ_BYTES = 16 << 20
     #: blissdata asks 100: small entries (one event or point each: statuses, progress ticks,
     #: 1-point sends) then cost a round trip per 100; the byte budget bounds the reply anyway
