@@ -24,7 +24,7 @@ class ChannelPlan:
     field: str
     nx_class: str
     short_name: str
-    role: str  # "axis", "timer", "counter", "spectrum", "image", "lima" (frames in detector
+    role: str  # "axis", "timer", "counter", "spectrum", "image", "frames" (frames in detector
     #            files), "spectrum_files" (spectra in detector files), "events" (JSON documents)
     dtype: str
     point_shape: tuple

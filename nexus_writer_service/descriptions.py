@@ -24,7 +24,7 @@ class KindTraits:
 
     #: the kind's name (logs, the writer's note; never compared to decide anything)
     name: str = ""
-    #: role its channel takes ("lima": frames in detector files; "spectrum_files": spectra
+    #: role its channel takes ("frames": frames in detector files; "spectrum_files": spectra
     #: in detector files; "events": JSON documents; None: from BLISS's channel naming)
     role: str | None = None
     #: its events are the points, appended to a growing dataset as they come

@@ -69,7 +69,7 @@ class StreamKind:
     live_group: ClassVar[bool] = False
     #: it has a place under ``instrument/`` (a ``ChannelPlan``)
     has_channel: ClassVar[bool] = True
-    #: role of its channel ("lima": frames in detector files; None: from BLISS's naming)
+    #: role of its channel ("frames": frames in detector files; None: from BLISS's naming)
     role: ClassVar[str | None] = None
     #: its events announce child scans (``child_scans``), whose entries the parent links
     child_scans_announced: ClassVar[bool] = False

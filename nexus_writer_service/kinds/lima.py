@@ -44,7 +44,7 @@ class Lima(StreamKind):
     name = "lima"
     priority = 20
     cumulative = True  # each status says all: the newest one is enough
-    role = "lima"
+    role = "frames"
 
     @classmethod
     def accepts(cls, stream: StreamDescription) -> bool:

@@ -100,7 +100,7 @@ class Lima2(StreamKind):
     priority = 20
     cumulative = True  # each status says all: the newest one is enough
     live_group = True
-    role = "lima"
+    role = "frames"
 
     @classmethod
     def accepts(cls, stream: StreamDescription) -> bool:

@@ -105,7 +105,7 @@ _MOSCA_ELEMENT = re.compile(r"^spec_det(\w+)$")
 
 
 def _derive(name: str, stream: StreamDescription, info: dict, is_master: bool,
-            lima_dets: frozenset = frozenset(), kind_role: str | None = None) -> tuple[str, str, str, str]:
+            frame_dets: frozenset = frozenset(), kind_role: str | None = None) -> tuple[str, str, str, str]:
     """(group, field, nx_class, role) from BLISS's channel naming (``kind_role``: the
     role the stream's kind imposes, if any)."""
     ctrl, _, short = name.rpartition(":")
@@ -115,7 +115,7 @@ def _derive(name: str, stream: StreamDescription, info: dict, is_master: bool,
         return (f"{det}_det{m.group(1)}" if m else (det or short)), "spectrum", "NXdetector", kind_role
     if kind_role == "events":
         return ctrl.replace(":", "_") or short, short if ctrl else "data", "NXcollection", kind_role
-    if kind_role != "lima" and det in lima_dets:
+    if kind_role != "frames" and det in frame_dets:
         # lima ROI counters (<det>:roi_counters:roi1_sum), BPM (<det>:bpm:x), frame metadata:
         # with the frames, under the detector's group
         fld = short if sub in ("", "roi_counters", "roi_profiles") else f"{sub.replace(':', '_')}_{short}"
@@ -126,8 +126,8 @@ def _derive(name: str, stream: StreamDescription, info: dict, is_master: bool,
     ndim = len(stream.shape)
     dev = _device(info, name)
     is_mca = dev.get("type") == "mca" or (dev.get("metadata") or {}).get("type") == "mca"
-    if kind_role == "lima":
-        return ctrl or display, "data", "NXdetector", "lima"
+    if kind_role == "frames":
+        return ctrl or display, "data", "NXdetector", "frames"
     if ctrl == "axis":
         return display, "value", "NXpositioner", "axis"
     if ctrl == "timer" or (is_master and chinfo.get("unit") == "s"):
@@ -201,8 +201,8 @@ def plan_channels(desc: ScanDescription, detectors: Mapping | None = None
     fields_taken: dict[tuple[str, str], set] = {}
     order = {ch: i for i, ch in enumerate(masters)}
     traits = {s.name: _traits(s) for s in desc.streams}
-    lima_dets = frozenset(s.name.rpartition(":")[0].partition(":")[0] for s in desc.streams
-                          if traits[s.name].role == "lima")
+    frame_dets = frozenset(s.name.rpartition(":")[0].partition(":")[0] for s in desc.streams
+                          if traits[s.name].role == "frames")
     for stream in sorted(desc.streams, key=lambda s: order.get(s.name, len(order))):
         kind = traits[stream.name]
         if not kind.has_channel:
@@ -215,7 +215,7 @@ def plan_channels(desc: ScanDescription, detectors: Mapping | None = None
             continue
         master, is_master = masters.get(stream.name, (None, False))
         entry = entries.get(master, first_entry) if master is not None else first_entry
-        group, fld, nx_class, role = _derive(stream.name, stream, info, is_master, lima_dets, kind.role)
+        group, fld, nx_class, role = _derive(stream.name, stream, info, is_master, frame_dets, kind.role)
         group, fld = safe_name(group), safe_name(fld)
         note = None
         data_path = kind.data_path

@@ -160,7 +160,7 @@ def test_streams_of_unknown_kind_are_reported_not_dropped_silently():
     assert set(plan.skipped) == {"weird"}
     assert sum("not written" in w for w in plan.warnings) == 1
     lima = plan.channel("cam:image")  # lima frames are referenced, not streamed
-    assert (lima.role, lima.group, lima.field) == ("lima", "cam", "data")
+    assert (lima.role, lima.group, lima.field) == ("frames", "cam", "data")
     assert lima not in plan.streamed
 
 
