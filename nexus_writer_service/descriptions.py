@@ -46,43 +46,57 @@ class StreamDescription:
     name: str
     #: the writer's kind of this stream (``kinds.classify`` decides; "" = not yet decided)
     kind: str = ""
+    #: dtype and shape of one point (or frame); -1 marks a free (ragged) dimension. Before
+    #: ``kinds.classify``, the stream info's; its kind may take the encoding's instead
     dtype: str | None = None
-    #: shape of one point (or frame); -1 marks a free (ragged) dimension
     shape: tuple = ()
     info: dict = field(default_factory=dict)
     #: how blissdata encodes its events in Redis: "numeric" or "json"
     encoding: str = "numeric"
-    #: the blissdata plugin named by the stream (``info["plugin"]`` or a legacy format), if any
+    #: the blissdata plugin named by the stream (``info["plugin"]``, or what transport read
+    #: from an older blissdata's naming), if any
     plugin: str | None = None
     #: what its kind decides for the other layers (``kinds.classify``; None = not yet classified)
     traits: KindTraits | None = None
+    #: dtype and shape of one event as the numeric encoding declares them (None: another
+    #: encoding): the points themselves for kinds whose events are the data, not for plugins
+    #: whose numeric events are frame counts
+    encoded_dtype: str | None = None
+    encoded_shape: tuple | None = None
 
 
-#: blissdata < 2 named stream kinds by ``info["format"]`` (blissdata maps them the same way)
-_LEGACY_FORMATS = {"lima_v1": "lima", "lima_v2": "lima2", "subscan": "scan_sequence"}
+def _dtype(value) -> str | None:
+    try:
+        return np.dtype(value).str if value is not None else None
+    except TypeError:
+        return None
 
 
-def describe_stream(name: str, info: dict | None, encoding: dict | None) -> StreamDescription:
-    """A stream's description from what Redis holds of it: its info and its encoding.
+def _shape(value) -> tuple:
+    try:
+        return tuple(int(d) for d in value) if isinstance(value, (list, tuple)) else ()
+    except (TypeError, ValueError):
+        return ()
 
-    Plain numeric streams take dtype and point shape from their encoding; streams of
-    a plugin (lima, mosca...) from their info (their events are statuses, not data).
+
+def describe_stream(name: str, info: dict | None, encoding: dict | None,
+                    plugin: str | None = None) -> StreamDescription:
+    """A stream's description from what Redis holds of it: its info and its encoding, both
+    kept (which of them describes the points is the stream kind's to say: ``kinds``).
+
+    ``plugin``: the plugin the stream names, when the transport read it from elsewhere than
+    ``info["plugin"]`` (an older blissdata's naming).
     """
     info, encoding = dict(info or {}), dict(encoding or {})
     enc_type = str(encoding.get("type", ""))
-    plugin = info.get("plugin") or _LEGACY_FORMATS.get(str(info.get("format", "")))
-    dtype, shape = info.get("dtype"), info.get("shape")
-    if (enc_type == "numeric" and not plugin) or plugin == "hdf5_fallback":
-        dtype, shape = encoding.get("dtype_str", dtype), encoding.get("shape", shape)
-    try:
-        dtype = np.dtype(dtype).str if dtype is not None else None
-    except TypeError:
-        dtype = None
-    try:
-        shape = tuple(int(d) for d in shape) if isinstance(shape, (list, tuple)) else ()
-    except (TypeError, ValueError):
-        shape = ()
-    return StreamDescription(name, "", dtype, shape, info, enc_type, str(plugin) if plugin else None)
+    plugin = plugin or info.get("plugin")
+    encoded_dtype = encoded_shape = None
+    if enc_type == "numeric":
+        encoded_dtype = _dtype(encoding.get("dtype_str", info.get("dtype")))
+        encoded_shape = _shape(encoding.get("shape", info.get("shape")))
+    return StreamDescription(name, "", _dtype(info.get("dtype")), _shape(info.get("shape")), info, enc_type,
+                             str(plugin) if plugin else None, encoded_dtype=encoded_dtype,
+                             encoded_shape=encoded_shape)
 
 
 @dataclass

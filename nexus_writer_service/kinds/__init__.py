@@ -73,12 +73,12 @@ def _classified(stream: StreamDescription) -> StreamDescription:
     if stream.kind and stream.traits is not None:
         return stream
     kind = handler(stream)
-    return dataclasses.replace(stream, kind=kind.name, traits=kind.traits())
+    return dataclasses.replace(kind.stream, kind=kind.name, traits=kind.traits())
 
 
 def handler(stream: StreamDescription) -> StreamKind:
     cls = by_name(stream.kind) if stream.kind else kind_of(stream)
-    return cls(stream)
+    return cls(cls.described(stream))
 
 
 # the kinds shipped with the writer (each registers itself)

@@ -13,6 +13,7 @@ for as ``FileQuery`` and gets back as ``FileFacts`` read by ``io/``.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -73,10 +74,20 @@ class StreamKind:
     role: ClassVar[str | None] = None
     #: its events announce child scans (``child_scans``), whose entries the parent links
     child_scans_announced: ClassVar[bool] = False
+    #: its events are its points: their dtype and shape are the numeric encoding's (those of
+    #: its info otherwise: a plugin's events are statuses or counts, not its data)
+    points_encoded: ClassVar[bool] = False
 
     @classmethod
     def accepts(cls, stream: StreamDescription) -> bool:
         raise NotImplementedError
+
+    @classmethod
+    def described(cls, stream: StreamDescription) -> StreamDescription:
+        """``stream`` with the dtype and point shape this kind's data have."""
+        if not cls.points_encoded or stream.encoded_shape is None:
+            return stream
+        return dataclasses.replace(stream, dtype=stream.encoded_dtype, shape=stream.encoded_shape)
 
     def __init__(self, stream: StreamDescription):
         self.stream = stream

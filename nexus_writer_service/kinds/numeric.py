@@ -17,6 +17,7 @@ class Numeric(StreamKind):
     name = "numeric"
     priority = 0
     appends = True
+    points_encoded = True
 
     @classmethod
     def accepts(cls, stream: StreamDescription) -> bool:

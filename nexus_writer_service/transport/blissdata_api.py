@@ -124,6 +124,16 @@ def describe() -> str:
     return f"blissdata {VERSION} (generation {GENERATION}){note}"
 
 
+#: blissdata < 2 named a stream's plugin by ``info["format"]`` (blissdata maps them the same way)
+LEGACY_FORMATS = {"lima_v1": "lima", "lima_v2": "lima2", "subscan": "scan_sequence"}
+
+
+def plugin_name(info: dict) -> str | None:
+    """The blissdata plugin a stream's info names, in either generation's naming."""
+    plugin = info.get("plugin") or LEGACY_FORMATS.get(str(info.get("format", "")))
+    return str(plugin) if plugin else None
+
+
 def beacon_data(**kwargs) -> BeaconData:
     """blissdata's Beacon client: asked for the Redis URL when none is given."""
     return BeaconData(**kwargs)
@@ -221,11 +231,11 @@ PRIVATE: tuple[Private, ...] = (
 )
 
 __all__ = [
-    "EXCLUDED", "GENERATION", "PRIVATE", "RELEASE", "SCAN_DOC_INFO", "SCAN_DOC_STREAMS", "SCAN_INDEX",
+    "EXCLUDED", "GENERATION", "LEGACY_FORMATS", "PRIVATE", "RELEASE", "SCAN_DOC_INFO", "SCAN_DOC_STREAMS", "SCAN_INDEX",
     "SUPPORTED", "VERSION", "BaseStream", "BrokenPluginStream", "Cursor", "CursorGroup", "DataStore",
     "EndOfStream", "EventRange", "EventStream", "IndexNoMoreThereError", "JsonStreamEncoder",
     "MissingPluginStream", "NoScanAvailable", "NumericStreamEncoder", "Private", "Scan", "ScanLoadError",
     "ScanNotFoundError", "ScanState", "Stream", "StreamDefinition", "StreamEntry", "View", "BeaconData",
     "LimaStream", "beacon_data",
-    "describe", "redis_client", "scan_creation_stream", "scan_module", "supported",
+    "describe", "plugin_name", "redis_client", "scan_creation_stream", "scan_module", "supported",
 ]

@@ -23,6 +23,7 @@ from .blissdata_api import (
     DataStore,
     EndOfStream,
     IndexNoMoreThereError,
+    plugin_name,
     redis_client,
     scan_creation_stream,
 )
@@ -43,7 +44,8 @@ def _describe(name: str, stream) -> StreamDescription:
     (never built here: ``transport.raw_scan``); the low-level event stream always reads.
     """
     events = stream.event_stream
-    return describe_stream(name, events.info, events.encoding)
+    info = events.info or {}
+    return describe_stream(name, info, events.encoding, plugin=plugin_name(info))
 
 
 @dataclass

@@ -56,13 +56,15 @@ def test_the_supported_range_is_pyprojects(monkeypatch, release, supported):
 
 
 def test_the_scan_info_schema_mapping_reads():
-    """mapping/scaninfo.py and mapping/metadata.py import blissdata's schema themselves."""
+    """mapping/scaninfo.py and mapping/metadata.py read blissdata's schema (the leaf scaninfo_schema)."""
     import typing
 
-    from blissdata.schemas.scan_info import ChainDict, ChannelDict, ScanInfoDict
+    from blissdata.schemas.scan_info import ChainDict, ChannelDict
+
+    from nexus_writer_service.scaninfo_schema import SCAN_INFO_KEYS
 
     # what is not BLISS's is the user's (user_scan_info): a key added here moves out of it
-    assert set(typing.get_type_hints(ScanInfoDict)) == {
+    assert SCAN_INFO_KEYS == {
         "acquisition_chain", "channels", "count_time", "data_policy", "data_writer", "devices", "display_extra",
         "end_reason", "end_time", "group", "index_in_sequence", "is_scan_sequence", "npoints", "plots",
         "publisher", "publisher_version", "retry_nb", "save", "scan_nb", "sequence_info", "session_name",
@@ -70,6 +72,20 @@ def test_the_scan_info_schema_mapping_reads():
     assert set(typing.get_type_hints(ChainDict)) == {"top_master", "devices", "scalars", "spectra", "images",
                                                      "master"}
     assert {"dim", "display_name", "unit", "axis_id", "axis_points", "axis_kind"} <= set(typing.get_type_hints(ChannelDict))
+
+
+@pytest.mark.parametrize("info, plugin", [
+    ({"plugin": "lima", "format": "lima_v1"}, "lima"),
+    ({"format": "lima_v1"}, "lima"),
+    ({"format": "lima_v2"}, "lima2"),
+    ({"format": "subscan"}, "scan_sequence"),
+    ({"plugin": "mosca"}, "mosca"),
+    ({"format": "other"}, None),
+    ({}, None),
+])
+def test_the_plugin_a_stream_names_in_either_naming(info, plugin):
+    """blissdata < 2 named a stream's plugin by ``info["format"]``: the transport reads both."""
+    assert api.plugin_name(info) == plugin
 
 
 # -- private methods: present, and called as we call them ----------------------------------

@@ -28,7 +28,6 @@ JSON = {"type": "json"}
     ({"plugin": "hdf5_fallback", "data_path": "1.1/instrument/d/data"}, NUM, "hdf5_fallback"),
     ({"data_path": "1.1/instrument/d/data"}, NUM, "hdf5_fallback"),  # blissdata < 2 file-backed
     ({"plugin": "lima", "format": "lima_v1", "lima_info": {}}, JSON, "lima"),
-    ({"format": "lima_v1"}, JSON, "lima"),                          # legacy: no plugin key
     ({"plugin": "lima2", "protocol_version": 2}, {"type": "numeric", "dtype_str": "<u4", "shape": []}, "lima2"),
     ({"plugin": "mosca", "mosca_info": {}}, JSON, "mosca"),
     ({"plugin": "scan_sequence", "format": "subscan"}, JSON, "scan_sequence"),
@@ -39,6 +38,33 @@ JSON = {"type": "json"}
 def test_kind_is_chosen_from_the_description(info, encoding, kind):
     stream = describe_stream("x:y", info, encoding)
     assert kinds.kind_of(stream).name == kind
+
+
+def test_a_plugin_named_by_the_transport_chooses_the_kind():
+    """An older blissdata names the plugin elsewhere than ``info["plugin"]``: the transport
+    reads it (``blissdata_api.plugin_name``) and passes it."""
+    stream = describe_stream("x:y", {"format": "lima_v1"}, JSON, plugin="lima")
+    assert (stream.plugin, kinds.kind_of(stream).name) == ("lima", "lima")
+
+
+@pytest.mark.parametrize("info, encoding, kind, dtype, shape", [
+    # plain numeric: the encoding's (the events are the points)
+    ({"dtype": "float32", "shape": [3]}, {"type": "numeric", "dtype_str": "<u2", "shape": [4, 5]},
+     "numeric", "<u2", (4, 5)),
+    # file-backed numeric, a plugin that is still the points: the encoding's
+    ({"plugin": "hdf5_fallback", "data_path": "1.1/instrument/d/data", "dtype": "float32", "shape": []},
+     {"type": "numeric", "dtype_str": "<i4", "shape": [2]}, "hdf5_fallback", "<i4", (2,)),
+    # lima2's numeric events are frame counts: the frames are the info's
+    ({"plugin": "lima2", "protocol_version": 2, "dtype": "uint16", "shape": [8, 10]},
+     {"type": "numeric", "dtype_str": "<u4", "shape": []}, "lima2", "<u2", (8, 10)),
+    # JSON statuses: the info's
+    ({"plugin": "lima", "lima_info": {}, "dtype": "uint16", "shape": [4, 5]}, JSON, "lima", "<u2", (4, 5)),
+])
+def test_the_kind_chooses_whose_dtype_and_shape_describe_the_points(info, encoding, kind, dtype, shape):
+    stream = kinds.classify(ScanDescription("k", "s", 1, "s", {}, [describe_stream("x:y", info, encoding)])).streams[0]
+    assert (stream.kind, stream.dtype, stream.shape) == (kind, dtype, shape)
+    assert (kinds.handler(describe_stream("x:y", info, encoding)).stream.dtype,
+            kinds.handler(describe_stream("x:y", info, encoding)).stream.shape) == (dtype, shape)
 
 
 LIMA = {"file_path": "/d/img_%04d.h5", "data_path": "/entry_0000/measurement/data",
