@@ -30,31 +30,67 @@ from ..nxnodes import attr_value, field, group, link
 from ..scangrid import mesh_shape
 
 
+@dataclass(frozen=True)
+class FrameRef:
+    """Where one frame is: what a URL to that single frame names."""
+
+    #: the detector file's format ("HDF5", "EDF", ...)
+    file_format: str
+    path: str
+    #: the dataset in an HDF5 file ("" otherwise)
+    data_path: str
+    #: the frame's index in its file
+    index: int
+
+
 @dataclass
 class Frames:
-    """What is known of one lima channel's frames at the end of the scan."""
+    """What is known of one detector channel's frames (or spectra) at the end of the scan."""
 
     acquired: int
     dtype: str
     #: shape of one frame
     shape: tuple
-    #: (format, file path, data path, index in file) of each saved frame, in order
-    refs: list = dc_field(default_factory=list)
+    #: where the saved frames are: frames of the scan -> frames of a detector file
+    mappings: list[VdsMapping] = dc_field(default_factory=list)
+    #: the detector files' format ("HDF5", "EDF", ...; "" when none is known)
+    file_format: str = ""
     #: (file path, byte offset, byte size) of each saved frame's raw data, when known
     raw: list | None = None
     #: extra axes of the detector's dataset between frame index and frame (Lima2: (1,))
     src_prefix: tuple = ()
 
-    #: frames saved when ``refs`` holds only the first (the kind built the dataset itself)
-    saved_count: int | None = None
-
     @property
     def saved(self) -> int:
-        return len(self.refs) if self.saved_count is None else self.saved_count
+        return sum(len(m) for m in self.mappings)
 
     @property
     def missing(self) -> int:
         return max(0, self.acquired - self.saved)
+
+
+def mappings_of(refs: list[FrameRef]) -> list[VdsMapping]:
+    """Frames ``0..len(refs)-1`` as mappings: one per run of frames stored one after the
+    other in one file."""
+    out, start = [], 0
+    for i in range(1, len(refs) + 1):
+        if i == len(refs) or (refs[i].path, refs[i].data_path, refs[i].index) != \
+                (refs[i - 1].path, refs[i - 1].data_path, refs[i - 1].index + 1):
+            out.append(VdsMapping.run(start, i - start, refs[start].path, refs[start].data_path, refs[start].index))
+            start = i
+    return out
+
+
+def as_runs(mappings: list[VdsMapping]) -> list[VdsMapping]:
+    """The mappings cut into runs (frames one after the other on both sides), in the order
+    of the scan's frames: a strided mapping (a Lima2 receiver's) is many runs."""
+    out = []
+    for m in mappings:
+        cut = np.flatnonzero((np.diff(m.frames) != 1) | (np.diff(m.src_frames) != 1)) + 1
+        for frames, src in zip(np.split(m.frames, cut), np.split(m.src_frames, cut)):
+            if len(frames):
+                out.append(VdsMapping(frames, m.src_file, m.src_dataset, src, m.src_shape, m.frame_shape))
+    return sorted(out, key=lambda run: int(run.frames[0]))
 
 
 def is_hdf5(fmt: str) -> bool:
@@ -68,36 +104,21 @@ def relative(path: str, file_dir: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-def uri(ref, file_dir: str) -> str:
-    fmt, path, data_path, index = ref
-    path = relative(path, file_dir)
-    if is_hdf5(fmt):
-        return f"silx:{path}?path={data_path}&slice={index}"
-    return f"fabio:{path}?slice={index}"
+def uri(ref: FrameRef, file_dir: str) -> str:
+    path = relative(ref.path, file_dir)
+    if is_hdf5(ref.file_format):
+        return f"silx:{path}?path={ref.data_path}&slice={ref.index}"
+    return f"fabio:{path}?slice={ref.index}"
 
 
-def uris(refs, file_dir: str) -> list[str]:
-    """``uri`` of every ref; the part naming the file is made once per file (100k frames)."""
-    prefixes: dict = {}
+def uris(frames: Frames, file_dir: str) -> list[str]:
+    """``uri`` of every saved frame, in the scan's order; the part naming the file is made
+    once per mapping (100k frames)."""
     out = []
-    for ref in refs:
-        key = ref[:3]
-        prefix = prefixes.get(key)
-        if prefix is None:
-            prefix = prefixes[key] = uri(ref, file_dir).rsplit("=", 1)[0] + "="
-        out.append(f"{prefix}{ref[3]}")
+    for run in as_runs(frames.mappings):
+        prefix = uri(FrameRef(frames.file_format, run.src_file, run.src_dataset, 0), file_dir).rsplit("=", 1)[0]
+        out.extend(f"{prefix}={i}" for i in run.src_frames.tolist())
     return out
-
-
-def _runs(refs) -> list[tuple[int, int]]:
-    """(first frame, count) of runs of frames stored one after the other in one file."""
-    runs, start = [], 0
-    for i in range(1, len(refs) + 1):
-        if (i == len(refs) or refs[i][1] != refs[i - 1][1] or refs[i][2] != refs[i - 1][2]
-                or refs[i][3] != refs[i - 1][3] + 1):
-            runs.append((start, i - start))
-            start = i
-    return runs
 
 
 def frames_vds(frames: Frames, file_dir: str, mesh: tuple[int, int] | None = None,
@@ -108,8 +129,7 @@ def frames_vds(frames: Frames, file_dir: str, mesh: tuple[int, int] | None = Non
     those never saved read as the fill value.
     """
     n = frames.acquired if mesh is None else mesh[0] * mesh[1]
-    runs = [VdsMapping.run(start, count, *frames.refs[start][1:4]) for start, count in _runs(frames.refs[:n])]
-    return runs_vds(runs, n, frames.dtype, frames.shape, file_dir, mesh, interpretation, frames.src_prefix)
+    return runs_vds(as_runs(frames.mappings), n, frames.dtype, frames.shape, file_dir, mesh, interpretation, frames.src_prefix)
 
 
 def runs_vds(runs: list[VdsMapping], n: int, dtype: str, shape: tuple, file_dir: str,
@@ -176,17 +196,17 @@ def frame_nodes(entry: str, ch: ChannelPlan, frames: Frames, file_dir: str, info
     mesh). ``data``: the frames' dataset when the kind built it itself.
     """
     det = group("NXdetector", dict(extra or {}))
-    fmt = frames.refs[0][0] if frames.refs else ""
+    fmt = frames.file_format
     if data is not None:
         det.children["data"] = data
-    elif frames.refs and is_hdf5(fmt):
+    elif frames.mappings and is_hdf5(fmt):
         det.children["data"] = frames_vds(frames, file_dir)
-    elif frames.refs:
+    elif frames.mappings:
         external = frames_external(frames, file_dir)
         if external is not None:
             det.children["data"] = external
     if with_uris:
-        det.children["frame_uris"] = field(uris(frames.refs, file_dir) or [""])
+        det.children["frame_uris"] = field(uris(frames, file_dir) or [""])
     det.children["frames_acquired"] = field(frames.acquired)
     det.children["frames_saved"] = field(frames.saved)
     if fmt:

@@ -17,11 +17,11 @@ import numpy as np
 from ..descriptions import FileQuery, StreamDescription
 from . import register
 from .base import Context, Outcome, StreamKind
-from .frames import Frames, frame_nodes, is_hdf5
+from .frames import FrameRef, Frames, frame_nodes, is_hdf5, mappings_of
 
 
-def frame_references(lima_info: dict, count: int) -> list[tuple[str, str, str, int]]:
-    """(format, file path, data path, index in file) of frames 0..count-1."""
+def frame_references(lima_info: dict, count: int) -> list[FrameRef]:
+    """Where frames 0..count-1 are."""
     if count <= 0 or not lima_info.get("file_path"):
         return []
     per_file = max(1, int(lima_info.get("frame_per_file") or 1))
@@ -35,7 +35,7 @@ def frame_references(lima_info: dict, count: int) -> list[tuple[str, str, str, i
         acq, in_acq = divmod(frame, per_acq) if per_acq > 0 else (0, frame)
         file_in_acq, in_file = divmod(in_acq, per_file)
         number = acq * files_per_acq + file_in_acq + offset
-        refs.append((fmt, template % number, data_path, in_file))
+        refs.append(FrameRef(fmt, template % number, data_path, in_file))
     return refs
 
 
@@ -78,16 +78,17 @@ class Lima(StreamKind):
 
     def files_needed(self, known: dict) -> list[FileQuery]:
         refs = self._refs()
-        if not refs or is_hdf5(refs[0][0]):
+        if not refs or is_hdf5(refs[0].file_format):
             return []
-        wanted = [FileQuery(path=p, what="edf") for p in dict.fromkeys(r[1] for r in refs)]
+        wanted = [FileQuery(path=p, what="edf") for p in dict.fromkeys(r.path for r in refs)]
         return [q for q in wanted if q not in known]
 
     def finish(self, ctx: Context) -> Outcome:
         refs = self._refs()
         shape = tuple(int(d) for d in self.stream.shape)
-        frames = Frames(max(self.acquired, self.saved), self.stream.dtype or "uint16", shape, refs)
-        if refs and not is_hdf5(refs[0][0]):
+        frames = Frames(max(self.acquired, self.saved), self.stream.dtype or "uint16", shape, mappings_of(refs),
+                        refs[0].file_format if refs else "")
+        if refs and not is_hdf5(refs[0].file_format):
             frames.raw = self._raw(refs, ctx.files, frames.dtype)
         nodes, plot = frame_nodes(ctx.entry, ctx.channel, frames, ctx.file_dir, ctx.info)
         out = Outcome(nodes=nodes, written=frames.saved, missing=frames.missing, plot=plot)
@@ -97,17 +98,18 @@ class Lima(StreamKind):
         return out
 
     @staticmethod
-    def _raw(refs, files: dict, dtype: str) -> list | None:
+    def _raw(refs: list[FrameRef], files: dict, dtype: str) -> list | None:
         """(file, offset, size) per frame when every frame is raw pixels of ``dtype``."""
         layouts = {facts.path: facts.raw for answers in files.values() for facts in answers}
         want = np.dtype(dtype).newbyteorder("<")
         out = []
-        for fmt, path, _, index in refs:
-            layout = layouts.get(path)
-            if str(fmt).upper() != "EDF" or not layout or index >= len(layout) or layout[index] is None:
+        for ref in refs:
+            layout = layouts.get(ref.path)
+            if (str(ref.file_format).upper() != "EDF" or not layout or ref.index >= len(layout)
+                    or layout[ref.index] is None):
                 return None
-            offset, size, kind = layout[index]
+            offset, size, kind = layout[ref.index]
             if np.dtype(kind) != want:
                 return None
-            out.append((path, offset, size))
+            out.append((ref.path, offset, size))
         return out

@@ -268,23 +268,19 @@ class Lima2(StreamKind):
                 warnings.append(f"{name}: no master file at {self.master[0]} and the receivers store no "
                                 f"frame_idx: frame order not known (frames from {len(sources)} receiver "
                                 f"files placed as if dealt round robin)")
-        data, refs, prefix = None, [], ()
+        data, mappings, prefix = None, [], ()
         if saved:
             dtype = dtype or "uint16"
             first = sources[0]
             prefix = tuple(first.src_shape[1:len(first.src_shape) - len(frame_shape)])
-            if mesh_shape(ctx.info):  # a mesh needs its (slow, fast) layout: frame by frame
-                joined = {m.src_file: os.path.join(folder, m.src_file) for m in sources}  # once per file
-                refs = [("HDF5", f, d, i) for _, f, d, i in sorted(
-                    (v, joined[m.src_file], m.src_dataset, i) for m in sources
-                    for v, i in zip(m.frames.tolist(), m.src_frames.tolist()))]
-            else:  # one strided source per receiver file; no list of 100,000 references
+            mappings = [VdsMapping(m.frames, os.path.join(folder, m.src_file), m.src_dataset, m.src_frames,
+                                   m.src_shape, m.frame_shape) for m in sources]
+            if not mesh_shape(ctx.info):  # a mesh needs its (slow, fast) layout: frame_nodes makes it
+                # one strided source per receiver file
                 data = master_vds(sources, folder, ctx.file_dir, max(self.acquired, saved),
                                   frame_shape, dtype, fill_value(dtype))
-                refs = [("HDF5", os.path.join(folder, first.src_file), first.src_dataset, int(first.src_frames[0]))]
-        saved = len(refs) if data is None else saved
-        frames = Frames(max(self.acquired, saved), dtype or "uint16", frame_shape, refs, src_prefix=prefix,
-                        saved_count=None if data is None else saved)
+        frames = Frames(max(self.acquired, saved), dtype or "uint16", frame_shape, mappings, "HDF5" if mappings else "",
+                        src_prefix=prefix)
         nodes, plot = frame_nodes(ctx.entry, ctx.channel, frames, ctx.file_dir, ctx.info, extra, data=data,
                                   with_uris=False)  # the VDS and the master link say it all
         if frames.missing:

@@ -83,9 +83,8 @@ class Mosca(StreamKind):
 
     def _frames(self, runs: list) -> Frames:
         saved = sum(len(run) for run in runs)
-        first = [("HDF5", runs[0].src_file, runs[0].src_dataset, 0)] if runs else []
         return Frames(max(self.read, saved), self.stream.dtype or "uint32",
-                      tuple(int(d) for d in self.stream.shape), first, saved_count=saved)
+                      tuple(int(d) for d in self.stream.shape), runs, "HDF5" if runs else "")
 
     def _vds(self, runs: list, n: int, file_dir: str, ch=None):
         vds = runs_vds(runs, n, self.stream.dtype or "uint32", tuple(int(d) for d in self.stream.shape),

@@ -14,6 +14,7 @@ from nexus_writer_service.nxnodes import get, nx_class
 from nexus_writer_service.simulation.recording import load_recording
 from describing import describe
 from kind_plugin import PLUGIN, installed_toy_kind
+from nexus_writer_service.kinds.frames import FrameRef
 from nexus_writer_service.kinds.lima import frame_references
 from nexus_writer_service.kinds.lima2 import _receiver_mappings, master_vds, progressions
 from nexus_writer_service.kinds.mosca import spectra_runs
@@ -179,8 +180,7 @@ def test_a_kind_from_an_entry_point_is_classified_and_placed(tmp_path):
     (8, "/d/img_0007.h5", 1),
 ])
 def test_lima_frame_references(frame, file, index):
-    fmt, path, data_path, i = frame_references(LIMA, frame + 1)[frame]
-    assert (fmt, path, data_path, i) == ("HDF5", file, LIMA["data_path"], index)
+    assert frame_references(LIMA, frame + 1)[frame] == FrameRef("HDF5", file, LIMA["data_path"], index)
 
 
 def test_lima_statuses_give_acquired_and_saved():
