@@ -18,9 +18,13 @@ None/False, and the caller uses h5py's high-level call.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import h5py
 import numpy as np
 from h5py import h5a, h5d, h5g, h5o, h5p, h5s, h5t
+
+from ..h5map import VirtualSource
 
 # Created once: property lists and types are immutable once passed to HDF5.
 _TRACKED = h5p.CRT_ORDER_TRACKED | h5p.CRT_ORDER_INDEXED
@@ -110,18 +114,22 @@ def selection_extent(sel) -> tuple[int, ...]:
     return tuple(s + (c - 1) * t + b for s, c, t, b in zip(sel.start, sel.count, stride, block))
 
 
-def new_virtual(parent: h5py.Group, name: str, dtype: np.dtype, shape: tuple, sources, fill) -> h5py.Dataset:
-    """A virtual dataset; ``sources``: (vspace selection, file, dataset, its shape, selection).
+def new_virtual(parent: h5py.Group, name: str, dtype: np.dtype, shape: tuple, sources: Sequence[VirtualSource],
+                src_shapes: Sequence[tuple], fill) -> h5py.Dataset:
+    """A virtual dataset from the plan's sources (hyperslabs: parts of frames allowed) and
+    each source dataset's shape (``src_shapes[i]``, as far as known: HDF5 needs one).
 
     h5py's ``VirtualSource[...]`` deep-copies the source for every selection: for a scan's
     many lima files, more than HDF5's own work.
     """
+    if len(sources) != len(src_shapes):
+        raise ValueError(f"{len(sources)} virtual sources for {len(src_shapes)} source shapes")
     dcpl = h5p.create(h5p.DATASET_CREATE)
     dcpl.set_fill_value(np.array(fill))  # HDF5 converts, as with h5py
     vspace = h5s.create_simple(shape)
-    for vsel, src_file, src_dataset, src_shape, ssel in sources:
-        dcpl.set_virtual(_select(vspace.copy(), vsel), src_file.encode("utf-8"), src_dataset.encode("utf-8"),
-                         _select(h5s.create_simple(tuple(src_shape)), ssel))
+    for vs, src_shape in zip(sources, src_shapes):
+        dcpl.set_virtual(_select(vspace.copy(), vs.vspace), vs.src_file.encode("utf-8"),
+                         vs.src_dataset.encode("utf-8"), _select(h5s.create_simple(tuple(src_shape)), vs.src_space))
     encoded, lcpl = link_name(name)
     return h5py.Dataset(h5d.create(parent.id, encoded, h5t.py_create(dtype, logical=True), vspace,
                                    dcpl=dcpl, lcpl=lcpl))

@@ -198,17 +198,16 @@ class TreeWriter:
 
     def _virtual(self, parent: h5py.Group, name: str, node: VirtualDataset) -> None:
         dtype = np.dtype(node.dtype)
-        sources = []
+        src_shapes = []
         for vs in node.virtual_sources:
             if vs.src_file == ".":
-                shape = parent.file[vs.src_dataset].shape
+                src_shapes.append(parent.file[vs.src_dataset].shape)
             else:  # another file (lima's): the selection tells how large it is at least
-                shape = selection_extent(vs.src_space)
-            sources.append((vs.vspace, vs.src_file, vs.src_dataset, shape, vs.src_space))
+                src_shapes.append(selection_extent(vs.src_space))
         # what stands for missing frames/points: the plan's, else the one rule (fillvalues)
         declared = node.attributes.get("fill_value")
         fill = _decoded(declared) if declared is not None else fill_value(dtype)
-        dset = new_virtual(parent, name, dtype, tuple(node.shape), sources, fill)
+        dset = new_virtual(parent, name, dtype, tuple(node.shape), node.virtual_sources, src_shapes, fill)
         self._virtuals[dset.name] = dset
         _set_attrs(dset, {"fill_value": fill, **{k: v for k, v in node.attributes.items() if k != "fill_value"}})
         if node.virtual_sources and node.virtual_sources[0].src_file == ".":

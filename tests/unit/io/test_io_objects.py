@@ -9,6 +9,8 @@ import hashlib
 import h5py
 import numpy as np
 import pytest
+from nexus_writer_service.h5map import SpaceSelection as Sel
+from nexus_writer_service.h5map import VirtualSource
 
 from nexus_writer_service.io.arrays import ArraySpec, GrowingDataset
 from nexus_writer_service.io.files import TRIM_CACHE_ABOVE, FileRegistry, trim_metadata_cache
@@ -168,8 +170,6 @@ def test_a_flush_keeps_the_metadata_cache_small_without_writing_outside_it(tmp_p
 
 
 def test_virtual_dataset_as_h5py_makes_it(tmp_path):
-    from nexus_writer_service.h5map import SpaceSelection as Sel
-
     src = tmp_path / "frames.h5"
     frames = np.arange(6 * 2 * 3, dtype=np.uint16).reshape(6, 2, 3)
     with h5py.File(src, "w") as f:
@@ -180,9 +180,11 @@ def test_virtual_dataset_as_h5py_makes_it(tmp_path):
     strided = (Sel(start=[0, 0, 0], count=[3, 2, 3]), Sel(start=[0, 0, 0], count=[3, 2, 3], stride=[2, 1, 1]))
     with h5py.File(tmp_path / "vds.h5", "w") as f:
         mesh = new_virtual(f, "mesh", np.dtype("uint16"), (2, 2, 2, 3),
-                           [(v, "frames.h5", "entry/data", (6, 2, 3), s) for v, s in pieces], 0)
+                           [VirtualSource(vspace=v, src_file="frames.h5", src_dataset="entry/data", src_space=s)
+                            for v, s in pieces], [(6, 2, 3)] * 2, 0)
         even = new_virtual(f, "even", np.dtype("uint16"), (3, 2, 3),
-                           [(strided[0], "frames.h5", "entry/data", (6, 2, 3), strided[1])], 0)
+                           [VirtualSource(vspace=strided[0], src_file="frames.h5", src_dataset="entry/data",
+                                          src_space=strided[1])], [(6, 2, 3)], 0)
         layout = h5py.VirtualLayout((3, 2, 3), "uint16")
         layout[0:3] = h5py.VirtualSource("frames.h5", "entry/data", shape=(6, 2, 3))[0:6:2]
         ref = f.create_virtual_dataset("ref", layout, fillvalue=0)
