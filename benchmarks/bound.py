@@ -36,6 +36,8 @@ import time
 import h5py
 import numpy as np
 
+from nexus_writer_service.vds_mapping import VdsMapping
+
 #: blissdata's CursorGroup.read asks Redis for at most this many entries per stream
 READ_GRANULARITY = 100
 
@@ -174,13 +176,40 @@ def _write(path: str, plan: dict, arrays: list[dict], batch: int) -> float:
             f[arrays[0]["entry"]].create_virtual_dataset("image", layout, fillvalue=0)
         for k, vds in enumerate(plan.get("vds", [])):  # Lima2 frames, MOSCA spectra
             layout = h5py.VirtualLayout(shape=tuple(vds["shape"]), dtype=vds["dtype"])
-            for first, stride, count, fname, dset, src_shape in vds["sources"]:
-                layout[first:first + count * stride:stride] = h5py.VirtualSource(fname, dset, shape=tuple(src_shape))
+            for record in vds["sources"]:
+                add_virtual_source(layout, mapping_from_record(record))
             f[arrays[0]["entry"]].create_virtual_dataset(f"vds{k}", layout, fillvalue=0)
     elapsed = time.perf_counter() - t0
     if ref is not None:
         ref.close()
     return elapsed
+
+
+def mapping_record(m: VdsMapping) -> dict:
+    """A mapping as JSON (the plan reaches the child process as a file)."""
+    return {"frames": m.frames.tolist(), "src_file": m.src_file, "src_dataset": m.src_dataset,
+            "src_frames": m.src_frames.tolist(), "src_shape": list(m.src_shape)}
+
+
+def mapping_from_record(record: dict) -> VdsMapping:
+    return VdsMapping(record["frames"], record["src_file"], record["src_dataset"], record["src_frames"],
+                      record["src_shape"])
+
+
+def _even_slice(indices: np.ndarray) -> slice:
+    """``indices`` as one slice; ValueError unless they are evenly spaced (h5py's layouts
+    take slices only)."""
+    step = int(indices[1] - indices[0]) if len(indices) > 1 else 1
+    if step <= 0 or (np.diff(indices) != step).any():
+        raise ValueError("not evenly spaced frames: h5py's virtual layouts take slices")
+    return slice(int(indices[0]), int(indices[-1]) + 1, step)
+
+
+def add_virtual_source(layout: h5py.VirtualLayout, m: VdsMapping) -> None:
+    """Plain h5py's way of making ``m`` part of a virtual dataset."""
+    if len(m):
+        source = h5py.VirtualSource(m.src_file, m.src_dataset, shape=tuple(m.src_shape))
+        layout[_even_slice(m.frames)] = source[_even_slice(m.src_frames)]
 
 
 def plain_write(plan: dict) -> dict:

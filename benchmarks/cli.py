@@ -36,14 +36,17 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import redis
 from blissdata.redis_engine.store import DataStore
 
 from nexus_writer_service.simulation.lima import LIMA_DATA_PATH
 from nexus_writer_service.simulation.lima2 import receiver_frames
 from nexus_writer_service.simulation.redis_server import RedisServer
+from nexus_writer_service.vds_mapping import VdsMapping
 
 from . import report
+from .bound import mapping_record
 from .lag import lag_stats
 from .publishing import data_store, publish_all, publish_paced
 from .scenarios import (LazyData, Scenario, build, data_streams, forget_detector_files, lima2_detector,
@@ -200,16 +203,16 @@ class Bench:
                     for rank in range(det.receivers):
                         for index in range(-(-len(range(rank, n, det.receivers)) // det.frames_per_file)):
                             frames = receiver_frames(det, n, rank, index)
-                            sources.append((int(frames[0]), det.receivers, len(frames),
-                                            det.receiver_file(folder, rank, index), det.data_path,
-                                            [len(frames), *det.frame_shape]))
+                            sources.append(mapping_record(VdsMapping(
+                                frames, det.receiver_file(folder, rank, index), det.data_path,
+                                np.arange(len(frames)), (len(frames), *det.frame_shape))))
                     out.append({"shape": [n, *det.frame_shape], "dtype": det.dtype, "sources": sources})
                 elif plugin == "mosca":
                     det = mosca_detector(sc)
                     alias, ppf = int(s.info["detector"]), det.points_per_file
-                    sources = [(start, 1, min(ppf, n - start), det.spectra_file(folder, k),
-                                f"{det.data_path}/spectra_{alias:02d}", [min(ppf, n - start), det.channels])
-                               for k, start in enumerate(range(0, n, ppf))]
+                    sources = [mapping_record(VdsMapping.run(
+                        start, min(ppf, n - start), det.spectra_file(folder, k), f"{det.data_path}/spectra_{alias:02d}",
+                        0, (min(ppf, n - start), det.channels))) for k, start in enumerate(range(0, n, ppf))]
                     out.append({"shape": [n, det.channels], "dtype": det.dtype, "sources": sources})
         return out
 
