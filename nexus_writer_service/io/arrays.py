@@ -430,6 +430,7 @@ class GrowingDataset:
 
     @property
     def is_open(self) -> bool:
+        """Whether it holds an open HDF5 dataset: only the tests ask (the open-slot bound)."""
         return self._id is not None
 
     @property

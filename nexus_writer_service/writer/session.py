@@ -76,7 +76,8 @@ class SessionWriter:
         self._stop.set()
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
-        """True once the writer listens: scans published from then on are written."""
+        """True once the writer listens: scans published from then on are written. The
+        in-process harness of the tests waits on it before publishing."""
         return self._ready.wait(timeout)
 
     @property
