@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logconfig.configure(args)
     try:
-        from ..tango import server as ts
+        from ..tango import server as ts  # optional: pytango (the [tango] extra)
     except ImportError as exc:
         print(f"RegisterNexusWriter: pytango is missing ({exc}): pip install 'nexus_writer_service[tango]'",
               file=sys.stderr)

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         names = list(args.session)
         if tango_mode:  # the sessions of the registered devices (pytango: the [tango] extra)
             try:
-                from ..tango.server import hosted_devices
+                from ..tango.server import hosted_devices  # optional: pytango
             except ImportError as exc:
                 raise ConfigError("NexusWriterService", None, f"pytango is missing ({exc}): "
                                   "pip install 'nexus_writer_service[tango]'") from None

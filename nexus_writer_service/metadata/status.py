@@ -58,7 +58,7 @@ def _session_name(session: str | None) -> str:
     if session:
         return session
     try:
-        from bliss import current_session
+        from bliss import current_session  # optional: BLISS (inside a BLISS session only)
     except ImportError as e:
         raise RuntimeError("give the session name (BLISS is not available here)") from e
     return current_session.name

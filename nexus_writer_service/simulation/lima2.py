@@ -356,7 +356,7 @@ def stand_in_definition(name: str, source_name: str, conductor_hostname: str, co
 def stream_definition(**kwargs: Any) -> StreamDefinition:
     """BLISS's definition: the plugin's own when blissdata-lima2 is installed, else the stand-in."""
     try:
-        from blissdata_lima2 import Lima2Stream
+        from blissdata_lima2 import Lima2Stream  # optional: the blissdata-lima2 plugin
     except ImportError:
         return stand_in_definition(**kwargs)
     return Lima2Stream.make_definition(**kwargs)

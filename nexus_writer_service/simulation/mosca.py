@@ -149,7 +149,7 @@ def stand_in_definition(name: str, detector: int, data_index: int, dtype: Any, s
 def stream_definition(**kwargs: Any) -> StreamDefinition:
     """BLISS's definition: the plugin's own when blissdata-mosca is installed, else the stand-in."""
     try:
-        from blissdata_mosca import MoscaStream
+        from blissdata_mosca import MoscaStream  # optional: the blissdata-mosca plugin
     except ImportError:
         return stand_in_definition(**kwargs)
     return MoscaStream.make_definition(**kwargs)
