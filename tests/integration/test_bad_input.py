@@ -39,6 +39,11 @@ def _scan_lines(harness, number: int, name: str = "ascan") -> list[str]:
     return [line for line in harness.caplog.text.splitlines() if tag in line]
 
 
+def _status_lines(harness, number: int, end: str) -> list[str]:
+    """The scan's log lines that end with its final status ("N.1: SUCCEEDED (k points, ...)")."""
+    return [line for line in _scan_lines(harness, number) if line.endswith(end)]
+
+
 def _state(harness, key: str, timeout: float = 15):
     """The scan's final state, once the listener has taken the scan at all.
 
@@ -64,7 +69,8 @@ def _assert_still_writing(harness, number: int) -> None:
         assert entry["writer/status"][()] == b"SUCCEEDED"
         for name, stream in (("diode1", DIODE1), ("diode2", DIODE2), ("robx", "axis:robx")):
             assert np.array_equal(entry["measurement"][name][()], rec.stream(stream).data)
-    assert any("SUCCEEDED" in line for line in _scan_lines(harness, number))
+    assert len(_status_lines(harness, number, f"{number}.1: SUCCEEDED ({len(rec.stream(DIODE1).data)} points, "
+                                              "end_reason SUCCESS)")) == 1, _scan_lines(harness, number)
     assert harness.thread.is_alive()
 
 
@@ -201,7 +207,10 @@ def test_broken_scan_info(harness, variant):
         if named is not None:
             notes = [w.decode() for e in state.entries for w in np.atleast_1d(f[e]["writer/warnings"][()])]
             assert any(named in w for w in notes), notes
-    assert any("SUCCEEDED" in line for line in lines), lines
+    npoints = len(rec.stream(DIODE1).data)
+    end_reason = rec.info_final.get("end_reason", "?")  # "?" when the edit dropped it
+    assert len(_status_lines(harness, 31, f"{', '.join(state.entries)}: SUCCEEDED ({npoints} points, "
+                                          f"end_reason {end_reason})")) == 1, lines
     _assert_still_writing(harness, 32)
 
 
@@ -329,7 +338,7 @@ def test_channel_names_with_path_separators_stay_inside(harness, tmp_path):
     folder = Path(state.file).parent
     assert folder == tmp_path / harness.session
     created = _files(tmp_path) - before
-    assert created <= {harness.session, f"{harness.session}/data.h5"}, created
+    assert created == {harness.session, f"{harness.session}/data.h5"}, created
     assert not list(tmp_path.parent.glob("evil*")) and not list(tmp_path.glob("**/evil*"))
 
     with read_file(state.file) as f:
@@ -440,7 +449,7 @@ def test_stalled_scan_is_given_up_incomplete_with_its_partial_data(make_harness)
     assert any("never closed" in w for w in state.warnings), state.warnings
     lines = _scan_lines(harness, 81)
     assert any("WARNING" in line and "given up" in line for line in lines), lines
-    assert any("INCOMPLETE" in line for line in lines), lines
+    assert len(_status_lines(harness, 81, "81.1: INCOMPLETE (3 points, end_reason ?)")) == 1, lines
     with read_file(state.file) as f:
         entry = f["81.1"]
         assert entry["writer/status"][()] == b"INCOMPLETE"
