@@ -232,7 +232,10 @@ def test_writer_applies_its_file_and_the_sessions_configuration(make_harness):
         assert s["instrument/source/name"][()] == b"ESRF"  # the writer's file still applies
         b = f[f"{broken.number}.1"]
         warnings = [w.decode() for w in b["writer/warnings"][()]]
-        assert any("detectors.diode1.units: 'Kev' is not a unit" in w and "ignored" in w for w in warnings)
+        assert warnings == [
+            "the session's configuration (scan_info nexuswriter.configuration): detectors.diode1.units: 'Kev' is "
+            "not a unit (did you mean 'keV'?): ignored, using the writer's own configuration only",
+            "plot 'transmission_curve' of technique 'transmission' not made: no channel 'it' in this scan"]
         assert b["instrument/i0/data"].attrs["units"] == "counts"  # the writer's file only
     assert nexus_errors(path) == []
 

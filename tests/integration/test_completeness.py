@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -79,12 +80,15 @@ def test_a_stopped_writer_is_reported_dead(make_harness):
 def test_status_command(make_harness):
     h = make_harness()
     key = h.publish(h.recording("13_timescan"))
-    h.state(key)
+    state = h.state(key)
     exe = os.path.join(os.path.dirname(sys.executable), "nexus-writer")
     out = subprocess.run([exe, "status", h.session, "--redis-url", h.url], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert f"session {h.session}: writer alive" in out.stdout
-    assert "timescan" in out.stdout and "SUCCEEDED" in out.stdout and "5 pts" in out.stdout
+    head, *scans = out.stdout.splitlines()
+    assert head.startswith(f"session {h.session}: writer alive (pid {os.getpid()} on {socket.gethostname()}, ")
+    # number, name, how it was written, how it ended, points, file and entry
+    assert scans == [f"  {state.number:>5} timescan       SUCCEEDED  SUCCESS         5 pts  "
+                     f"{state.file} {state.number}.1"], out.stdout
     h.stop()
     out = subprocess.run([exe, "status", h.session, "--redis-url", h.url], capture_output=True, text=True)
     assert out.returncode == 1

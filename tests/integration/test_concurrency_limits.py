@@ -106,11 +106,29 @@ def test_scans_never_prepared_do_not_block_a_later_scan(make_harness):
             p.abandon()
 
 
-def test_threads_are_bounded_and_queued_scans_are_all_written(make_harness):
+def test_threads_are_bounded_and_queued_scans_are_all_written(make_harness, monkeypatch):
     """More scans than threads: they queue (PENDING) and are all written, on at most
     ``max_scan_threads`` scan threads (one thread per scan before: 503 after 500 scans)."""
     import threading
 
+    from nexus_writer_service.writer.scan import ScanWriter
+
+    # the first two queued scans wait for each other: both hold a thread with the hung
+    # scan's, so the peak is exactly ``max_scan_threads`` however fast the others finish
+    both_running = threading.Barrier(2, timeout=20)
+    held, held_lock = [], threading.Lock()
+    run = ScanWriter.run
+
+    def run_held(self):
+        with held_lock:
+            hold = self.state.number != 3401 and len(held) < 2
+            if hold:
+                held.append(self.state.number)
+        if hold:
+            both_running.wait()
+        return run(self)
+
+    monkeypatch.setattr(ScanWriter, "run", run_held)
     harness = make_harness(max_scan_threads=3, max_active_scans=2)
     hung = _hung_scans(harness, [3401])  # holds one of the 3 threads throughout
     peak = [0]
@@ -135,7 +153,7 @@ def test_threads_are_bounded_and_queued_scans_are_all_written(make_harness):
             time.sleep(0.05)
         states = {k: harness.writer.scans.get(k) for k in keys}
         assert all(s is not None and s.status == "SUCCEEDED" for s in states.values()), states
-        assert 1 <= peak[0] <= 3, peak[0]
+        assert peak[0] == 3, peak[0]
         assert harness.writer._pool.threads <= 3
         with read_file(states[keys[0]].file) as f:
             for r in recs:
@@ -159,6 +177,9 @@ def test_file_work_is_done_only_by_scans_holding_a_slot(make_harness, monkeypatc
 
     writers, lock = {}, threading.Lock()
     working, peak, unslotted = set(), [0], []
+    # the first scan to do file work waits (before taking the file's lock) until another
+    # one works too: two at once is then certain, a third would break the limit
+    overlap, overlapped = threading.Condition(lock), [False]
 
     def watched(method, what):
         def call(self, *args, **kwargs):
@@ -170,6 +191,10 @@ def test_file_work_is_done_only_by_scans_holding_a_slot(make_harness, monkeypatc
                     unslotted.append((what, writer.state.number))
                 working.add(writer)
                 peak[0] = max(peak[0], len(working))
+                overlap.notify_all()
+                if not overlapped[0]:
+                    overlap.wait_for(lambda: len(working) >= 2, timeout=10)
+                    overlapped[0] = True
             try:
                 return method(self, *args, **kwargs)
             finally:
@@ -207,4 +232,4 @@ def test_file_work_is_done_only_by_scans_holding_a_slot(make_harness, monkeypatc
         for p in pubs:
             p.abandon()
     assert not unslotted, unslotted[:10]
-    assert 1 <= peak[0] <= 2, peak[0]
+    assert peak[0] == 2, peak[0]

@@ -87,6 +87,7 @@ def check_entry(f: h5py.File, entry_name: str, rec) -> None:
         if any(s.name == axis for s in rec.streams):
             link = entry["instrument/positioners"].get(motor, getlink=True)
             assert isinstance(link, h5py.SoftLink)
+            assert link.path == f"{entry.name}/instrument/{motor}/value"  # as BLISS links it
             assert np.array_equal(entry["instrument/positioners"][motor][()], rec.stream(axis).data)
         else:
             assert entry["instrument/positioners"][motor][()] == value

@@ -131,7 +131,8 @@ def test_a_second_writer_for_the_same_session_refuses_to_start(redis_server, tmp
     lines.wait_for("listening for scans")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert reader.writer(first.session) is not None  # still there: it expires later
+    dead = reader.writer(first.session)  # still there: it expires later
+    assert (dead["pid"], dead["host"]) == (proc.pid, socket.gethostname()), dead
     again = _start_writer(first.session, redis_server.url, tmp_path)
     try:
         Lines(again).wait_for("listening for scans", timeout=10)

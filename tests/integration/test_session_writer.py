@@ -98,7 +98,7 @@ def test_concurrent_and_back_to_back_scans_are_all_written(harness):
         assert scans[key].status == "SUCCEEDED", scans[key]
     path = slow[0].identity["path"]
     with read_file(path) as f:
-        assert {f"{n}.1" for n in range(2100, 2140)} | {"2001.1", "2002.1", "2003.1"} <= set(f)
+        assert set(f) == {f"{n}.1" for n in range(2100, 2140)} | {"2001.1", "2002.1", "2003.1"}
         for r in slow + fast:
             check_entry(f, f"{r.number}.1", r)
             check_default_plot(f, f"{r.number}.1", r)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import uuid
 
 import h5py
 import numpy as np
 import pytest
+from blissdata.exceptions import MissingPluginException
 
 from nexus_writer_service.simulation import lima2 as lima2_sim
 from nexus_writer_service.simulation import mosca as mosca_sim
@@ -396,7 +398,8 @@ def test_streams_with_their_plugins_installed_or_hidden(tmp_path, data_store):
             assert isinstance(stream, MissingPluginStream)
             assert stream.kind is None and stream.plugin == recorded.info["plugin"]
             assert stream.info == recorded.info
-            with pytest.raises(Exception):
+            with pytest.raises(MissingPluginException, match=re.escape(
+                    f"No plugin matching '{recorded.info['plugin']}' entry point for stream '{recorded.name}'")):
                 len(stream)
         # the raw events stay readable
         assert list(raw_events(scan.streams[lima2_rec.name])[:]) == list(lima2_rec.data)
