@@ -144,3 +144,19 @@ def start_service(*args: str):
         line = proc.stdout.readline()
         assert line, "service did not start"
     return proc, line.split("status page on ")[1].strip()
+
+
+def start_session_writer(redis_url: str, session: str, base_path, *args: str):
+    """``NexusSessionWriter SESSION --log=info --base-path BASE *args`` as its own process,
+    once it listens (readers in the tests read its files as another process would)."""
+    import os
+    import subprocess
+    import sys
+
+    exe = os.path.join(os.path.dirname(sys.executable), "NexusSessionWriter")
+    writer = subprocess.Popen([exe, session, "--log=info", "--base-path", str(base_path), *args],
+                              env=dict(os.environ, REDIS_DATA_URL=redis_url),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = writer.stdout.readline()
+    assert "listening" in line, line
+    return writer

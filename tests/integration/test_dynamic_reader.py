@@ -8,9 +8,6 @@ with other locking flags in the process that writes it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 
@@ -21,6 +18,7 @@ import pytest
 from nexus_writer_service.simulation.recording import load_recording, relocate
 from nexus_writer_service.simulation.replay import ScanPublisher
 from nexus_writer_service.transport.blissdata_api import DataStore
+from conftest import start_session_writer
 
 dynamic_hdf5 = pytest.importorskip("blissdata.h5api.dynamic_hdf5")
 
@@ -46,12 +44,8 @@ def _wait(fn, timeout: float = 30.0):
 
 def test_blissdata_reads_the_points_of_an_entry_being_written(redis_server, tmp_path):
     session = f"dynamic_{uuid.uuid4().hex[:8]}"
-    exe = os.path.join(os.path.dirname(sys.executable), "NexusSessionWriter")
-    writer = subprocess.Popen([exe, session, "--log=info", "--base-path", str(tmp_path)],
-                              env=dict(os.environ, REDIS_DATA_URL=redis_server.url),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    writer = start_session_writer(redis_server.url, session, tmp_path)
     try:
-        assert "listening" in writer.stdout.readline()
         rec = relocate(load_recording("03_ascan"), tmp_path, session=session)
         entry, path = f"{rec.number}.1", rec.identity["path"]
         published = np.asarray(rec.stream(DIODE1).data)

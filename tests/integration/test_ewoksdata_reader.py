@@ -13,8 +13,6 @@ as its own process (as at a beamline), the readers in threads of this process.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -28,6 +26,7 @@ bliss_reader = pytest.importorskip("ewoksdata.data.bliss")
 from nexus_writer_service import __version__  # noqa: E402
 from nexus_writer_service.simulation.recording import load_recording, relocate  # noqa: E402
 from nexus_writer_service.simulation.replay import ScanPublisher  # noqa: E402
+from conftest import start_session_writer
 
 
 def _wait(fn, timeout: float = 30.0):
@@ -64,12 +63,8 @@ def test_ewoksdata_waits_for_end_time_then_reads_every_point(redis_server, tmp_p
     from blissdata.redis_engine.store import DataStore
 
     session = f"ewoks_{uuid.uuid4().hex[:8]}"
-    exe = os.path.join(os.path.dirname(sys.executable), "NexusSessionWriter")
-    writer = subprocess.Popen([exe, session, "--log=info", "--base-path", str(tmp_path)],
-                              env=dict(os.environ, REDIS_DATA_URL=redis_server.url),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    writer = start_session_writer(redis_server.url, session, tmp_path)
     try:
-        assert "listening" in writer.stdout.readline()
         rec = relocate(load_recording("03_ascan"), tmp_path, session=session)
         assert rec.info_final["publisher"] == "bliss" and rec.info_final["publisher_version"] == "2.2.1"
         expected = {s.name: np.asarray(s.data) for s in rec.streams}
