@@ -160,3 +160,15 @@ def start_session_writer(redis_url: str, session: str, base_path, *args: str):
     line = writer.stdout.readline()
     assert "listening" in line, line
     return writer
+
+
+def wait_for(fn, timeout: float = 30.0):
+    """``fn()`` once it is true, or its last value after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)

@@ -18,7 +18,7 @@ import pytest
 from nexus_writer_service.simulation.recording import load_recording, relocate
 from nexus_writer_service.simulation.replay import ScanPublisher
 from nexus_writer_service.transport.blissdata_api import DataStore
-from conftest import start_session_writer
+from conftest import start_session_writer, wait_for as _wait
 
 dynamic_hdf5 = pytest.importorskip("blissdata.h5api.dynamic_hdf5")
 
@@ -31,15 +31,6 @@ def _read(path: str, fn, default=None):
             return fn(f)
     except (OSError, KeyError):  # not created yet, or caught between two flushes
         return default
-
-
-def _wait(fn, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def test_blissdata_reads_the_points_of_an_entry_being_written(redis_server, tmp_path):

@@ -26,16 +26,7 @@ bliss_reader = pytest.importorskip("ewoksdata.data.bliss")
 from nexus_writer_service import __version__  # noqa: E402
 from nexus_writer_service.simulation.recording import load_recording, relocate  # noqa: E402
 from nexus_writer_service.simulation.replay import ScanPublisher  # noqa: E402
-from conftest import start_session_writer
-
-
-def _wait(fn, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
+from conftest import start_session_writer, wait_for as _wait
 
 
 def _points(path: str, dataset: str) -> int:
