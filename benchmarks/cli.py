@@ -141,7 +141,7 @@ class Bench:
         return records
 
     def _profile(self, sc: Scenario, kind: str, repeat: int, w: WriterProcess):
-        """py-spy on our writer while it drains (``--profile``): collapsed stacks, all threads."""
+        """py-spy on our writer while it drains or follows live scans (``--profile``): collapsed stacks, all threads."""
         if not self.args.profile or kind != "ours":
             return None
         out = Path(self.args.profile) / f"{sc.name}-{repeat}.txt"
@@ -226,11 +226,15 @@ class Bench:
             w.start()
             w.wait_ready()
             recs = build(sc, wdir / "data", session)
+            spy = self._profile(sc, kind, repeat, w)
             cpu0 = w.cpu_seconds()
             t0 = time.time()
             keys, rec["publish_s"] = publish_all(data_store(self.url), recs, sc)
             t_end = time.time()
             t1, done = w.wait_done(keys, self.idle_timeout)
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
             rec["cpu_s"] = w.cpu_seconds() - cpu0
             rec["rss_mb"] = w.peak_rss_mb()
             w.stop()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import math
 import os
 import threading
 import zlib
@@ -113,7 +114,7 @@ class ArraySpec:
         name = check_compression(self.compression)
         limit = self.storage.compression_limit_nbytes
         if name and limit is not None and self.expected_points > 0:
-            point = int(np.prod([d if d > 0 else 256 for d in self.point_shape]))
+            point = math.prod(d if d > 0 else 256 for d in self.point_shape)
             if self.expected_points * point * np.dtype(self.dtype).itemsize <= limit:
                 return ""
         return name
@@ -157,13 +158,29 @@ def _chunk_cache(chunk_bytes: int, filtered: bool):
     return dapl
 
 
+#: creation property lists of plain chunked datasets, by (chunks, fill value, dtype): HDF5 copies
+#: a list when it creates a dataset, and making one is a third of a dataset's creation
+_PLAIN_DCPLS: dict[tuple, h5p.PropDCID] = {}
+
+
+def _plain_dcpl(chunks: tuple, fillvalue) -> h5p.PropDCID:
+    key = (chunks, repr(fillvalue), type(fillvalue))  # (repr: NaN is not equal to itself)
+    dcpl = _PLAIN_DCPLS.get(key)
+    if dcpl is None:
+        dcpl = h5p.create(h5p.DATASET_CREATE)
+        dcpl.set_chunk(chunks)
+        dcpl.set_fill_value(np.array(fillvalue))  # HDF5 converts (and clamps), as with h5py
+        dcpl.set_obj_track_times(False)
+        if len(_PLAIN_DCPLS) >= 256:  # (a session's shapes are few; never unbounded)
+            _PLAIN_DCPLS.clear()
+        _PLAIN_DCPLS[key] = dcpl
+    return dcpl
+
+
 def _plain_chunked(parent, name, dtype, shape, maxshape, chunks, fillvalue, dapl) -> h5py.Dataset:
     """What ``create_dataset`` makes without filters, through the low-level API (faster:
     short scans create many of these, see objects.py)."""
-    dcpl = h5p.create(h5p.DATASET_CREATE)
-    dcpl.set_chunk(chunks)
-    dcpl.set_fill_value(np.array(fillvalue))  # HDF5 converts (and clamps), as with h5py
-    dcpl.set_obj_track_times(False)
+    dcpl = _plain_dcpl(tuple(chunks), fillvalue)
     space = h5s.create_simple(shape, tuple(h5s.UNLIMITED if m is None else m for m in maxshape))
     encoded, lcpl = link_name(name)
     dsid = h5d.create(parent.id, encoded, h5t.py_create(dtype, logical=True), space,
@@ -387,17 +404,23 @@ class GrowingDataset:
     """
 
     def __init__(self, dset: h5py.Dataset, spec: ArraySpec, cache_bytes: int | None = None,
-                 anchor: tuple | None = None):
+                 anchor: tuple | None = None, plain: tuple | None = None):
         """``anchor``: (open group, path below it) to reopen the dataset from. New entries
         are built under a staging name and moved into place (``io.entries.create``): an
         open group follows the move, a path from the file's root would not (and HDF5 finds
-        the name of an object reopened by reference by searching the whole file)."""
+        the name of an object reopened by reference by searching the whole file).
+        ``plain``: (dtype, shape) of an unfiltered dataset ``create`` just made, not asked
+        of HDF5 again (hundreds of short scans make thousands of datasets)."""
         self.spec = spec
-        self.dtype = dset.dtype
-        self._shape = tuple(dset.shape)
+        if plain is not None:
+            self.dtype, self._shape = plain
+            self._filtered = False
+        else:
+            self.dtype = dset.dtype
+            self._shape = tuple(dset.shape)
+            dcpl = dset.id.get_create_plist()
+            self._filtered = dcpl.get_nfilters() > 0
         self.length = self._shape[0]
-        dcpl = dset.id.get_create_plist()
-        self._filtered = dcpl.get_nfilters() > 0
         resumed = cache_bytes is None  # a dataset reopened from the file (resumed entry)
         #: chunks deflated in worker threads (gzip/deflate of fixed-shape points), else None
         self._deflater: _Deflater | None = None
@@ -408,7 +431,7 @@ class GrowingDataset:
             self._deflater = _Deflater(dset.chunks[0], tuple(dset.chunks[1:]), self.dtype, fill[0], *pipeline,
                                        length=self.length)
         if cache_bytes is None:
-            cache_bytes = int(np.prod(dset.chunks or (1,))) * self.dtype.itemsize
+            cache_bytes = math.prod(dset.chunks or (1,)) * self.dtype.itemsize
         self._cache_bytes: int = cache_bytes
         if anchor is None:
             anchor = (h5py.h5i.get_file_id(dset.id), h5py.h5i.get_name(dset.id))
@@ -487,7 +510,7 @@ class GrowingDataset:
         point = tuple(0 if d == -1 else int(d) for d in spec.point_shape)
         maxshape = (None,) + tuple(None if d == -1 else int(d) for d in spec.point_shape)
         inner = tuple(d if d > 0 else 256 for d in point)
-        point_bytes = dtype.itemsize * int(np.prod(inner or [1]))
+        point_bytes = dtype.itemsize * math.prod(inner)
         kwargs = _compression_kwargs(spec.filter)
         chunk_bytes = spec.storage.chunk_nbytes or CHUNK_BYTES
         if spec.storage.chunk_split and inner:
@@ -500,21 +523,23 @@ class GrowingDataset:
             elif not kwargs:
                 nchunk = min(nchunk, UNKNOWN_LENGTH_ROWS)
             chunks = (nchunk,) + inner
-        cache_bytes = int(np.prod(chunks)) * dtype.itemsize
+        cache_bytes = math.prod(chunks) * dtype.itemsize
         # deflated chunks are written whole (_Deflater): HDF5 caches none of them
         deflated = (kwargs.get("compression") == "gzip" and -1 not in spec.point_shape
                     and tuple(chunks[1:]) == point and dtype.kind in PLAIN_KINDS)
         dapl = _chunk_cache(cache_bytes, bool(kwargs) and not deflated)
+        plain = None
         if kwargs or dtype.kind not in PLAIN_KINDS:  # h5py checks the filter is available
             dset = parent.create_dataset(
                 name, shape=(0,) + point, maxshape=maxshape, dtype=dtype, chunks=chunks,
                 fillvalue=spec.fillvalue, dapl=dapl, **kwargs)
         else:
             dset = _plain_chunked(parent, name, dtype, (0,) + point, maxshape, chunks, spec.fillvalue, dapl)
+            plain = (dtype, (0,) + point)
         if -1 in spec.point_shape:
             dset.attrs["fill_value"] = spec.fillvalue
         _bound_cache(dset.id)
-        return cls(dset, spec, cache_bytes, anchor)
+        return cls(dset, spec, cache_bytes, anchor, plain)
 
     def append(self, batch) -> int:
         """Append points; ragged batches come as a list of arrays."""

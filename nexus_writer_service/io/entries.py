@@ -7,12 +7,11 @@ note's item names come from ``records.NOTE``.
 
 from __future__ import annotations
 
-import os
-
 import h5py
 
 from ..records import NOTE, NOTE_GROUP
 from ..states import in_file
+from .objects import replace_attr
 
 
 def has(h5: h5py.File, entry: str) -> bool:
@@ -40,10 +39,11 @@ def create(h5: h5py.File, entry: str, write) -> None:
     """Make ``entry`` with ``write(parent, name)``, built aside and moved into place in one
     link operation: a writer killed meanwhile leaves a staging group, never a half entry
     (a later run removes its leftovers)."""
-    staging = f"{STAGING}{entry.replace('.', '_')}_{os.getpid()}"
-    stem = staging.rsplit("_", 1)[0] + "_"
-    for leftover in [k for k in h5 if k.startswith(stem)]:
-        del h5[leftover]
+    # one name per entry (one writer at a time writes a file): a killed writer's leftover is
+    # found by name, never by listing the file's entries (thousands in a long dataset)
+    staging = f"{STAGING}{entry.replace('.', '_')}"
+    if staging in h5:
+        del h5[staging]
     write(h5, staging)
     h5.move(staging, entry)
 
@@ -96,7 +96,7 @@ def prune_empty(h5: h5py.File, entry: str, candidates: list[str]) -> list[str]:
 
 def set_default(h5: h5py.File, entry: str) -> None:
     """The entry a viewer opens the file on."""
-    h5.attrs["default"] = entry
+    replace_attr(h5, "default", entry)
 
 
 __all__ = ["has", "note", "create", "set_status", "set_default", "prune_empty"]

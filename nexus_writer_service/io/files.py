@@ -18,6 +18,7 @@ import h5py
 
 from .. import __version__
 from . import space
+from .objects import new_attr
 from .path_policy import HDF5_SIGNATURE, PathPolicy, not_an_hdf5_target
 
 _logger = logging.getLogger(__name__)
@@ -505,9 +506,10 @@ def _root_attributes(h5: h5py.File, path: str) -> None:
         "HDF5_Version": h5py.version.hdf5_version,
         "h5py_version": h5py.version.version,
     }
+    root = h5["/"]  # (``h5.attrs`` opens the root group again at every use)
     for k, v in attrs.items():
-        if k not in h5.attrs:  # a file BLISS or another writer made keeps its own
-            h5.attrs[k] = v
+        if not h5py.h5a.exists(root.id, k.encode()) and not new_attr(root, k, v):  # (a file BLISS
+            root.attrs[k] = v  # or another writer made keeps its own)
 
 
 def set_publisher(h5: h5py.File, info: dict) -> None:

@@ -34,6 +34,13 @@ _GCPL.set_attr_creation_order(_TRACKED)
 _GCPL.set_obj_track_times(False)  # as h5py's create_group (no time stamps: reproducible files)
 _DCPL = h5p.create(h5p.DATASET_CREATE)
 _DCPL.set_obj_track_times(False)  # as h5py's create_dataset (track_times=False)
+#: small fields are stored in their object header (compact layout) instead of a block of
+#: their own: one allocation less per field, and a reader gets the value with the header
+#: (every HDF5 reads them; h5py's default is contiguous)
+_DCPL_COMPACT = _DCPL.copy()
+_DCPL_COMPACT.set_layout(h5d.COMPACT)
+#: bytes of a field's data up to which it is compact (HDF5's limit is 64 kB per header message)
+COMPACT_BYTES = 4096
 _LCPL_UTF8 = h5p.create(h5p.LINK_CREATE)
 _LCPL_UTF8.set_char_encoding(h5t.CSET_UTF8)
 _STR = h5t.py_create(h5py.string_dtype(), logical=True)  # variable-length UTF-8, as h5py
@@ -87,14 +94,57 @@ def new_attr(obj: h5py.HLObject | h5o.ObjectID, name: str, value) -> bool:
     return True
 
 
+def text_attr(loc: h5o.ObjectID, name: str) -> str | None:
+    """A scalar text attribute of ``loc`` (None if there is none or it holds something else)."""
+    encoded = name.encode()
+    if not h5a.exists(loc, encoded):
+        return None
+    attr = h5a.open(loc, encoded)
+    if attr.shape != () or h5t.check_string_dtype(attr.dtype) is None:
+        return None
+    value = np.empty((), dtype=attr.dtype)
+    attr.read(value, mtype=h5t.py_create(attr.dtype))
+    text = value[()]
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+
+
+def replace_attr(obj: h5py.HLObject, name: str, value) -> None:
+    """``obj.attrs[name] = value``. A text attribute that holds text is written over in place
+    (the file's ``default``, at every scan: a new attribute in the root's dense attribute
+    storage costs ten times more); others are made again, last in creation order as h5py does."""
+    typed = _typed(value)
+    if typed is None or not name.isascii():
+        obj.attrs[name] = value
+        return
+    loc, encoded = obj.id, name.encode()
+    if h5a.exists(loc, encoded):
+        attr = h5a.open(loc, encoded)
+        array, tid = typed
+        if tid is _STR and array.ndim == 0 and attr.shape == () and attr.get_type().equal(_STR):
+            attr.write(np.ascontiguousarray(array), mtype=h5t.py_create(array.dtype))
+            return
+        attr.close()
+        h5a.delete(loc, encoded)
+    new_attr(loc, name, value)
+
+
+def root_of(obj: h5py.HLObject) -> h5py.Group:
+    """The file's root group, opened from any of its objects (cheaper than ``obj.file``)."""
+    return h5py.Group(h5o.open(obj.id, b"/"))
+
+
 def new_field(parent: h5py.Group, name: str, value) -> h5py.Dataset | None:
-    """A small dataset holding ``value`` (contiguous, as h5py makes it); None if not handled."""
+    """A small dataset holding ``value`` (compact up to ``COMPACT_BYTES``, else contiguous as
+    h5py makes it); None if not handled."""
     typed = _typed(value)
     if typed is None:
         return None
     array, tid = typed
     encoded, lcpl = link_name(name)
-    dset = h5d.create(parent.id, encoded, tid, _space(array), dcpl=_DCPL, lcpl=lcpl)
+    # (variable-length strings hold 16-byte references to the global heap in the header)
+    nbytes = array.size * (16 if tid is _STR else array.dtype.itemsize)
+    dcpl = _DCPL_COMPACT if nbytes <= COMPACT_BYTES else _DCPL
+    dset = h5d.create(parent.id, encoded, tid, _space(array), dcpl=dcpl, lcpl=lcpl)
     dset.write(h5s.ALL, h5s.ALL, np.ascontiguousarray(array))
     return h5py.Dataset(dset)
 
@@ -151,5 +201,5 @@ def mark_target(h5: h5py.File, target: str) -> bool:
     return True
 
 
-__all__ = ["new_group", "new_attr", "new_field", "new_virtual", "new_soft_link", "mark_target",
+__all__ = ["new_group", "new_attr", "new_field", "text_attr", "replace_attr", "root_of", "new_virtual", "new_soft_link", "mark_target",
            "link_name", "selection_extent", "PLAIN_KINDS"]

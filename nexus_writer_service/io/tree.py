@@ -33,7 +33,18 @@ from ..fillvalues import fill_value
 from ..records import NOTE, NOTE_GROUP
 from ..compression import required_plugins
 from .arrays import ArraySpec, GrowingDataset
-from .objects import mark_target, new_attr, new_field, new_group, new_soft_link, new_virtual, selection_extent
+from .objects import (
+    mark_target,
+    new_attr,
+    new_field,
+    new_group,
+    new_soft_link,
+    new_virtual,
+    replace_attr,
+    root_of,
+    selection_extent,
+    text_attr,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -72,6 +83,16 @@ def _set_attrs(obj, attributes: dict, new: bool = False) -> None:
             obj.attrs[name] = value
 
 
+def _absolute_targets(group: Group):
+    """The absolute destinations of the soft links below ``group``."""
+    for child in group.children.values():
+        if isinstance(child, SoftLink):
+            if child.target_path.startswith("/"):
+                yield child.target_path
+        elif isinstance(child, Group):
+            yield from _absolute_targets(child)
+
+
 def set_attributes(obj, attributes: dict) -> None:
     """Write plan attributes on an existing object (the file's root), replacing any there."""
     _set_attrs(obj, attributes)
@@ -95,16 +116,28 @@ class TreeWriter:
         self._virtuals: dict[str, h5py.Dataset] = {}
         #: (group, length of its path + 1) of the top-level group being written
         self._top: tuple | None = None
+        #: (its group, whether it names the filter plugins) of that entry's writer note
+        self._note: tuple[h5py.Group, bool] | None = None
+        #: (length of the top-level node's path, its path in the file) while it is written
+        self._top_path: tuple[int, str] = (0, "")
+        #: absolute link destinations inside the node being written; those marked so far
+        self._targets: frozenset[str] = frozenset()
+        self._marked: set[str] = set()
 
     def write(self, parent: h5py.Group, name: str, node, replace: frozenset = frozenset(), _path: str = "",
-              _new: bool = False) -> None:
-        """``_new``: ``parent`` was created by this call, nothing to merge with (faster)."""
+              _new: bool = False, as_name: str | None = None) -> None:
+        """``as_name``: the name ``node`` will have in the file (``name`` is where it is built,
+        see ``io.entries.create``). ``_new``: ``parent`` was created by this call, nothing to
+        merge with (faster)."""
         path = f"{_path}/{name}" if _path else name
         existing = None if _new else parent.get(name, getlink=True)
+        if not _path:
+            self._begin(path, as_name or name, node)
         if isinstance(node, Group):
             if existing is None:
                 grp = new_group(parent, name)
                 _set_attrs(grp, node.attributes, new=True)
+                self._mark_if_target(grp, path)
             else:
                 grp = parent[name]
                 if not isinstance(grp, h5py.Group):
@@ -117,10 +150,16 @@ class TreeWriter:
             top = not _path
             if top:  # growing datasets below reopen from this group (it may be moved, see arrays)
                 self._top = (grp.id, len(path) + 1)
+                self._note = None
+            elif name == NOTE_GROUP and "/" not in _path:  # the entry's writer note
+                made = existing is None
+                self._note = (grp, made and NOTE.required_filter_plugins in node.children
+                              or not made and NOTE.required_filter_plugins in grp)
             for cname, child in node.children.items():
                 self.write(grp, cname, child, replace, path, existing is None)
             if top:
                 self._top = None
+                self._targets = frozenset()
             if not _path and self.filters:
                 self._declare_filters(grp)
             return
@@ -168,25 +207,38 @@ class TreeWriter:
                     kind = {"dtype": h5py.string_dtype()} if isinstance(value, str) else {}
                     dset = parent.create_dataset(name, data=value, **kind)
             _set_attrs(dset, node.attributes, new=fresh)
+            self._mark_if_target(dset, path)
             if array is not None:
                 array.park()  # closed until its first append unless it holds an open slot
         else:
             self.warnings.append(f"{parent.name}/{name}: unsupported plan node {type(node).__name__}")
 
+    def _begin(self, path: str, final_name: str, node) -> None:
+        """Before a top-level node: the link destinations inside it, marked as they are made
+        (reopening each by path afterwards, ``mark_target``, is most of a link's cost)."""
+        top = "/" + final_name
+        self._top_path = (len(path), top)
+        self._targets = frozenset(_absolute_targets(node)) if isinstance(node, Group) else frozenset()
+
+    def _mark_if_target(self, obj, path: str) -> None:
+        if self._targets:
+            final = self._top_path[1] + path[self._top_path[0]:]
+            if final in self._targets and not h5py.h5a.exists(obj.id, b"target"):
+                new_attr(obj, "target", final)
+                self._marked.add(final)
+
     def _declare_filters(self, entry: h5py.Group) -> None:
         """The plugins the data below ``entry`` need: in its writer note and, for the
         whole file, in the root attribute (plugins of earlier entries are kept)."""
         plugins = required_plugins(self.filters)
-        note = entry.get(NOTE_GROUP)
-        if isinstance(note, h5py.Group) and NOTE.required_filter_plugins not in note:
-            note[NOTE.required_filter_plugins] = "; ".join(plugins) or "none"
-        root = entry.file.attrs
-        before = root.get("required_filter_plugins", "none")
-        before = before.decode() if isinstance(before, bytes) else str(before)
-        known = sorted(({p for p in before.split("; ") if p and p != "none"}) | set(plugins))
+        if self._note is not None and not self._note[1]:  # (the note, whether it says them already)
+            new_field(self._note[0], NOTE.required_filter_plugins, "; ".join(plugins) or "none")
+        root = root_of(entry)
+        before = text_attr(root.id, "required_filter_plugins")
+        known = sorted(({p for p in (before or "").split("; ") if p and p != "none"}) | set(plugins))
         value = "; ".join(known) or "none"
-        if value != before or "required_filter_plugins" not in root:
-            root["required_filter_plugins"] = value
+        if value != before:
+            replace_attr(root, "required_filter_plugins", value)
 
     def write_at(self, h5: h5py.File, parent_path: str, name: str, node, replace: bool = False) -> None:
         """Write ``node`` as ``parent_path/name`` (the parent exists); ``replace``: an item
@@ -217,11 +269,14 @@ class TreeWriter:
         """Create the soft links once their destinations exist, with ``@target``."""
         for parent, name, target in self._links:
             new_soft_link(parent, name, target)
+            if target in self._marked:
+                continue
             # a relative target (BLISS's maps have some) is resolved from the link's group
             self._target(parent.file, target if target.startswith("/") else
                          posixpath.normpath(posixpath.join(parent.name, target)))
         self._links = []
         self._virtuals = {}
+        self._marked = set()
 
     def _target(self, h5: h5py.File, target: str, mark: bool = True) -> None:
         made = self._virtuals.get(target)

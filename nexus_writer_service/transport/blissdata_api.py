@@ -202,6 +202,9 @@ PRIVATE: tuple[Private, ...] = (
     # -- loading scans (transport/raw_scan.py), Redis reads blissdata makes privately --
     Private("DataStore", "_redis", "attribute", "transport/scans.py, transport/identity.py",
             "the store's Redis client: see redis_client()"),
+    Private("DataStore", "_scan_model", "attribute", "transport/raw_scan.py",
+            "the store's own redis-om scan model: its documents validated without redis-om's "
+            "walks for datetime and bytes fields it has none of (see raw_scan.plain_documents)"),
     Private("Scan", "_load", "classmethod", "transport/raw_scan.py",
             "loads a scan as a subclass of Scan (DataStore.load_scan hard-codes Scan)",
             ("data_store", "key")),

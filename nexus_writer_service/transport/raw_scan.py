@@ -17,6 +17,11 @@ blissdata clients in the process are not affected.
 
 from __future__ import annotations
 
+import datetime
+import typing
+
+from redis_om.model import model as om  # blissdata's document models (its dependency)
+
 from .blissdata_api import DataStore, Scan
 
 
@@ -43,9 +48,62 @@ class RawScan(Scan):
 
 
 class RawDataStore(DataStore):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        plain_documents(self._scan_model)
+
     def load_scan(self, key):
         """The scan at ``key`` (blissdata's ``Scan``, state and info as usual), its streams raw."""
         return RawScan._load(self, key)
+
+
+#: field types redis-om 1.x converts in a document before validating it
+_CONVERTED = (datetime.date, datetime.datetime, datetime.time, bytes)
+
+
+def plain_documents(model) -> bool:
+    """Scan documents validated as they come: the store's ``model.get`` without redis-om's walks.
+
+    redis-om 1.x's ``JsonModel.get`` walks every document twice before validating it
+    (timestamps to datetimes, base64 to bytes, for fields of those types), scan_info's
+    every key included: two thirds of a scan's load, which blissdata makes at every state
+    change it sees (three or four per scan, hundreds of short scans a minute). blissdata's
+    scan model has no such field, so the walks change nothing: the document is validated
+    directly (the same model, tests/integration/test_blissdata_contract.py). The model is
+    this store's own class (blissdata makes one per ``DataStore``): no other store changes.
+    A model with such a field, or a redis-om without the walks, is left as it is (False).
+    """
+    if not hasattr(om, "convert_timestamp_to_datetime") or not hasattr(model, "model_validate"):
+        return False
+    if _has_converted_field(model, set()):
+        return False
+    key_field = model._meta.primary_key.name
+
+    def get(cls, pk):
+        document = cls.db().json().get(cls.make_key(pk))
+        if document is None:
+            raise om.NotFoundError
+        document[key_field] = pk
+        return cls.model_validate(document)
+
+    model.get = classmethod(get)
+    return True
+
+
+def _has_converted_field(model, seen: set) -> bool:
+    if model in seen:
+        return False
+    seen.add(model)
+    for field in model.model_fields.values():
+        pending = [field.annotation]
+        while pending:
+            kind = pending.pop()
+            if isinstance(kind, type) and issubclass(kind, _CONVERTED):
+                return True
+            if isinstance(kind, type) and hasattr(kind, "model_fields") and _has_converted_field(kind, seen):
+                return True
+            pending.extend(typing.get_args(kind))
+    return False
 
 
 __all__ = ["EventsOnly", "RawDataStore"]

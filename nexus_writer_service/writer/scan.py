@@ -360,7 +360,8 @@ class ScanWriter:
                 if entries.has(h5, entry.name):  # resumed: complete what is missing
                     writer.write(h5, entry.name, tree)
                 else:
-                    entries.create(h5, entry.name, lambda parent, name: writer.write(parent, name, tree))
+                    entries.create(h5, entry.name,
+                                   lambda parent, name: writer.write(parent, name, tree, as_name=entry.name))
                 self.state.entries.append(entry.name)
             if root.attributes:  # BLISS's map's for the file's root
                 set_attributes(h5, root.attributes)

@@ -18,12 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
+from redis_om.model import model as om
 
 from nexus_writer_service import h5map
 from nexus_writer_service.simulation.recording import load_recording, relocate
 from nexus_writer_service.simulation.replay import ScanPublisher
 from nexus_writer_service.transport import blissdata_api as api
 from nexus_writer_service.transport.identity import newest_scan_key, scan_identity
+from nexus_writer_service.transport.blissdata_api import DataStore
 from nexus_writer_service.transport.raw_scan import EventsOnly, RawDataStore
 from nexus_writer_service.transport.scans import LastOnlyStream, ScanSource, scans_since
 
@@ -263,6 +265,21 @@ def test_the_scan_document_is_read_at_the_json_paths_we_use(ds, running):
     source = ScanSource(RawDataStore(ds.url), running.key)
     source.load(timeout=0)
     assert source._info_is_current()
+
+
+def test_scan_documents_validate_as_redis_oms_own_get_makes_them(ds, running):
+    """transport/raw_scan.py: the store's model validates documents without redis-om's walks."""
+    store = RawDataStore(ds.url)
+    model = store._scan_model
+    pk = running.key[len(model.make_key("")):]
+    walks = hasattr(om, "convert_timestamp_to_datetime")  # redis-om 1.x (blissdata 2.4)
+    assert ("get" in vars(model)) is walks  # replaced only where redis-om walks documents
+    ours, theirs = model.get(pk), om.JsonModel.get.__func__(model, pk)
+    assert ours.model_dump() == theirs.model_dump()
+    assert ours.info == running.scan.info and set(ours.data_streams) == {s.name for s in running.rec.streams}
+    with pytest.raises(om.NotFoundError):
+        model.get(pk + "X")
+    assert type(DataStore(ds.url)._scan_model.__dict__.get("get")) is not classmethod  # other stores: as they are
 
 
 def test_the_identity_index_finds_the_newest_scan_of_an_identifier(ds, tmp_path):

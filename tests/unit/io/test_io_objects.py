@@ -14,9 +14,13 @@ from nexus_writer_service.h5map import VirtualSource
 
 from nexus_writer_service.io.arrays import ArraySpec, GrowingDataset
 from nexus_writer_service.io.files import TRIM_CACHE_ABOVE, FileRegistry, trim_metadata_cache
+from nexus_writer_service.h5map import Dataset, Group, SoftLink
+from nexus_writer_service.io import entries
 from nexus_writer_service.io.objects import (
-    mark_target, new_attr, new_field, new_group, new_soft_link, new_virtual, selection_extent,
+    mark_target, new_attr, new_field, new_group, new_soft_link, new_virtual, replace_attr, root_of,
+    selection_extent, text_attr,
 )
+from nexus_writer_service.io.tree import TreeWriter
 
 VALUES = [
     "NXentry",
@@ -111,6 +115,61 @@ def test_mark_target(h5):
     h5["a/b"].attrs["target"] = "/kept"
     assert mark_target(h5, "/a/b") and h5["a/b"].attrs["target"] == "/kept"
     assert not mark_target(h5, "/a/missing") and not mark_target(h5, "/nowhere/x")
+
+
+def test_text_attributes_read_and_replaced_as_h5py(h5):
+    h5.attrs["vlen"] = "é vlen"
+    h5.attrs.create("fixed", np.bytes_(b"fixed"))  # another writer's fixed-length string
+    h5.attrs["number"], h5.attrs["array"] = 3, ["a", "b"]
+    grp = h5.create_group("g/h")
+    root = root_of(grp)
+    assert root == h5["/"]
+    assert [text_attr(root.id, n) for n in ("vlen", "fixed", "number", "array", "missing")] == [
+        "é vlen", "fixed", None, None, None]
+    replace_attr(root, "vlen", "new ✓")  # text over text: written in place
+    replace_attr(root, "other", 2.5)
+    replace_attr(root, "fixed", "now variable")  # another type: made again, last
+    replace_attr(root, "number", np.asarray([1, 2]))
+    assert h5.attrs["vlen"] == "new ✓" and h5.attrs["other"] == 2.5 and h5.attrs["fixed"] == "now variable"
+    np.testing.assert_array_equal(h5.attrs["number"], [1, 2])
+    assert list(h5.attrs) == ["vlen", "array", "other", "fixed", "number"]
+    assert h5py.check_string_dtype(h5.attrs.get_id("fixed").dtype).length is None
+
+
+def test_entries_are_built_aside_and_a_killed_writers_leftover_is_replaced(h5):
+    h5.create_group(f"{entries.STAGING}3_1").create_group("half")  # a writer killed while building 3.1
+    h5.create_group(f"{entries.STAGING}4_1")  # another entry's: not this one's to remove
+    seen = []
+
+    def write(parent, name):
+        seen.append(sorted(parent))
+        parent.create_group(name).create_dataset("title", data="scan 3")
+
+    entries.create(h5, "3.1", write)
+    assert seen == [[f"{entries.STAGING}4_1"]]  # the leftover went before the entry was built
+    assert sorted(h5) == ["3.1", f"{entries.STAGING}4_1"]
+    assert list(h5["3.1"]) == ["title"]
+
+
+def test_link_destinations_are_marked_with_their_final_path_as_they_are_made(h5):
+    tree = Group(attributes={"NX_class": "NXentry"}, children={
+        "instrument": Group(attributes={"NX_class": "NXinstrument"}, children={
+            "diode": Group(attributes={"NX_class": "NXdetector"}, children={"data": Dataset(value=1.5)})}),
+        "measurement": Group(attributes={"NX_class": "NXcollection"}, children={
+            "diode": SoftLink(target_path="/2.1/instrument/diode/data"),
+            "det": SoftLink(target_path="/2.1/instrument/diode"),
+            "older": SoftLink(target_path="/1.1/title")}),
+    })
+    h5.create_group("1.1").create_dataset("title", data="first")
+    writer = TreeWriter()
+    entries.create(h5, "2.1", lambda parent, name: writer.write(parent, name, tree, as_name="2.1"))
+    writer.finish_links()
+    assert h5["2.1/instrument/diode/data"].attrs["target"] == "/2.1/instrument/diode/data"
+    assert h5["2.1/instrument/diode"].attrs["target"] == "/2.1/instrument/diode"
+    assert h5["1.1/title"].attrs["target"] == "/1.1/title"  # outside the tree: marked afterwards
+    assert h5["2.1/measurement/diode"][()] == 1.5 and h5["2.1/measurement/older"][()] == b"first"
+    assert h5["2.1/measurement/det"] == h5["2.1/instrument/diode"]
+    assert "target" not in h5["2.1/instrument"].attrs and writer.warnings == []
 
 
 @pytest.mark.parametrize("dtype,point,fill", [
