@@ -190,8 +190,9 @@ def new_soft_link(parent: h5py.Group, name: str, target: str) -> None:
     parent.id.links.create_soft(encoded, target.encode("utf-8"), lcpl=lcpl)
 
 
-def mark_target(h5: h5py.File, target: str) -> bool:
-    """NeXus ``@target`` on a link's destination (kept if already there); False if it does not exist."""
+def mark_target(h5: h5py.Group, target: str) -> bool:
+    """NeXus ``@target`` on a link's destination (kept if already there); False if it does not exist.
+    ``h5``: any group of the file (``target`` is absolute)."""
     try:
         oid = h5o.open(h5.id, target.encode("utf-8"))
     except KeyError:

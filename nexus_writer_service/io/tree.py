@@ -145,8 +145,9 @@ class TreeWriter:
                     return
                 # ``replace`` on a group: its attributes are rewritten (BLISS's end map over its start map)
                 rewrite = path in replace
+                gid = grp.id
                 _set_attrs(grp, {k: v for k, v in node.attributes.items()
-                                 if rewrite or k not in grp.attrs or k == "default"})
+                                 if rewrite or k == "default" or not h5py.h5a.exists(gid, k.encode())})
             top = not _path
             if top:  # growing datasets below reopen from this group (it may be moved, see arrays)
                 self._top = (grp.id, len(path) + 1)
@@ -271,14 +272,16 @@ class TreeWriter:
             new_soft_link(parent, name, target)
             if target in self._marked:
                 continue
-            # a relative target (BLISS's maps have some) is resolved from the link's group
-            self._target(parent.file, target if target.startswith("/") else
+            # a relative target (BLISS's maps have some) is resolved from the link's group;
+            # an absolute one from any object of the file (no File object made per link)
+            self._target(parent, target if target.startswith("/") else
                          posixpath.normpath(posixpath.join(parent.name, target)))
         self._links = []
         self._virtuals = {}
         self._marked = set()
 
-    def _target(self, h5: h5py.File, target: str, mark: bool = True) -> None:
+    def _target(self, h5: h5py.Group, target: str, mark: bool = True) -> None:
+        """``h5``: any group of the file (``target`` is absolute)."""
         made = self._virtuals.get(target)
         if made is not None and made.id.valid:
             if mark and not h5py.h5a.exists(made.id, b"target"):
