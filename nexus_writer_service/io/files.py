@@ -6,7 +6,6 @@ run back to back), so a process opens each file once and shares the handle.
 
 from __future__ import annotations
 
-import collections
 import errno
 import logging
 import os
@@ -281,8 +280,6 @@ class FileRegistry:
         #: files to check (and rebuild if damaged) before they are opened: a crash left them
         #: and there was no room to rebuild them then
         self.suspects: set[str] = set()
-        #: path -> scans on their way to write it (``expect``): released, it stays open
-        self._expected: collections.Counter[str] = collections.Counter()
 
     def acquire(self, path: str) -> FileHandle:
         """The shared handle of ``path``, opened (or created) on first use.
@@ -327,46 +324,10 @@ class FileRegistry:
         """The open handle of ``path``, unless its file left the path (its users finish
         with it; newcomers get the path's own file)."""
         handle = self._handles.get(path)
-        if handle is not None and (change := handle.check()) is not None:
+        if handle is not None and handle.check() is not None:
             self._handles.pop(path)
-            if handle.users <= 0:  # kept open for an expected scan (``expect``): nobody's now
-                if change.kind in ("truncated", "overwritten", "broken"):
-                    self.quarantined.append(handle)  # nothing more goes into a damaged file
-                else:
-                    self._close(handle)
             return None
         return handle
-
-    def expect(self, path: str) -> str | None:
-        """A scan is about to write ``path``: if the file's last user releases it meanwhile,
-        it stays open for that scan (``unexpect`` once it has acquired it, or gave up).
-
-        Back-to-back short scans of one file would otherwise close and open it again for
-        each scan (a millisecond of the few each costs). Nothing waits on it: the file
-        stays open only while a scan that will write it is on its way, flushed, as it
-        would be during that scan. Returns the key for ``unexpect`` (None: a path the
-        writer refuses, nothing expected).
-        """
-        try:
-            key = self._allowed(path)
-        except FileAccessError:
-            return None
-        with self._lock:
-            self._expected[key] += 1
-        return key
-
-    def unexpect(self, key: str | None) -> None:
-        if key is None:
-            return
-        with self._lock:
-            self._expected[key] -= 1
-            if self._expected[key] > 0:
-                return
-            del self._expected[key]
-            handle = self._handles.get(key)
-            if handle is not None and handle.users <= 0:
-                self._handles.pop(key)
-                self._close(handle)
 
     def path_lock(self, path: str) -> threading.RLock:
         """Held while the file at ``path`` is opened or rebuilt (one at a time per path)."""
@@ -391,30 +352,19 @@ class FileRegistry:
             if handle in self.quarantined:
                 return
             if handle.users <= 0:
-                if self._expected.get(handle.path) and self._handles.get(handle.path) is handle:
-                    try:  # kept for the scan expected next: what was written is in the file
-                        with handle.lock:
-                            handle.h5.flush()
-                        return
-                    except Exception:  # (closing says why)
-                        pass
                 if self._handles.get(handle.path) is handle:
                     self._handles.pop(handle.path)
-                self._close(handle)
-
-    def _close(self, handle: FileHandle) -> None:
-        """Close a handle nobody uses (under the registry's lock)."""
-        try:
-            with handle.lock:
-                handle.unreserve()
-                handle.h5.close()
-            self._on_close(handle.path)
-        except Exception as exc:  # a failing close must not hide the scan's own result
-            # HDF5 could not write what it held: the id is half-closed, and closing
-            # or collecting it again crashes the process. Keep it, never touch it.
-            _logger.error("closing %s failed (%s): its handle is kept until the process ends",
-                          handle.path, exc)
-            self.quarantined.append(handle)
+                try:
+                    with handle.lock:
+                        handle.unreserve()
+                        handle.h5.close()
+                    self._on_close(handle.path)
+                except Exception as exc:  # a failing close must not hide the scan's own result
+                    # HDF5 could not write what it held: the id is half-closed, and closing
+                    # or collecting it again crashes the process. Keep it, never touch it.
+                    _logger.error("closing %s failed (%s): its handle is kept until the process ends",
+                                  handle.path, exc)
+                    self.quarantined.append(handle)
 
     def quarantine(self, handle: FileHandle, keep=(), force: bool = False) -> bool:
         """Keep a file whose writes failed open for the life of the process.

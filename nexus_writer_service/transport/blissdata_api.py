@@ -147,23 +147,6 @@ def redis_client(ds: DataStore) -> redis.Redis:
     return ds._redis
 
 
-def scan_state_stream(scan: Scan) -> tuple[str, str]:
-    """(key, last entry read by blissdata) of the scan's state stream: its states are read
-    there without blissdata reading the scan's document again at each one
-    (``Scan._model.state_stream``, ``Scan._last_entry_id``)."""
-    last = scan._last_entry_id
-    return scan._model.state_stream.key(), last.decode() if isinstance(last, bytes) else last
-
-
-def check_exists(ds: DataStore, key: str) -> None:
-    """ScanNotFoundError for a scan deleted from Redis, or expiring within 10 s: blissdata's
-    ``Scan.update`` rule in every supported generation (2.4 has it as ``Scan._check_exists``,
-    2.0 inline), asked before a scan's states are read without ``update``."""
-    ttl = redis_client(ds).ttl(key)
-    if ttl != -1 and ttl <= 10:
-        raise ScanNotFoundError("Scan has been deleted from Redis")
-
-
 #: blissdata's RediSearch index of scan identities (``DataStore.search_existing_scans`` queries
 #: ``@id_<identity field>`` there); transport/identity.py queries it itself
 SCAN_INDEX = "esrf:scan:index"
@@ -179,8 +162,7 @@ class Private(NamedTuple):
     #: the private attribute, method or layout
     name: str
     #: "method" / "classmethod" (``params``: its parameters, checked), "attribute" (of
-    #: instances: checked on live objects; "reader attribute": on a scan loaded to be read),
-    #: "module attribute", "redis layout"
+    #: instances: checked on live objects), "module attribute", "redis layout"
     kind: str
     #: our module(s) that rely on it
     where: str
@@ -223,13 +205,6 @@ PRIVATE: tuple[Private, ...] = (
     Private("DataStore", "_scan_model", "attribute", "transport/raw_scan.py",
             "the store's own redis-om scan model: its documents validated without redis-om's "
             "walks for datetime and bytes fields it has none of (see raw_scan.plain_documents)"),
-    Private("Scan", "_model", "reader attribute", "transport/scans.py",
-            "``_model.state_stream.key()``: the scan's state stream, read for states (scan_state_stream)"),
-    Private("Scan", "_last_entry_id", "reader attribute", "transport/scans.py",
-            "the last state entry blissdata read: ours are read after it (scan_state_stream)"),
-    Private("redis", "a scan expiring within 10 s is deleted (TTL)", "redis layout", "transport/scans.py",
-            "what Scan.update raises for a deleted scan, asked before the state stream is read "
-            "(check_exists)"),
     Private("Scan", "_load", "classmethod", "transport/raw_scan.py",
             "loads a scan as a subclass of Scan (DataStore.load_scan hard-codes Scan)",
             ("data_store", "key")),
@@ -265,6 +240,5 @@ __all__ = [
     "MissingPluginStream", "NoScanAvailable", "NumericStreamEncoder", "Private", "Scan", "ScanLoadError",
     "ScanNotFoundError", "ScanState", "Stream", "StreamDefinition", "StreamEntry", "View", "BeaconData",
     "LimaStream", "beacon_data",
-    "check_exists", "describe", "plugin_name", "redis_client", "scan_creation_stream", "scan_module",
-    "scan_state_stream", "supported",
+    "describe", "plugin_name", "redis_client", "scan_creation_stream", "scan_module", "supported",
 ]

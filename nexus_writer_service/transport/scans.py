@@ -24,10 +24,8 @@ from .blissdata_api import (
     EndOfStream,
     IndexNoMoreThereError,
     plugin_name,
-    check_exists,
     redis_client,
     scan_creation_stream,
-    scan_state_stream,
 )
 from .blissdata_api import ScanState as BlissScanState  # blissdata's enum, not our record
 from .blissdata_api import Stream as RawStream
@@ -122,9 +120,6 @@ class ScanSource:
         self._loaded = loaded
         #: ``scan`` was read after CLOSED was seen: its document and streams are final
         self._final = False
-        #: the newest state read from the state stream (``_update``), and its entry's ID
-        self._seen: BlissScanState | None = None
-        self._seen_id: str | None = None
         self._cursors: BoundedCursorGroup | None = None
 
     # -- state -------------------------------------------------------------
@@ -170,15 +165,10 @@ class ScanSource:
     def closed(self) -> bool:
         return self.scan.state >= CLOSED
 
-    @property
-    def state(self) -> BlissScanState:
-        """The newest state seen (the document loaded may be older: see ``_update``)."""
-        return max(self.scan.state, self._seen) if self._seen is not None else self.scan.state
-
     def wait(self, state: BlissScanState, timeout: float) -> bool:
         """Wait until the scan reached ``state``; False on timeout."""
         deadline = time.monotonic() + timeout
-        while self.state < state:
+        while self.scan.state < state:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -191,38 +181,12 @@ class ScanSource:
         """Non-blocking state refresh; True if the state changed."""
         return self._update(block=False)
 
-    def _update(self, block: bool, timeout: float = 0.0) -> bool:
-        """A new state seen: True. The scan's document is read again (blissdata's
-        ``update``) only where it changes for us: at PREPARED (the streams, unless
-        known) and at CLOSED (the final scan_info). STARTED and STOPPED come from the
-        scan's state stream alone: a document read and validated is most of a state
-        change's cost, twice per short scan for nothing."""
-        state = self._newer_state(block, timeout)
-        if state is None:
-            return False
-        if state >= CLOSED or (state >= PREPARED and not self.scan.streams):
-            self.scan.update(block=False)  # reads the entries since its own, then the document
-            if self.scan.state >= CLOSED:
-                self._final = True
-        if self._seen is None or state > self._seen:
-            self._seen = state
-        return True
-
-    def _newer_state(self, block: bool, timeout: float) -> BlissScanState | None:
-        """The newest state in the scan's state stream past the last one seen, or None.
-        A deleted scan raises as blissdata's ``update`` does (``check_exists``)."""
-        check_exists(self.ds, self.key)
-        if self.scan.state >= CLOSED:
-            return None
-        key, since = scan_state_stream(self.scan)
-        since = self._seen_id or since
-        # (XREAD's BLOCK 0 waits forever: at least a millisecond)
-        result = redis_client(self.ds).xread({key: since}, block=max(1, int(timeout * 1000)) if block else None)
-        if not result:
-            return None
-        last_id, fields = result[0][1][-1]
-        self._seen_id = last_id.decode() if isinstance(last_id, bytes) else last_id
-        return BlissScanState(int(fields[b"state"]))
+    def _update(self, **kwargs) -> bool:
+        # blissdata re-reads the document when it sees a new state: after CLOSED, the final one
+        changed = self.scan.update(**kwargs)
+        if changed and self.scan.state >= CLOSED:
+            self._final = True
+        return changed
 
     # -- description -------------------------------------------------------
     def description(self) -> ScanDescription:

@@ -100,8 +100,6 @@ class ScanWriter:
             pause=self._pause, resume=lambda: self.slot.take(), available=self._data_in_redis)
         #: the file changed under the writer and was written again: never SUCCEEDED then
         self._rewritten = ""
-        #: the key of the file this scan said it will open (``_expect``)
-        self._expected: str | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -151,7 +149,6 @@ class ScanWriter:
         finally:
             if self.state.status in FINAL_STATES and self.state.ended is None:
                 self.state.ended = time.time()
-            self._expect(None)
             self._close_file()
             self._appender = None  # (its kinds and datasets: the session keeps the record only)
             self._publish()
@@ -184,11 +181,6 @@ class ScanWriter:
                 self._on_poisoned(f"HDF5 could not write {file.path} ({self.state.error.split(': ')[0]})")
         else:
             recovery.mark(file.handle, self.state.entries, self._plan, FAILED, self.state.error, self.log)
-
-    def _expect(self, path: str | None) -> None:
-        """Say (``FileRegistry.expect``) that this scan will open ``path``; None: no longer."""
-        self.files.unexpect(self._expected)
-        self._expected = self.files.expect(path) if path is not None else None
 
     def _close_file(self) -> None:
         if self._file is not None:
@@ -284,7 +276,6 @@ class ScanWriter:
         # BLISS's separate_scan_files: the entries in the scan's own file, linked from the dataset's
         path = scan_file(desc.info, dataset_file) or dataset_file
         self.state.file = path
-        self._expect(path)  # a scan of the file that ends meanwhile leaves it open for this one
         config = self._beamline_config(desc.info)
         plan = self._plan = layout.plan_scan(desc, config)
         bliss_map = BlissMap(path, plan, desc.info, self.state.warnings, self._warn, self.log)
@@ -312,7 +303,7 @@ class ScanWriter:
         self.state.name, self.state.number = src.scan.name, src.scan.number
         self.state.expected = _announced_points(src.scan.info)
         self._scan_name["scan"] = f"{src.scan.number} {src.scan.name}"
-        if src.state < PREPARED:
+        if src.scan.state < PREPARED:
             self.slot.give()  # waiting for the publisher is no work
         prepared = self._wait_for(PREPARED, self.config.prepare_timeout)
         self.slot.take()
@@ -341,7 +332,6 @@ class ScanWriter:
         """Open the file, create the entries (or complete this scan's, left unfinished);
         the streams whose dataset only readers with a filter plugin decode are returned."""
         handle = self._storage.open_when_free(self.files, path, self.log, self.config.required_disk_space)
-        self._expect(None)
         file = self._file = ScanFile(handle, self.config, self.slot, self._storage, self._warn, self.log,
                                      self._points)
         if not file.make_room(0.0):  # the start tree's blocks

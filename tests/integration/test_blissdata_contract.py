@@ -155,8 +155,6 @@ def test_private_attributes_exist_on_live_objects(ds, running):
             "EventStream": running.streams[DIODE].event_stream, "Scan": running.scan}
     missing = [f"{p.owner}.{p.name}" for p in api.PRIVATE
                if p.kind == "attribute" and not hasattr(live[p.owner], p.name)]
-    missing += [f"{p.owner}.{p.name} (read)" for p in api.PRIVATE
-                if p.kind == "reader attribute" and not hasattr(scan, p.name)]
     assert not missing
     assert isinstance(api.redis_client(ds), redis.Redis) and api.redis_client(ds).ping()
     assert cursor._hl_stream is streams[0] and cursor._ll_stream is events and cursor._ll_eos is False
@@ -282,47 +280,6 @@ def test_scan_documents_validate_as_redis_oms_own_get_makes_them(ds, running):
     with pytest.raises(om.NotFoundError):
         model.get(pk + "X")
     assert type(DataStore(ds.url)._scan_model.__dict__.get("get")) is not classmethod  # other stores: as they are
-
-
-def test_states_come_from_the_state_stream_and_the_document_is_read_at_closed_only(ds, tmp_path):
-    """transport/scans.py: ``scan_state_stream`` gives the stream blissdata reads its states
-    from and its last entry; STARTED and STOPPED are read there, the document at CLOSED."""
-    pub = _publisher(ds, tmp_path).create().prepare()
-    source = ScanSource(RawDataStore(ds.url), pub.key)
-    source.load(timeout=0)
-    assert (source.state, set(source.scan.streams)) == (api.ScanState.PREPARED, {s.name for s in pub.rec.streams})
-    key, last = api.scan_state_stream(source.scan)
-    assert [int(f[b"state"]) for _, f in api.redis_client(ds).xrange(key)][-1] == api.ScanState.PREPARED
-    assert api.redis_client(ds).xrange(key, min=f"({last}") == []  # nothing after the entry blissdata read
-    loads = []
-    document = source.scan._data_store._scan_model.get
-    source.scan._data_store._scan_model.get = lambda pk: loads.append(pk) or document(pk)
-    pub.start()
-    assert source.poll() is True and source.state == api.ScanState.STARTED
-    assert (source.scan.state, loads) == (api.ScanState.PREPARED, [])  # the document not read again
-    assert source.poll() is False  # nothing new
-    pub.send_data()
-    pub.join()
-    pub.end()  # STOPPED, CLOSED with the final scan_info
-    assert source.wait(api.ScanState.CLOSED, timeout=5) is True
-    assert source.closed and len(loads) == 1
-    assert source.scan.info == pub.scan.info and source.scan.info["end_time"] == pub.scan.info["end_time"]
-
-
-def test_a_deleted_scan_raises_as_blissdatas_update_does(ds, tmp_path):
-    pub = _publisher(ds, tmp_path).create().prepare()
-    source = ScanSource(RawDataStore(ds.url), pub.key)
-    source.load(timeout=0)
-    theirs = RawDataStore(ds.url).load_scan(pub.key)
-    api.redis_client(ds).expire(pub.key, 5)  # blissdata counts a scan expiring within 10 s as deleted
-    with pytest.raises(api.ScanNotFoundError) as expected:
-        theirs.update(block=False)
-    with pytest.raises(api.ScanNotFoundError) as ours:
-        source.poll()
-    assert str(ours.value) == str(expected.value) == "Scan has been deleted from Redis"
-    api.redis_client(ds).delete(pub.key)
-    with pytest.raises(api.ScanNotFoundError):
-        source.poll()
 
 
 def test_the_identity_index_finds_the_newest_scan_of_an_identifier(ds, tmp_path):
