@@ -34,6 +34,7 @@ from ..records import NOTE, NOTE_GROUP
 from ..compression import required_plugins
 from .arrays import ArraySpec, GrowingDataset
 from .objects import (
+    link_name,
     mark_target,
     new_attr,
     new_field,
@@ -130,11 +131,13 @@ class TreeWriter:
         see ``io.entries.create``). ``_new``: ``parent`` was created by this call, nothing to
         merge with (faster)."""
         path = f"{_path}/{name}" if _path else name
-        existing = None if _new else parent.get(name, getlink=True)
+        # (the final tree walks every node of the start's again: a link's existence is a few
+        # microseconds through the low-level API, h5py's ``get`` makes a link object)
+        existing = not _new and parent.id.links.exists(link_name(name)[0])
         if not _path:
             self._begin(path, as_name or name, node)
         if isinstance(node, Group):
-            if existing is None:
+            if not existing:
                 grp = new_group(parent, name)
                 _set_attrs(grp, node.attributes, new=True)
                 self._mark_if_target(grp, path)
@@ -153,18 +156,18 @@ class TreeWriter:
                 self._top = (grp.id, len(path) + 1)
                 self._note = None
             elif name == NOTE_GROUP and "/" not in _path:  # the entry's writer note
-                made = existing is None
+                made = not existing
                 self._note = (grp, made and NOTE.required_filter_plugins in node.children
                               or not made and NOTE.required_filter_plugins in grp)
             for cname, child in node.children.items():
-                self.write(grp, cname, child, replace, path, existing is None)
+                self.write(grp, cname, child, replace, path, not existing)
             if top:
                 self._top = None
                 self._targets = frozenset()
             if not _path and self.filters:
                 self._declare_filters(grp)
             return
-        if existing is not None:
+        if existing:
             if self.resume and isinstance(node, Dataset) and isinstance(node.value, Stream):
                 dset = parent[name]
                 if isinstance(dset, h5py.Dataset) and dset.chunks is not None:
