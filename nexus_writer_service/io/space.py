@@ -50,20 +50,15 @@ class SpaceRule:
         """Why nothing may be written for ``path`` now (``margin_mb`` more is about to be
         written), or "". A disk that cannot be asked is no reason to stop; a rule of 0 MB
         checks nothing (HDF5 then meets the full disk itself: see ``writer.storage``)."""
-        return self.room(path, margin_mb)[0]
-
-    def room(self, path: str, margin_mb: float = 0.0) -> tuple[str, bool]:
-        """(``shortage``, whether the write's blocks must be reserved first: the disk is
-        within ``RESERVE_WITHIN_MB`` of the rule, see ``reserve``)."""
         if self.required_mb <= 0:
-            return "", False
+            return ""
         try:
             free = free_mb(path)
         except OSError:
-            return "", True
+            return ""
         if free - margin_mb >= self.required_mb:
-            return "", free - margin_mb < self.required_mb + RESERVE_WITHIN_MB
-        return no_space_message(path, free, self.required_mb), True
+            return ""
+        return no_space_message(path, free, self.required_mb)
 
     def low(self, path: str) -> str:
         """A warning when the disk of ``path`` is below the recommended free space, or ""."""
@@ -114,12 +109,6 @@ def storage_errno(exc: BaseException) -> int | None:
 # longer close, the library's whole state are lost), so the blocks are reserved first:
 # fallocate(FALLOC_FL_KEEP_SIZE) allocates them beyond the end of the file without
 # changing its size, and HDF5's writes there can no longer fail for want of space.
-
-#: a write's blocks are reserved only when the disk is this close to the free-space rule.
-#: Farther from it, no other process fills the rest between the check and HDF5's write (a
-#: few milliseconds at most), and reserving costs every short scan: the truncation that
-#: gives the blocks back at close is the slowest system call of a scan.
-RESERVE_WITHIN_MB = 1024.0
 
 _FALLOC_FL_KEEP_SIZE = 1
 _fallocate: Callable[..., int] | None

@@ -106,8 +106,8 @@ class ScanFile:
             array = self.arrays.get(name)
             if array is not None and batch.data is not None:
                 margin += getattr(batch.data, "nbytes", 0) + array.chunk_bytes
-        shortage, near = rule.room(self.path, margin / MB)
-        return not shortage and (not near or self.handle.reserve(margin + RESERVE_BYTES))
+        return (not rule.shortage(self.path, margin / MB)
+                and self.handle.reserve(margin + RESERVE_BYTES))
 
     def make_room(self, margin_mb: float) -> bool:
         """The free-space rule holds with ``margin_mb`` more written, and those blocks are
@@ -118,8 +118,7 @@ class ScanFile:
         if rule.required_mb <= 0:  # the guard is off: HDF5 meets the disk itself
             return True
         path, need = self.path, int(margin_mb * MB) + RESERVE_BYTES
-        shortage, near = rule.room(path, margin_mb)
-        if not shortage and (not near or self.handle.reserve(need)):
+        if not rule.shortage(path, margin_mb) and self.handle.reserve(need):
             return True
         self._slot.take()
         self.flush()

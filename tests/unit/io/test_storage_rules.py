@@ -32,19 +32,6 @@ def test_space_rule_on_a_small_disk(small_disk):
     assert no_space_message(path, 1.25, 200) == f"no space left on {small_disk}: 1.2 MB free (below the required 200 MB)"
 
 
-def test_writes_are_reserved_only_near_the_rule(small_disk, tmp_path):
-    path = str(small_disk / "file.h5")
-    free = shutil.disk_usage(small_disk).free / space.MB
-    assert SpaceRule(required_mb=free - 4).room(path, margin_mb=1) == ("", True)  # 3 MB above it
-    assert SpaceRule(required_mb=free - 4).room(path, margin_mb=5)[1] is True  # below it: refused
-    assert SpaceRule(required_mb=0).room(path, margin_mb=1000) == ("", False)  # the guard is off
-    # a large disk: more than RESERVE_WITHIN_MB above the rule, nothing needs reserving
-    big = shutil.disk_usage(tmp_path).free / space.MB
-    assert big > space.RESERVE_WITHIN_MB + 2, "the test needs a disk with more than 1 GB free"
-    assert SpaceRule(required_mb=1).room(str(tmp_path / "f.h5"), margin_mb=1) == ("", False)
-    assert SpaceRule(required_mb=big - space.RESERVE_WITHIN_MB + 50).room(str(tmp_path / "f.h5")) == ("", True)
-
-
 def test_writer_and_tango_device_share_one_rule():
     from nexus_writer_service.writer.config import WriterConfig
 
