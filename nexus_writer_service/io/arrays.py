@@ -158,8 +158,9 @@ def _chunk_cache(chunk_bytes: int, filtered: bool):
     return dapl
 
 
-#: creation property lists of plain chunked datasets, by (chunks, fill value, dtype): HDF5 copies
-#: a list when it creates a dataset, and making one is a third of a dataset's creation
+#: creation property lists of plain chunked datasets, by (chunks, fill value): HDF5 copies a list
+#: when it creates a dataset (converting the fill value to the dataset's type), and making one is
+#: a third of a dataset's creation
 _PLAIN_DCPLS: dict[tuple, h5p.PropDCID] = {}
 
 
