@@ -37,21 +37,21 @@ def test_scan_states_are_published_and_match_the_file(harness):
 
 def test_a_running_scan_is_seen_writing_with_its_progress(harness):
     rec = scaled(harness.recording("03_ascan"), npoints=30)
-    pub = ScanPublisher(harness.ds, rec, batch_size=2, interval=0.2)
-    thread = threading.Thread(target=pub.run)
-    thread.start()
+    pub = ScanPublisher(harness.ds, rec, batch_size=2).create().prepare().start()
+    pub.send_data(stop_after=10)  # a third of the scan, then the publisher waits
+    pub.join()
     reader = StatusReader(harness.url)
-    seen = []
-    deadline = time.monotonic() + 20
-    while thread.is_alive() and time.monotonic() < deadline:
-        if pub.scan is not None:
-            state = reader.scan(pub.key)
-            if state:
-                seen.append((state["status"], max(state["written"].values(), default=0)))
-        time.sleep(0.2)
-    thread.join()
-    writing = [n for status, n in seen if status == "WRITING"]
-    assert any(0 < n < 30 for n in writing), seen  # progress while the scan runs
+    channels = {s.name for s in pub.data_streams()}
+    deadline, state = time.monotonic() + 20, None
+    while time.monotonic() < deadline:  # progress is published at most once a second
+        state = reader.scan(pub.key)
+        if state and state["written"] == dict.fromkeys(channels, 10):
+            break
+        time.sleep(0.1)
+    assert state is not None and state["status"] == "WRITING"
+    assert state["written"] == dict.fromkeys(channels, 10), state  # every channel, exactly as far as sent
+    pub.send_data(start_at=10)
+    pub.end()
     with pytest.raises(TimeoutError):
         # a scan still running makes wait_for_writer time out, not lie
         rec2 = scaled(harness.recording("03_ascan", number=rec.number + 1), npoints=30)

@@ -46,38 +46,43 @@ def test_multi_top_master_scan_gives_one_entry_per_top_master(harness):
 
 READER = """
 import sys, time, h5py
-path, name, duration = sys.argv[1], sys.argv[2], float(sys.argv[3])
-end = time.monotonic() + duration
-while time.monotonic() < end:
+path, name, expected, duration = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+end, seen = time.monotonic() + duration, []
+while time.monotonic() < end and (not seen or seen[-1] != expected):
     try:
         with h5py.File(path, "r", locking=False) as f:
-            print(f[name].shape[0], flush=True)
+            seen.append(f[name].shape[0])
     except (OSError, KeyError):
         pass
-    time.sleep(0.3)
+    time.sleep(0.1)
+print(*seen)
 """
 
 
 def test_datasets_grow_in_the_file_while_the_scan_runs(harness):
     """A reader opening the file without locking sees new points within about a second."""
     rec = scaled(harness.recording("03_ascan"), npoints=40)
-    pub = ScanPublisher(harness.ds, rec, batch_size=2, interval=0.25)  # ~5 s of data
-    publisher = threading.Thread(target=pub.run)
-    publisher.start()
+    pub = ScanPublisher(harness.ds, rec, batch_size=2).create().prepare().start()
     path = rec.identity["path"]
     entry = f"{rec.number}.1"
-    # a reader in another process, as a user's silx or PyMca would be
-    reader = subprocess.run(
-        [sys.executable, "-c", READER, path, f"{entry}/measurement/diode1", "7"],
-        capture_output=True, text=True, timeout=60,
-    )
-    seen = [int(x) for x in reader.stdout.split()]
-    publisher.join()
+    reached = []
+    for sent in (10, 20, 30):
+        pub.send_data(start_at=sent - 10, stop_after=sent)
+        pub.join()
+        # a reader in another process, as a user's silx or PyMca would be, until it sees them all
+        reader = subprocess.run(
+            [sys.executable, "-c", READER, path, f"{entry}/measurement/diode1", str(sent), "15"],
+            capture_output=True, text=True, timeout=60,
+        )
+        seen = [int(x) for x in reader.stdout.split()]
+        assert seen == sorted(seen) and set(seen) <= set(range(sent + 1)), seen  # never shrinks nor runs ahead
+        reached.append(seen[-1] if seen else None)
+    assert reached == [10, 20, 30]  # each step in the file while the scan still runs
+    assert harness.writer.scans[pub.key].status == "WRITING"  # (its record while it runs)
+    pub.send_data(start_at=30)
+    pub.end()
     state = harness.state(pub.key)
     assert state.status == "SUCCEEDED"
-    intermediate = sorted(set(n for n in seen if 0 < n < 40))
-    assert len(intermediate) >= 5, seen
-    assert seen == sorted(seen)  # never shrinks
     with read_file(path) as f:
         assert np.array_equal(f[f"{entry}/measurement/diode1"][()],
                               rec.stream("simulation_diode_sampling_controller:diode1").data)
