@@ -116,9 +116,7 @@ class Bench:
             rec["cpu_while_paused"] = w.cpu_while_paused
             spy = self._profile(sc, kind, repeat, w)
             t1, done = w.wait_done(keys, self.idle_timeout)
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)
-                spy.wait(60)
+            self._stop_profile(spy)
             rec["cpu_s"] = w.cpu_since_resume()
             rec["rss_mb"] = w.peak_rss_mb()
             w.stop()
@@ -152,6 +150,13 @@ class Bench:
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.2)  # attached before the writer has much to do
         return spy
+
+    @staticmethod
+    def _stop_profile(spy) -> None:
+        """py-spy writes its stacks when interrupted."""
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
 
     def _bound(self, sc: Scenario, repeat: int, recs: list, v: dict, wdir: Path, read: dict) -> dict:
         plan = {"batch": sc.batch, "out": str(wdir / "bound.h5"), "reference": v["path"], "datasets": [],
@@ -232,9 +237,7 @@ class Bench:
             keys, rec["publish_s"] = publish_all(data_store(self.url), recs, sc)
             t_end = time.time()
             t1, done = w.wait_done(keys, self.idle_timeout)
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)
-                spy.wait(60)
+            self._stop_profile(spy)
             rec["cpu_s"] = w.cpu_seconds() - cpu0
             rec["rss_mb"] = w.peak_rss_mb()
             w.stop()

@@ -202,5 +202,5 @@ def mark_target(h5: h5py.Group, target: str) -> bool:
     return True
 
 
-__all__ = ["new_group", "new_attr", "new_field", "text_attr", "replace_attr", "root_of", "new_virtual", "new_soft_link", "mark_target",
-           "link_name", "selection_extent", "PLAIN_KINDS"]
+__all__ = ["new_group", "new_attr", "new_field", "text_attr", "replace_attr", "root_of", "new_virtual",
+           "new_soft_link", "mark_target", "link_name", "selection_extent", "PLAIN_KINDS"]

@@ -156,9 +156,8 @@ class TreeWriter:
                 self._top = (grp.id, len(path) + 1)
                 self._note = None
             elif name == NOTE_GROUP and "/" not in _path:  # the entry's writer note
-                made = not existing
-                self._note = (grp, made and NOTE.required_filter_plugins in node.children
-                              or not made and NOTE.required_filter_plugins in grp)
+                # (one made here holds the plan's children; one already there, the file's)
+                self._note = (grp, NOTE.required_filter_plugins in (grp if existing else node.children))
             for cname, child in node.children.items():
                 self.write(grp, cname, child, replace, path, not existing)
             if top:
